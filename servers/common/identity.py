@@ -1,0 +1,156 @@
+"""Who is who: Ethereum addresses, agent DIDs, and EIP-712 typed data that any Ethereum wallet can sign.
+
+Everything the mesh signs is EIP-712 typed data under one domain, named `StateSet Agent Mesh`, so a
+hardware wallet or MetaMask can sign it and anyone can verify it with eth-account alone.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_checksum_address, is_hex_address, keccak, to_checksum_address
+from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
+
+from servers.common.errors import InvalidInputError
+
+DOMAIN_NAME = "StateSet Agent Mesh"
+DOMAIN_VERSION = "1"
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+AGENT_DID_PREFIX = "did:stateset:agent:"
+
+_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+
+
+def parse_address(text: object, *, field: str = "address") -> str:
+    """Return the checksummed form of an address given checksummed or in one case.
+
+    Mixed case that fails the EIP-55 checksum is refused: it usually means a mistyped address.
+
+    Raises:
+        InvalidInputError: not a 20-byte hex address, a bad checksum, or the zero address.
+    """
+    if not isinstance(text, str) or not is_hex_address(text) or not text.startswith("0x"):
+        raise InvalidInputError(f"{field} {text!r} is not an Ethereum address", hint="use 0x followed by 40 hex digits")
+    body = text[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(text):
+        raise InvalidInputError(
+            f"{field} {text!r} fails its EIP-55 checksum",
+            hint="check for a typo, or send the address in lowercase",
+        )
+    if int(body, 16) == 0:
+        raise InvalidInputError(f"{field} {text!r} is the zero address", hint="funds sent there are lost")
+    return str(to_checksum_address(text))
+
+
+def _validate_address(value: Any, info: ValidationInfo) -> str:
+    return parse_address(value, field=info.field_name or "address")
+
+
+Address = Annotated[
+    str,
+    PlainValidator(_validate_address),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^0x[0-9a-fA-F]{40}$",
+            "description": "Ethereum address, EIP-55 checksummed or all lowercase",
+        }
+    ),
+]
+"""An Ethereum address on input; always the checksummed form in Python."""
+
+
+def new_agent_did() -> str:
+    """A fresh `did:stateset:agent:<uuid>`."""
+    return f"{AGENT_DID_PREFIX}{uuid.uuid4()}"
+
+
+def parse_agent_did(text: object, *, field: str = "owner") -> str:
+    """Validate a `did:stateset:agent:<uuid>` and return it in canonical (lowercase uuid) form."""
+    if isinstance(text, str) and text.startswith(AGENT_DID_PREFIX):
+        try:
+            return f"{AGENT_DID_PREFIX}{uuid.UUID(text.removeprefix(AGENT_DID_PREFIX))}"
+        except ValueError:
+            pass
+    raise InvalidInputError(
+        f"{field} {text!r} is not an agent DID", hint=f"use {AGENT_DID_PREFIX}<uuid>, as returned by discovery"
+    )
+
+
+def did_pkh(address: str, chain_id: int) -> str:
+    """The same account as a `did:pkh` (CAIP-10), for systems that speak W3C DIDs."""
+    return f"did:pkh:eip155:{chain_id}:{to_checksum_address(address)}"
+
+
+def mesh_domain(chain_id: int) -> dict[str, Any]:
+    return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id}
+
+
+@dataclass(frozen=True)
+class TypedData:
+    """One EIP-712 message: a primary type, its field list, the domain and the values."""
+
+    primary_type: str
+    fields: tuple[tuple[str, str], ...]
+    domain: dict[str, Any]
+    message: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        """The `eth_signTypedData_v4` JSON form, ready for any Ethereum wallet."""
+        domain_types = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}]
+        if "chainId" in self.domain:
+            domain_types.append({"name": "chainId", "type": "uint256"})
+        if "verifyingContract" in self.domain:
+            domain_types.append({"name": "verifyingContract", "type": "address"})
+        return {
+            "types": {
+                "EIP712Domain": domain_types,
+                self.primary_type: [{"name": name, "type": kind} for name, kind in self.fields],
+            },
+            "primaryType": self.primary_type,
+            "domain": dict(self.domain),
+            "message": dict(self.message),
+        }
+
+    def signable(self) -> SignableMessage:
+        return encode_typed_data(full_message=self.as_json())
+
+    def digest(self) -> bytes:
+        """The 32-byte hash a signer signs: keccak256(0x1901 ‖ domainSeparator ‖ structHash)."""
+        signable = self.signable()
+        return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
+
+
+def sign_typed(account: LocalAccount, data: TypedData) -> str:
+    """Sign typed data; returns the 65-byte signature as 0x-prefixed hex."""
+    return "0x" + bytes(account.sign_message(data.signable()).signature).hex()
+
+
+def recover_signer(data: TypedData, signature: object, *, field: str = "signature") -> str:
+    """The checksummed address that produced `signature` over `data`.
+
+    A well-formed signature over different data recovers some other address: callers compare the result
+    with the address they expect.
+
+    Raises:
+        InvalidInputError: the signature is not 65 bytes of hex or is not a valid secp256k1 signature.
+    """
+    if not isinstance(signature, str) or _SIGNATURE.fullmatch(signature) is None:
+        raise InvalidInputError(
+            f"{field} {_abbreviate(signature)} is not a signature", hint="use 0x followed by 130 hex digits (r, s, v)"
+        )
+    try:
+        return str(Account.recover_message(data.signable(), signature=signature))
+    except Exception as exc:  # eth-keys raises several types for a malformed (r, s, v)
+        raise InvalidInputError(f"{field} {_abbreviate(signature)} is not a valid secp256k1 signature") from exc
+
+
+def _abbreviate(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:14]}…{text[-8:]}"

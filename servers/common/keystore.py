@@ -1,0 +1,131 @@
+"""Private keys at rest: Ethereum keystore v3 (scrypt), and the password that opens them.
+
+The password comes from `STATESET_KEYSTORE_PASSWORD`, or from `keystore.password` in the data directory,
+created on first run with owner-only (0600) permissions. A password file readable by others is refused.
+Decryption costs about half a second by design, so callers decrypt a key once and keep the account.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from servers.common.logging import register_secret
+from servers.common.settings import ConfigError
+
+logger = logging.getLogger(__name__)
+
+PASSWORD_ENV = "STATESET_KEYSTORE_PASSWORD"
+PASSWORD_FILE = "keystore.password"
+
+
+class KeystoreError(Exception):
+    """A keystore could not be opened: wrong password or damaged file. Never carries key material."""
+
+
+def load_password(data_dir: Path, environ: Mapping[str, str]) -> str:
+    """The keystore password from the environment, else from the 0600 file (creating it on first run)."""
+    from_env = environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env
+    path = data_dir / PASSWORD_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path} has permissions {mode:o}; it holds the keystore password and must be 0600 "
+                f"(run: chmod 600 {path})"
+            ) from None
+        password = path.read_text(encoding="utf-8").strip()
+        if not password:
+            raise ConfigError(f"{path} is empty; delete it only if no keystore was ever written with it") from None
+        return password
+    password = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    logger.info("created keystore password file %s (mode 0600)", path)
+    return password
+
+
+def encrypt_account(account: LocalAccount, password: str, *, scrypt_n: int) -> str:
+    """The account's key as keystore v3 JSON text."""
+    keystore: dict[str, Any] = Account.encrypt(account.key, password, kdf="scrypt", iterations=scrypt_n)
+    return json.dumps(keystore, separators=(",", ":"))
+
+
+def decrypt_account(keystore_json: str, password: str) -> LocalAccount:
+    """Open a keystore v3 JSON text.
+
+    Raises:
+        KeystoreError: the password does not open it, or the file is damaged.
+    """
+    try:
+        key = Account.decrypt(keystore_json, password)
+    except (ValueError, KeyError, TypeError) as exc:  # eth-keyfile: MAC mismatch is a ValueError
+        address = _address_of(keystore_json)
+        raise KeystoreError(f"the keystore for {address} cannot be opened with the configured password") from exc
+    account: LocalAccount = Account.from_key(key)
+    return account
+
+
+def _address_of(keystore_json: str) -> str:
+    try:
+        return "0x" + str(json.loads(keystore_json)["address"])
+    except (ValueError, KeyError, TypeError):
+        return "an unknown address"
+
+
+class KeyRing:
+    """Accounts this process signs with: created here or opened from a keystore once, then kept in memory.
+
+    Encryption and decryption run in a worker thread so the event loop keeps serving; concurrent first
+    uses of one keystore decrypt it once.
+    """
+
+    def __init__(self, password: str, *, scrypt_n: int) -> None:
+        register_secret(password)
+        self._password = password
+        self._scrypt_n = scrypt_n
+        self._accounts: dict[str, LocalAccount] = {}
+        self._opening: dict[str, anyio.Lock] = {}
+
+    async def create(self) -> tuple[LocalAccount, str]:
+        """A fresh account and its keystore JSON, ready to store."""
+        account: LocalAccount = Account.create()
+        keystore = await anyio.to_thread.run_sync(
+            functools.partial(encrypt_account, account, self._password, scrypt_n=self._scrypt_n)
+        )
+        self._accounts[account.address] = account
+        return account, keystore
+
+    def cached(self, address: str) -> LocalAccount | None:
+        return self._accounts.get(address)
+
+    async def open(self, address: str, keystore_json: str) -> LocalAccount:
+        """The account for `address`, decrypting its keystore on first use only."""
+        account = self._accounts.get(address)
+        if account is not None:
+            return account
+        lock = self._opening.setdefault(address, anyio.Lock())
+        async with lock:
+            account = self._accounts.get(address)
+            if account is None:
+                account = await anyio.to_thread.run_sync(decrypt_account, keystore_json, self._password)
+                if account.address != address:
+                    raise KeystoreError(f"the keystore stored for {address} holds a different key")
+                self._accounts[address] = account
+        self._opening.pop(address, None)
+        return account

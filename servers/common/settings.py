@@ -1,0 +1,70 @@
+"""Settings every server shares, read from `STATESET_*` environment variables.
+
+Nothing is read at import time: `MeshSettings.from_env(environ)` takes the mapping, so tests pass their
+own. A bad value stops start-up with a `ConfigError` that names the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+DEFAULT_HOME = ".stateset"
+# The EIP-712 chain id of the local ledger; 31337 is the chain id local Ethereum dev nodes use.
+DEFAULT_CHAIN_ID = 31337
+# eth-account's default scrypt cost (2^18, about 0.5 s per encryption or decryption on this class of CPU).
+DEFAULT_SCRYPT_N = 2**18
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed. The message names the variable."""
+
+
+class MeshSettings(BaseModel):
+    """Where data lives and how the process behaves; shared by every server."""
+
+    model_config = ConfigDict(frozen=True)
+
+    home: Path = Path(DEFAULT_HOME)
+    log_level: LogLevel = "INFO"
+    chain_id: int = DEFAULT_CHAIN_ID
+    keystore_scrypt_n: int = DEFAULT_SCRYPT_N
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, home: Path | None = None) -> MeshSettings:
+        level = environ.get("STATESET_LOG_LEVEL", "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"STATESET_LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        scrypt_n = env_int(environ, "STATESET_KEYSTORE_SCRYPT_N", DEFAULT_SCRYPT_N, minimum=2**10)
+        if scrypt_n & (scrypt_n - 1):
+            raise ConfigError(f"STATESET_KEYSTORE_SCRYPT_N={scrypt_n} is not a power of two (scrypt requires one)")
+        return cls(
+            home=home or Path(environ.get("STATESET_HOME") or DEFAULT_HOME),
+            log_level=level,  # type: ignore[arg-type]  # checked against LogLevel above
+            chain_id=env_int(environ, "STATESET_CHAIN_ID", DEFAULT_CHAIN_ID, minimum=1),
+            keystore_scrypt_n=scrypt_n,
+        )
+
+    def data_dir(self) -> Path:
+        """The data directory, created with owner-only permissions on first use."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.home
+
+
+def env_int(environ: Mapping[str, str], key: str, default: int, *, minimum: int = 0) -> int:
+    """An integer variable, or `default` when unset."""
+    raw = environ.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{key}={value} is below the minimum {minimum}")
+    return value

@@ -1,0 +1,137 @@
+"""Serve any of our MCP servers over stdio, streamable HTTP, or legacy HTTP+SSE.
+
+One server object answers both protocol eras on every transport the era allows: streamable HTTP and stdio
+take the 2025-11-25 handshake and the 2026-07-28 stateless requests; legacy SSE is handshake-era only.
+
+HTTP listens on 127.0.0.1 unless told otherwise (the SDK then also turns on DNS-rebinding protection).
+With a token verifier every MCP endpoint requires `Authorization: Bearer <token>`; `/health` stays open so
+orchestrators can probe it. Binding a non-loopback address without tokens is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
+
+import uvicorn
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from servers.common.logging import register_secret
+from servers.common.settings import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TransportName = Literal["stdio", "http", "sse"]
+TRANSPORTS: tuple[TransportName, ...] = ("stdio", "http", "sse")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MCP_PATH = "/mcp"
+SSE_PATH = "/sse"
+SSE_MESSAGE_PATH = "/messages/"
+
+
+class StaticTokenVerifier:
+    """Bearer tokens fixed at start-up, each naming the client it belongs to. Compared in constant time."""
+
+    def __init__(self, tokens: Mapping[str, str], scopes: Sequence[str] = ()) -> None:
+        self._tokens = dict(tokens)  # token -> client id
+        self._scopes = list(scopes)
+        for token in self._tokens:
+            register_secret(token)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        for known, client_id in self._tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return AccessToken(token=token, client_id=client_id, scopes=self._scopes)
+        return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StaticTokenVerifier | None:
+        """`STATESET_HTTP_TOKENS="client-a:token-a,client-b:token-b"`, or None when unset."""
+        raw = environ.get("STATESET_HTTP_TOKENS", "").strip()
+        if not raw:
+            return None
+        tokens: dict[str, str] = {}
+        for index, pair in enumerate(raw.split(","), start=1):
+            client_id, sep, token = pair.strip().partition(":")
+            if not sep or not client_id or len(token) < 16:
+                raise ConfigError(
+                    f"STATESET_HTTP_TOKENS entry {index} is not 'client:token' with a token of 16 or more characters"
+                )
+            tokens[token] = client_id
+        return cls(tokens)
+
+
+def http_app(
+    server: MCPServer[Any],
+    transport: Literal["http", "sse"],
+    *,
+    host: str = "127.0.0.1",
+    token_verifier: TokenVerifier | None = None,
+    required_scopes: Sequence[str] = (),
+) -> Starlette:
+    """The ASGI app for one server: MCP at `/mcp` (http) or `/sse` + `/messages/` (sse), and `/health`."""
+    check_exposure(host, token_verifier)
+    if transport == "http":
+        inner = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    else:
+        inner = server.sse_app(sse_path=SSE_PATH, message_path=SSE_MESSAGE_PATH, host=host)
+    guarded = inner if token_verifier is None else require_bearer(inner, token_verifier, required_scopes)
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "server": server.name, "transport": transport})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Starlette does not run a mounted app's lifespan; the streamable HTTP session manager needs it.
+        if transport == "http":
+            async with server.session_manager.run():
+                yield
+        else:
+            yield
+
+    return Starlette(routes=[Route("/health", health), Mount("/", app=guarded)], lifespan=lifespan)
+
+
+def require_bearer(app: ASGIApp, verifier: TokenVerifier, required_scopes: Sequence[str] = ()) -> ASGIApp:
+    """Wrap `app` so that every request needs a valid bearer token (401 without, 403 without a scope)."""
+    protected = RequireAuthMiddleware(app, list(required_scopes))
+    return AuthenticationMiddleware(AuthContextMiddleware(protected), backend=BearerAuthBackend(verifier))
+
+
+def check_exposure(host: str, token_verifier: TokenVerifier | None) -> None:
+    if host not in LOOPBACK_HOSTS and token_verifier is None:
+        raise ConfigError(
+            f"refusing to serve on {host} without bearer tokens: anyone on the network could move money; "
+            "set STATESET_HTTP_TOKENS or listen on 127.0.0.1"
+        )
+
+
+async def serve(
+    server: MCPServer[Any],
+    transport: TransportName,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token_verifier: TokenVerifier | None = None,
+) -> None:
+    """Run until cancelled or, for stdio, until the host closes stdin."""
+    if transport == "stdio":
+        await server.run_stdio_async()
+        return
+    app = http_app(server, transport, host=host, token_verifier=token_verifier)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
+    path = MCP_PATH if transport == "http" else SSE_PATH
+    logger.info("serving %s over %s at http://%s:%d%s", server.name, transport, host, port, path)
+    await uvicorn.Server(config).serve()

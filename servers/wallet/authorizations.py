@@ -1,0 +1,157 @@
+"""The three EIP-712 messages the wallet signs or checks. Pure.
+
+All use the mesh domain `{name: "StateSet Agent Mesh", version: "1", chainId}`. Amounts are uint256
+micro-USDC; times are uint256 Unix seconds.
+
+- `TransferWithAuthorization(address from, address to, uint256 value, uint256 validAfter,
+  uint256 validBefore, bytes32 nonce)`: what a payer's key signs for every payment. The fields are
+  EIP-3009's, so on a chain the same authorization settles through the USDC contract.
+- `ApprovalReceipt(string decisionId, address payer, address payee, uint256 amount, uint256 expiresAt)`:
+  what the governance key signs to approve one payment. The wallet accepts it once, for exactly that
+  payer, payee and amount, before `expiresAt`.
+- `PaymentProposal(string proposalId, address wallet, address to, uint256 amount, string memo,
+  uint256 expiresAt)`: what each multi-sig signer signs. The expiry is inside the signed data.
+"""
+
+from __future__ import annotations
+
+from servers.common.identity import TypedData, mesh_domain, recover_signer
+from servers.common.money import format_usdc
+from servers.wallet.errors import ApprovalError, SignatureRejectedError
+from servers.wallet.models import ApprovalReceipt
+
+# How long a payment authorization stays valid; the local ledger settles it at once.
+AUTHORIZATION_TTL_SECONDS = 3600
+
+TRANSFER_FIELDS = (
+    ("from", "address"),
+    ("to", "address"),
+    ("value", "uint256"),
+    ("validAfter", "uint256"),
+    ("validBefore", "uint256"),
+    ("nonce", "bytes32"),
+)
+APPROVAL_FIELDS = (
+    ("decisionId", "string"),
+    ("payer", "address"),
+    ("payee", "address"),
+    ("amount", "uint256"),
+    ("expiresAt", "uint256"),
+)
+PROPOSAL_FIELDS = (
+    ("proposalId", "string"),
+    ("wallet", "address"),
+    ("to", "address"),
+    ("amount", "uint256"),
+    ("memo", "string"),
+    ("expiresAt", "uint256"),
+)
+
+
+def transfer_authorization(chain_id: int, *, payer: str, payee: str, amount: int, nonce: str, now: float) -> TypedData:
+    return TypedData(
+        "TransferWithAuthorization",
+        TRANSFER_FIELDS,
+        mesh_domain(chain_id),
+        {
+            "from": payer,
+            "to": payee,
+            "value": amount,
+            "validAfter": 0,
+            "validBefore": int(now) + AUTHORIZATION_TTL_SECONDS,
+            "nonce": nonce,
+        },
+    )
+
+
+def approval_receipt(
+    chain_id: int, *, decision_id: str, payer: str, payee: str, amount: int, expires_at: int
+) -> TypedData:
+    return TypedData(
+        "ApprovalReceipt",
+        APPROVAL_FIELDS,
+        mesh_domain(chain_id),
+        {"decisionId": decision_id, "payer": payer, "payee": payee, "amount": amount, "expiresAt": expires_at},
+    )
+
+
+def payment_proposal(
+    chain_id: int, *, proposal_id: str, wallet: str, payee: str, amount: int, memo: str, expires_at: int
+) -> TypedData:
+    return TypedData(
+        "PaymentProposal",
+        PROPOSAL_FIELDS,
+        mesh_domain(chain_id),
+        {
+            "proposalId": proposal_id,
+            "wallet": wallet,
+            "to": payee,
+            "amount": amount,
+            "memo": memo,
+            "expiresAt": expires_at,
+        },
+    )
+
+
+def verify_approval(
+    receipt: ApprovalReceipt,
+    *,
+    chain_id: int,
+    governance: str | None,
+    payer: str,
+    payee: str,
+    amount: int,
+    now: float,
+) -> None:
+    """Check that `receipt` approves exactly this payment, now, and was signed by `governance`.
+
+    Raises:
+        ApprovalError: naming the field that does not match, the expiry, or the wrong signer.
+    """
+    if governance is None:
+        raise ApprovalError(
+            "this wallet server trusts no governance address, so it cannot accept approval receipts",
+            hint="start it with STATESET_GOVERNANCE_ADDRESS set to the governance server's address",
+        )
+    for name, given, expected in (("payer", receipt.payer, payer), ("payee", receipt.payee, payee)):
+        if given != expected:
+            raise ApprovalError(f"approval receipt {receipt.decision_id!r} is for {name} {given}, not {expected}")
+    if receipt.amount != amount:
+        raise ApprovalError(
+            f"approval receipt {receipt.decision_id!r} approves {format_usdc(receipt.amount)} USDC, "
+            f"not {format_usdc(amount)} USDC",
+            hint="a receipt approves one exact amount",
+        )
+    if receipt.expires_at <= now:
+        raise ApprovalError(
+            f"approval receipt {receipt.decision_id!r} expired at {receipt.expires_at} (now {int(now)})",
+            hint="ask governance for a new approval",
+        )
+    data = approval_receipt(
+        chain_id,
+        decision_id=receipt.decision_id,
+        payer=receipt.payer,
+        payee=receipt.payee,
+        amount=receipt.amount,
+        expires_at=receipt.expires_at,
+    )
+    signer = recover_signer(data, receipt.signature, field="approval.signature")
+    if signer != governance:
+        raise ApprovalError(
+            f"approval receipt {receipt.decision_id!r} is not signed by the trusted governance address {governance}",
+            hint="only receipts issued by that governance server are accepted",
+        )
+
+
+def verify_proposal_signature(data: TypedData, *, signer: str, signature: str, proposal_id: str) -> None:
+    """Check that `signer` signed exactly this proposal's typed data.
+
+    Raises:
+        SignatureRejectedError: the signature recovers to another address (other data, or another key).
+    """
+    recovered = recover_signer(data, signature)
+    if recovered != signer:
+        raise SignatureRejectedError(
+            f"the signature is not {signer}'s signature over proposal {proposal_id!r}",
+            hint="sign the proposal's typed_data exactly as returned (eth_signTypedData_v4)",
+        )

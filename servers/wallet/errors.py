@@ -1,0 +1,75 @@
+"""The wallet's errors, each named for the rule that was broken. All are tool errors (see servers.common.errors)."""
+
+from __future__ import annotations
+
+from servers.common.errors import ConflictError, InvalidInputError, MeshError, NotFoundError
+from servers.common.money import format_usdc
+
+
+class WalletNotFoundError(NotFoundError):
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"no wallet {address} is held by this server", hint="list wallet://wallets or call create_wallet"
+        )
+
+
+class InsufficientFundsError(MeshError):
+    def __init__(self, address: str, available: int, amount: int) -> None:
+        super().__init__(
+            f"wallet {address} has {format_usdc(available)} USDC available; "
+            f"the payment needs {format_usdc(amount)} USDC",
+            hint="fund the wallet or pay less",
+        )
+
+
+class LimitExceededError(MeshError):
+    """A per-transaction or rolling 24-hour limit would be broken. Distinct from a failure to pay."""
+
+
+class MultiSigRequiredError(MeshError):
+    def __init__(self, amount: int, above: int) -> None:
+        super().__init__(
+            f"amount {format_usdc(amount)} USDC is at or above the multi-sig threshold {format_usdc(above)} USDC",
+            hint="call propose_transaction and collect the signers' signatures",
+        )
+
+
+class ApprovalError(MeshError):
+    """A governance approval receipt is missing, invalid, or not for this payment."""
+
+
+class ApprovalReusedError(ConflictError):
+    def __init__(self, decision_id: str) -> None:
+        super().__init__(
+            f"approval receipt {decision_id!r} has already paid once",
+            hint="request a new approval from governance for a new payment",
+        )
+
+
+class IdempotencyConflictError(ConflictError):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency_key {key!r} was already used for a different payment",
+            hint="use a new key for a new payment, or repeat the original arguments to get its receipt",
+        )
+
+
+class MultiSigNotConfiguredError(InvalidInputError):
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"wallet {address} has no multi-sig signers",
+            hint="create the wallet with multi_sig to use proposals, or pay with execute_payment",
+        )
+
+
+class ProposalNotFoundError(NotFoundError):
+    def __init__(self, proposal_id: str) -> None:
+        super().__init__(f"no proposal {proposal_id!r}", hint="use the proposal_id returned by propose_transaction")
+
+
+class ProposalClosedError(ConflictError):
+    """The proposal already executed or expired; it takes no more signatures."""
+
+
+class SignatureRejectedError(MeshError):
+    """A signature is by someone who may not sign, signed twice, or is over different data."""

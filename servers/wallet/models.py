@@ -1,0 +1,180 @@
+"""The wallet's wire models: what tools take and return, and what resources hold.
+
+Amounts are `Usdc` (micro-USDC in Python, decimal strings on the wire); addresses are checksummed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from servers.common.identity import Address
+from servers.common.money import Usdc, UsdcAmount
+
+TreasuryStrategy = Literal["conservative", "balanced", "aggressive"]
+Bucket = Literal["available", "staked", "liquidity"]
+PaymentStatus = Literal["settled"]
+ProposalStatus = Literal["pending", "executed", "expired"]
+EntryKind = Literal["fund", "payment_out", "payment_in", "reserve", "release", "treasury"]
+
+Memo = Annotated[str, Field(max_length=256, description="Free text kept with the payment, at most 256 characters")]
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:\-]+$",
+        description="Caller-chosen key; repeating a payment with the same key returns the first receipt",
+    ),
+]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MultiSigPolicy(_Wire):
+    """Who must co-sign large payments."""
+
+    signers: list[Address] = Field(min_length=1, max_length=16, description="Addresses allowed to sign proposals")
+    threshold: int = Field(ge=1, le=16, description="How many distinct signers must sign")
+    above: UsdcAmount = Field(description="Payments of this amount or more must go through propose_transaction")
+
+
+class ApprovalReceipt(_Wire):
+    """A governance approval for one payment: EIP-712 `ApprovalReceipt` signed by the trusted governance key."""
+
+    decision_id: str = Field(min_length=1, max_length=128, description="Governance decision id; single use")
+    payer: Address
+    payee: Address
+    amount: UsdcAmount
+    expires_at: int = Field(ge=0, description="Unix seconds after which the receipt is void")
+    signature: str = Field(description="65-byte EIP-712 signature, 0x-hex, by the governance address")
+
+
+class MultiSigView(BaseModel):
+    signers: list[str]
+    threshold: int
+    above: Usdc
+
+
+class Limits(BaseModel):
+    """Spending rules and how much of the rolling 24-hour budget is used."""
+
+    address: str
+    daily_limit: Usdc
+    per_transaction_limit: Usdc
+    approval_required_above: Usdc | None
+    multi_sig: MultiSigView | None
+    spent_last_24h: Usdc
+    remaining_last_24h: Usdc
+
+
+class Wallet(BaseModel):
+    address: str
+    did: str = Field(description="The wallet's address as a did:pkh")
+    label: str
+    owner: str | None
+    treasury_strategy: TreasuryStrategy
+    limits: Limits
+    created_at: datetime
+
+
+class WalletSummary(BaseModel):
+    address: str
+    label: str
+    owner: str | None
+    treasury_strategy: TreasuryStrategy
+    created_at: datetime
+
+
+class Balance(BaseModel):
+    """Money by bucket. `total` is the sum of all four."""
+
+    address: str
+    available: Usdc = Field(description="Spendable now")
+    staked: Usdc
+    liquidity: Usdc
+    reserved: Usdc = Field(description="Held for pending multi-sig proposals")
+    total: Usdc
+
+
+class PaymentReceipt(BaseModel):
+    payment_id: str = Field(description="The authorization nonce, bytes32 as 0x-hex")
+    status: PaymentStatus
+    amount: Usdc
+    from_address: str
+    to_address: str
+    memo: str
+    balance_after: Usdc = Field(description="The payer's available balance after this payment")
+    signature: str = Field(description="The payer's EIP-712 signature over `authorization`")
+    authorization: dict[str, Any] = Field(description="The signed EIP-712 TransferWithAuthorization, as JSON")
+    approval_decision_id: str | None
+    proposal_id: str | None
+    created_at: datetime
+    replayed: bool = Field(default=False, description="True when an idempotency key returned an earlier receipt")
+
+
+class Entry(BaseModel):
+    """One movement of money in a wallet's history."""
+
+    entry_id: int
+    kind: EntryKind
+    amount: Usdc = Field(description="Always positive; `kind` says which way it moved")
+    counterparty: str | None
+    reference: str | None = Field(description="Payment or proposal id")
+    memo: str
+    available_after: Usdc
+    at: datetime
+
+
+class TransactionPage(BaseModel):
+    address: str
+    transactions: list[Entry]
+    next_cursor: str | None = Field(description="Pass as cursor for older entries; null at the end")
+
+
+class ProposalSignature(BaseModel):
+    signer: str
+    signed_at: datetime
+
+
+class Proposal(BaseModel):
+    proposal_id: str
+    wallet: str
+    to_address: str
+    amount: Usdc
+    memo: str
+    status: ProposalStatus
+    threshold: int
+    signers: list[str]
+    signatures: list[ProposalSignature]
+    typed_data: dict[str, Any] = Field(description="EIP-712 PaymentProposal for eth_signTypedData_v4")
+    approval_decision_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    payment: PaymentReceipt | None = Field(description="The payment, once the threshold was reached")
+
+
+class Allocation(BaseModel):
+    available: Usdc
+    staked: Usdc
+    liquidity: Usdc
+
+
+class Move(BaseModel):
+    from_bucket: Bucket
+    to_bucket: Bucket
+    amount: Usdc
+
+
+class TreasuryPlan(BaseModel):
+    address: str
+    strategy: TreasuryStrategy
+    weights_percent: dict[Bucket, int]
+    current: Allocation
+    target: Allocation
+    moves: list[Move]
+    applied: bool

@@ -1,0 +1,467 @@
+"""The wallet's SQLite tables and queries. Every use case runs in one transaction from `write()` or `read()`.
+
+Tables:
+- `wallets`: settings, the encrypted key, and the four balance buckets (CHECKed non-negative).
+- `payments`: one row per settled payment with its receipt, idempotency key and request fingerprint.
+- `spends`: what counts against the rolling 24-hour limit (payments, and proposals from reservation).
+- `entries`: the append-only history each wallet's transactions resource and list_transactions page through.
+- `proposals`, `proposal_signatures`: multi-sig proposals and who signed them.
+- `used_approvals`: governance receipts already spent; the primary key makes a second use impossible.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from servers.common.db import Database, Migration, Row, Session
+from servers.wallet.ledger import Balances
+from servers.wallet.limits import MultiSig, SpendingRules
+from servers.wallet.models import EntryKind, ProposalStatus, TreasuryStrategy
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "wallets, payments, limits window, history, proposals, approvals",
+        """
+        CREATE TABLE wallets (
+            address TEXT PRIMARY KEY,
+            label TEXT NOT NULL,
+            owner TEXT,
+            keystore TEXT NOT NULL,
+            available INTEGER NOT NULL DEFAULT 0 CHECK (available >= 0),
+            staked INTEGER NOT NULL DEFAULT 0 CHECK (staked >= 0),
+            liquidity INTEGER NOT NULL DEFAULT 0 CHECK (liquidity >= 0),
+            reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+            daily_limit INTEGER NOT NULL CHECK (daily_limit > 0),
+            per_transaction_limit INTEGER NOT NULL CHECK (per_transaction_limit > 0),
+            approval_required_above INTEGER,
+            multi_sig TEXT,
+            treasury_strategy TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE payments (
+            payment_id TEXT PRIMARY KEY,
+            payer TEXT NOT NULL REFERENCES wallets(address),
+            payee TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            idempotency_key TEXT,
+            fingerprint TEXT,
+            receipt TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (payer, idempotency_key)
+        );
+        CREATE TABLE spends (
+            id INTEGER PRIMARY KEY,
+            wallet TEXT NOT NULL REFERENCES wallets(address),
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            at REAL NOT NULL,
+            source TEXT NOT NULL UNIQUE
+        );
+        CREATE INDEX spends_window ON spends (wallet, at);
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            wallet TEXT NOT NULL REFERENCES wallets(address),
+            kind TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            counterparty TEXT,
+            reference TEXT,
+            memo TEXT NOT NULL DEFAULT '',
+            available_after INTEGER NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX entries_by_wallet ON entries (wallet, id);
+        CREATE TABLE proposals (
+            proposal_id TEXT PRIMARY KEY,
+            wallet TEXT NOT NULL REFERENCES wallets(address),
+            payee TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            memo TEXT NOT NULL,
+            threshold INTEGER NOT NULL,
+            signers TEXT NOT NULL,
+            typed_data TEXT NOT NULL,
+            approval_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'executed', 'expired')),
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            payment_id TEXT
+        );
+        CREATE INDEX proposals_due ON proposals (wallet, status, expires_at);
+        CREATE TABLE proposal_signatures (
+            proposal_id TEXT NOT NULL REFERENCES proposals(proposal_id),
+            signer TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            signed_at REAL NOT NULL,
+            PRIMARY KEY (proposal_id, signer)
+        );
+        CREATE TABLE used_approvals (
+            decision_id TEXT PRIMARY KEY,
+            reference TEXT NOT NULL,
+            used_at REAL NOT NULL
+        );
+        """,
+    ),
+)
+
+EntryRow = tuple[str, EntryKind, int, str | None, str | None, str, int, float]
+"""(wallet, kind, amount, counterparty, reference, memo, available_after, at)"""
+
+_WALLET_COLUMNS = (
+    "address, label, owner, keystore, available, staked, liquidity, reserved, daily_limit, "
+    "per_transaction_limit, approval_required_above, multi_sig, treasury_strategy, created_at"
+)
+
+
+@dataclass(frozen=True)
+class WalletRecord:
+    address: str
+    label: str
+    owner: str | None
+    keystore: str
+    balances: Balances
+    rules: SpendingRules
+    treasury_strategy: TreasuryStrategy
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PaymentContext:
+    """What a payment needs to know, read in one query."""
+
+    wallet: WalletRecord
+    spent_last_24h: int
+    due_proposals: int
+    prior_receipt: dict[str, Any] | None
+    prior_fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class ProposalRecord:
+    proposal_id: str
+    wallet: str
+    payee: str
+    amount: int
+    memo: str
+    threshold: int
+    signers: tuple[str, ...]
+    typed_data: dict[str, Any]
+    approval_id: str | None
+    status: ProposalStatus
+    created_at: float
+    expires_at: float
+    payment_id: str | None
+    signatures: tuple[tuple[str, str, float], ...]  # (signer, signature, signed_at)
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    entry_id: int
+    kind: EntryKind
+    amount: int
+    counterparty: str | None
+    reference: str | None
+    memo: str
+    available_after: int
+    at: float
+
+
+class WalletStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[WalletTx]:
+        async with self._db.transaction() as session:
+            yield WalletTx(session)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[WalletTx]:
+        async with self._db.snapshot() as session:
+            yield WalletTx(session)
+
+
+class WalletTx:
+    """Queries inside one transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    # wallets
+
+    async def insert_wallet(self, record: WalletRecord) -> None:
+        rules, balances = record.rules, record.balances
+        await self._s.run(
+            f"INSERT INTO wallets ({_WALLET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.address,
+                record.label,
+                record.owner,
+                record.keystore,
+                balances.available,
+                balances.staked,
+                balances.liquidity,
+                balances.reserved,
+                rules.daily_limit,
+                rules.per_transaction_limit,
+                rules.approval_required_above,
+                _dump_multi_sig(rules.multi_sig),
+                record.treasury_strategy,
+                record.created_at,
+            ),
+        )
+
+    async def wallet(self, address: str) -> WalletRecord | None:
+        row = await self._s.one(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE address = ?", (address,))
+        return None if row is None else _wallet(row)
+
+    async def wallets(self) -> list[WalletRecord]:
+        rows = await self._s.all(f"SELECT {_WALLET_COLUMNS} FROM wallets ORDER BY created_at, address")
+        return [_wallet(row) for row in rows]
+
+    async def keystore(self, address: str) -> str | None:
+        row = await self._s.one("SELECT keystore FROM wallets WHERE address = ?", (address,))
+        return None if row is None else str(row["keystore"])
+
+    async def save_balances(self, balances: Balances) -> None:
+        await self._s.run(
+            "UPDATE wallets SET available = ?, staked = ?, liquidity = ?, reserved = ? WHERE address = ?",
+            (balances.available, balances.staked, balances.liquidity, balances.reserved, balances.address),
+        )
+
+    async def credit_if_held(self, address: str, amount: int) -> int | None:
+        """Add to a wallet's available balance if this server holds it; the new balance, or None."""
+        row = await self._s.one(
+            "UPDATE wallets SET available = available + ? WHERE address = ? RETURNING available", (amount, address)
+        )
+        return None if row is None else int(row["available"])
+
+    async def save_rules(self, address: str, rules: SpendingRules) -> None:
+        await self._s.run(
+            "UPDATE wallets SET daily_limit = ?, per_transaction_limit = ? WHERE address = ?",
+            (rules.daily_limit, rules.per_transaction_limit, address),
+        )
+
+    async def save_strategy(self, address: str, strategy: TreasuryStrategy) -> None:
+        await self._s.run("UPDATE wallets SET treasury_strategy = ? WHERE address = ?", (strategy, address))
+
+    # payments and the limit window
+
+    async def payment_context(
+        self, address: str, idempotency_key: str | None, *, window_start: float, now: float
+    ) -> PaymentContext | None:
+        row = await self._s.one(
+            f"""
+            SELECT {_WALLET_COLUMNS},
+                (SELECT COALESCE(SUM(amount), 0) FROM spends WHERE wallet = w.address AND at > :window) AS spent,
+                (SELECT COUNT(*) FROM proposals
+                    WHERE wallet = w.address AND status = 'pending' AND expires_at <= :now) AS due,
+                (SELECT receipt FROM payments WHERE payer = w.address AND idempotency_key = :key) AS prior_receipt,
+                (SELECT fingerprint FROM payments WHERE payer = w.address AND idempotency_key = :key) AS prior_fp
+            FROM wallets AS w WHERE address = :address
+            """,
+            {"window": window_start, "now": now, "key": idempotency_key, "address": address},
+        )
+        if row is None:
+            return None
+        return PaymentContext(
+            wallet=_wallet(row),
+            spent_last_24h=int(row["spent"]),
+            due_proposals=int(row["due"]),
+            prior_receipt=None if row["prior_receipt"] is None else json.loads(row["prior_receipt"]),
+            prior_fingerprint=row["prior_fp"],
+        )
+
+    async def spent_since(self, address: str, window_start: float) -> int:
+        row = await self._s.one(
+            "SELECT COALESCE(SUM(amount), 0) AS spent FROM spends WHERE wallet = ? AND at > ?",
+            (address, window_start),
+        )
+        return 0 if row is None else int(row["spent"])
+
+    async def insert_payment(
+        self,
+        *,
+        payment_id: str,
+        payer: str,
+        payee: str,
+        amount: int,
+        idempotency_key: str | None,
+        fingerprint: str | None,
+        receipt: dict[str, Any],
+        at: float,
+    ) -> None:
+        await self._s.run(
+            "INSERT INTO payments (payment_id, payer, payee, amount, idempotency_key, fingerprint, receipt, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (payment_id, payer, payee, amount, idempotency_key, fingerprint, json.dumps(receipt), at),
+        )
+
+    async def insert_spend(self, wallet: str, amount: int, at: float, source: str) -> None:
+        await self._s.run(
+            "INSERT INTO spends (wallet, amount, at, source) VALUES (?, ?, ?, ?)", (wallet, amount, at, source)
+        )
+
+    async def delete_spend(self, source: str) -> None:
+        await self._s.run("DELETE FROM spends WHERE source = ?", (source,))
+
+    async def approval_used(self, decision_id: str) -> bool:
+        return await self._s.one("SELECT 1 FROM used_approvals WHERE decision_id = ?", (decision_id,)) is not None
+
+    async def use_approval(self, decision_id: str, reference: str, at: float) -> None:
+        await self._s.run("INSERT INTO used_approvals VALUES (?, ?, ?)", (decision_id, reference, at))
+
+    async def payment_receipt(self, payment_id: str) -> dict[str, Any] | None:
+        row = await self._s.one("SELECT receipt FROM payments WHERE payment_id = ?", (payment_id,))
+        return None if row is None else dict(json.loads(row["receipt"]))
+
+    # history
+
+    async def add_entries(self, entries: Sequence[EntryRow]) -> None:
+        await self._s.run_many(
+            "INSERT INTO entries (wallet, kind, amount, counterparty, reference, memo, available_after, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            entries,
+        )
+
+    async def entries(self, address: str, *, before_id: int | None, limit: int) -> list[EntryRecord]:
+        rows = await self._s.all(
+            "SELECT id, kind, amount, counterparty, reference, memo, available_after, at FROM entries"
+            " WHERE wallet = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (address, before_id if before_id is not None else 2**63 - 1, limit),
+        )
+        return [
+            EntryRecord(
+                entry_id=int(row["id"]),
+                kind=row["kind"],
+                amount=int(row["amount"]),
+                counterparty=row["counterparty"],
+                reference=row["reference"],
+                memo=row["memo"],
+                available_after=int(row["available_after"]),
+                at=float(row["at"]),
+            )
+            for row in rows
+        ]
+
+    # proposals
+
+    async def insert_proposal(self, proposal: ProposalRecord) -> None:
+        await self._s.run(
+            "INSERT INTO proposals (proposal_id, wallet, payee, amount, memo, threshold, signers, typed_data,"
+            " approval_id, status, created_at, expires_at, payment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                proposal.proposal_id,
+                proposal.wallet,
+                proposal.payee,
+                proposal.amount,
+                proposal.memo,
+                proposal.threshold,
+                json.dumps(list(proposal.signers)),
+                json.dumps(proposal.typed_data),
+                proposal.approval_id,
+                proposal.status,
+                proposal.created_at,
+                proposal.expires_at,
+                proposal.payment_id,
+            ),
+        )
+
+    async def proposal(self, proposal_id: str) -> ProposalRecord | None:
+        row = await self._s.one("SELECT * FROM proposals WHERE proposal_id = ?", (proposal_id,))
+        if row is None:
+            return None
+        signatures = await self._s.all(
+            "SELECT signer, signature, signed_at FROM proposal_signatures WHERE proposal_id = ? ORDER BY signed_at",
+            (proposal_id,),
+        )
+        return ProposalRecord(
+            proposal_id=row["proposal_id"],
+            wallet=row["wallet"],
+            payee=row["payee"],
+            amount=int(row["amount"]),
+            memo=row["memo"],
+            threshold=int(row["threshold"]),
+            signers=tuple(json.loads(row["signers"])),
+            typed_data=json.loads(row["typed_data"]),
+            approval_id=row["approval_id"],
+            status=row["status"],
+            created_at=float(row["created_at"]),
+            expires_at=float(row["expires_at"]),
+            payment_id=row["payment_id"],
+            signatures=tuple((s["signer"], s["signature"], float(s["signed_at"])) for s in signatures),
+        )
+
+    async def add_signature(self, proposal_id: str, signer: str, signature: str, at: float) -> None:
+        await self._s.run(
+            "INSERT INTO proposal_signatures (proposal_id, signer, signature, signed_at) VALUES (?, ?, ?, ?)",
+            (proposal_id, signer, signature, at),
+        )
+
+    async def close_proposal(self, proposal_id: str, status: ProposalStatus, payment_id: str | None) -> None:
+        await self._s.run(
+            "UPDATE proposals SET status = ?, payment_id = ? WHERE proposal_id = ?", (status, payment_id, proposal_id)
+        )
+
+    async def due_proposals(self, now: float, wallet: str | None = None) -> list[tuple[str, str, int]]:
+        """Pending proposals past their expiry, as (proposal_id, wallet, amount)."""
+        rows = await self._s.all(
+            "SELECT proposal_id, wallet, amount FROM proposals WHERE status = 'pending' AND expires_at <= ?"
+            " AND (? IS NULL OR wallet = ?) ORDER BY expires_at",
+            (now, wallet, wallet),
+        )
+        return [(row["proposal_id"], row["wallet"], int(row["amount"])) for row in rows]
+
+    # totals, for conservation checks
+
+    async def totals(self) -> dict[str, int]:
+        row = await self._s.one(
+            """
+            SELECT
+                (SELECT COALESCE(SUM(available + staked + liquidity + reserved), 0) FROM wallets) AS held,
+                (SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'fund') AS funded,
+                (SELECT COALESCE(SUM(amount), 0) FROM payments
+                    WHERE payee NOT IN (SELECT address FROM wallets)) AS paid_out
+            """
+        )
+        assert row is not None
+        return {"held": int(row["held"]), "funded": int(row["funded"]), "paid_out": int(row["paid_out"])}
+
+
+def _wallet(row: Row) -> WalletRecord:
+    return WalletRecord(
+        address=row["address"],
+        label=row["label"],
+        owner=row["owner"],
+        keystore=row["keystore"],
+        balances=Balances(
+            address=row["address"],
+            available=int(row["available"]),
+            staked=int(row["staked"]),
+            liquidity=int(row["liquidity"]),
+            reserved=int(row["reserved"]),
+        ),
+        rules=SpendingRules(
+            daily_limit=int(row["daily_limit"]),
+            per_transaction_limit=int(row["per_transaction_limit"]),
+            approval_required_above=row["approval_required_above"],
+            multi_sig=_load_multi_sig(row["multi_sig"]),
+        ),
+        treasury_strategy=row["treasury_strategy"],
+        created_at=float(row["created_at"]),
+    )
+
+
+def _dump_multi_sig(multi_sig: MultiSig | None) -> str | None:
+    if multi_sig is None:
+        return None
+    return json.dumps({"signers": list(multi_sig.signers), "threshold": multi_sig.threshold, "above": multi_sig.above})
+
+
+def _load_multi_sig(text: str | None) -> MultiSig | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    return MultiSig(signers=tuple(data["signers"]), threshold=int(data["threshold"]), above=int(data["above"]))
