@@ -70,18 +70,18 @@ def check_spend(
     """Raise unless `amount` may leave the wallet now. Funds are checked by the ledger, not here.
 
     Raises:
-        MultiSigRequiredError: a direct payment at or above the multi-sig threshold.
         LimitExceededError: above the per-transaction limit or over the rolling 24-hour limit.
+        MultiSigRequiredError: a direct payment at or above the multi-sig threshold.
         ApprovalError: above `approval_required_above` without a governance receipt.
     """
-    if not via_proposal and rules.multi_sig is not None and amount >= rules.multi_sig.above:
-        raise MultiSigRequiredError(amount, rules.multi_sig.above)
     if amount > rules.per_transaction_limit:
         raise LimitExceededError(
             f"amount {format_usdc(amount)} USDC exceeds the per-transaction limit "
             f"{format_usdc(rules.per_transaction_limit)} USDC",
             hint="split the payment or raise the limit with set_spending_limits",
         )
+    if not via_proposal and rules.multi_sig is not None and amount >= rules.multi_sig.above:
+        raise MultiSigRequiredError(amount, rules.multi_sig.above)
     if rules.approval_required_above is not None and amount > rules.approval_required_above and not approved:
         raise ApprovalError(
             f"amount {format_usdc(amount)} USDC is above {format_usdc(rules.approval_required_above)} USDC "

@@ -66,9 +66,7 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
             if multi_sig is None
             else MultiSig(tuple(multi_sig.signers), multi_sig.threshold, multi_sig.above),
         )
-        return await service.create_wallet(
-            label=label, owner=owner, rules=rules, treasury_strategy=treasury_strategy
-        )
+        return await service.create_wallet(label=label, owner=owner, rules=rules, treasury_strategy=treasury_strategy)
 
     @server.tool(annotations=READ)
     async def get_balance(address: WalletAddress) -> Balance:
@@ -154,9 +152,7 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
     @server.tool(annotations=REBALANCE)
     async def optimize_treasury(
         address: WalletAddress,
-        strategy: Annotated[
-            TreasuryStrategy | None, Field(description="Defaults to the wallet's own strategy")
-        ] = None,
+        strategy: Annotated[TreasuryStrategy | None, Field(description="Defaults to the wallet's own strategy")] = None,
         apply: Annotated[bool, Field(description="Move the money; otherwise only show the plan")] = False,
     ) -> TreasuryPlan:
         """Allocate a wallet among liquid (available), staked and liquidity buckets by strategy.

@@ -1,0 +1,100 @@
+"""The `stateset` command.
+
+    stateset serve <server> [--transport stdio|http|sse] [--host 127.0.0.1] [--port N] [--home DIR]
+    stateset demo [--home DIR]
+
+Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from servers import SERVERS, opener
+from servers.common.logging import configure_logging
+from servers.common.settings import ConfigError, MeshSettings
+from servers.common.surface import package_version
+from servers.common.transports import TRANSPORTS, StaticTokenVerifier, check_exposure, serve
+
+logger = logging.getLogger("stateset")
+
+DEFAULT_PORTS = {"wallet": 8701}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stateset",
+        description="StateSet Agent Mesh: MCP servers for agents that hold and move USDC under governance.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run one MCP server (stdio by default, for hosts such as Claude Desktop)",
+        description=(
+            "Run one MCP server. stdio is for MCP hosts that launch the server themselves; http serves "
+            "streamable HTTP at /mcp (both protocol eras); sse serves the legacy HTTP+SSE transport at /sse. "
+            "Set STATESET_HTTP_TOKENS='client:token,...' to require bearer tokens on HTTP."
+        ),
+        epilog="environment: STATESET_HOME, STATESET_KEYSTORE_PASSWORD, STATESET_GOVERNANCE_ADDRESS, "
+        "STATESET_CHAIN_ID, STATESET_LOG_LEVEL, STATESET_HTTP_TOKENS",
+    )
+    serve_cmd.add_argument("server", choices=sorted(SERVERS), help="which server to run")
+    serve_cmd.add_argument("--transport", choices=TRANSPORTS, default="stdio", help="default: stdio")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="HTTP port (default: 8701 for wallet)")
+    _add_home(serve_cmd)
+
+    demo_cmd = commands.add_parser(
+        "demo",
+        help="the main job: an MCP client drives the wallet server over stdio, offline",
+        description="Launch `stateset serve wallet` over stdio and walk an agent's payments through it: funding, "
+        "limits, idempotent retries, a governance-approved payment and a multi-sig payment.",
+    )
+    _add_home(demo_cmd, default_help="a new temporary directory")
+    return parser
+
+
+def _add_home(command: argparse.ArgumentParser, default_help: str = "$STATESET_HOME or ./.stateset") -> None:
+    command.add_argument("--home", type=Path, help=f"data directory (default: {default_help})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    environ = dict(os.environ)
+    try:
+        mesh = MeshSettings.from_env(environ, home=args.home)
+        configure_logging(mesh.log_level)
+        if args.command == "serve":
+            anyio.run(_serve, args, mesh, environ)
+        elif args.command == "demo":
+            from agent.demo import run_demo
+
+            return anyio.run(run_demo, args.home, environ)
+    except ConfigError as exc:
+        print(f"stateset: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _serve(args: argparse.Namespace, mesh: MeshSettings, environ: dict[str, str]) -> None:
+    verifier = StaticTokenVerifier.from_env(environ) if args.transport != "stdio" else None
+    port = args.port or DEFAULT_PORTS.get(args.server, 8700)
+    if args.transport != "stdio":
+        check_exposure(args.host, verifier)  # before anything opens, so the error is not wrapped in a task group
+    async with opener(args.server)(mesh, environ) as running:
+        await serve(running.server, args.transport, host=args.host, port=port, token_verifier=verifier)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
