@@ -4,8 +4,9 @@ A service publishes the URIs its committed change touched; the feed tells every 
 
 - 2026-07-28 clients listen with `subscriptions/listen`; the SDK's `SubscriptionBus` fans events out.
 - 2025-11-25 clients call `resources/subscribe` and receive `notifications/resources/updated` on their
-  session. `MCPServer` does not serve `resources/subscribe`, so the feed registers the two handlers on
-  the low-level server (the SDK exposes no public hook for them) and keeps the sessions per URI.
+  connection's standalone stream. `MCPServer` does not serve `resources/subscribe`, so the feed registers
+  the two handlers on the low-level server (the SDK exposes no public hook for them) and keeps the
+  connections per URI, forgetting a connection's subscriptions when it closes.
 
 URIs are matched exactly, as the SDK's listen streams do: subscribe to the form the server lists.
 """
@@ -18,15 +19,16 @@ from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
 logger = logging.getLogger(__name__)
 
-# A subscriber that cannot take a notification within this time is dropped rather than stall a payment.
+# A subscriber that cannot take a notification within this time is skipped rather than stall a payment.
 SEND_TIMEOUT_SECONDS = 2.0
+_CLEANUP_KEY = "stateset.feed.cleanup"
 
 
 class Publisher(Protocol):
@@ -40,7 +42,7 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self.bus = InMemorySubscriptionBus()
-        self._sessions: dict[str, set[ServerSession]] = {}
+        self._connections: dict[str, set[Connection]] = {}
 
     def attach(self, server: MCPServer[Any]) -> None:
         """Serve legacy `resources/subscribe` and `resources/unsubscribe` on `server`."""
@@ -51,35 +53,44 @@ class ChangeFeed:
     async def publish(self, uris: Iterable[str]) -> None:
         for uri in dict.fromkeys(uris):  # each URI once, in order
             await self.bus.publish(ResourceUpdated(uri=uri))
-            for session in list(self._sessions.get(uri, ())):
-                delivered = False
+            for connection in list(self._connections.get(uri, ())):
+                # Connection.send_* never raises: a closed stream drops the notification.
                 with anyio.move_on_after(SEND_TIMEOUT_SECONDS):
-                    try:
-                        await session.send_resource_updated(uri)
-                        delivered = True
-                    except Exception:  # a closed or broken session: forget it
-                        logger.debug("dropping a subscriber of %s whose session is gone", uri)
-                if not delivered:
-                    self._forget(uri, session)
+                    await connection.send_resource_updated(uri)
 
     def subscriber_count(self, uri: str) -> int:
-        return len(self._sessions.get(uri, ()))
+        return len(self._connections.get(uri, ()))
 
     async def _subscribe(
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
-        self._sessions.setdefault(str(params.uri), set()).add(ctx.session)
+        connection = _connection(ctx)
+        self._connections.setdefault(str(params.uri), set()).add(connection)
+        if _CLEANUP_KEY not in connection.state:  # forget every subscription of a connection when it closes
+            connection.state[_CLEANUP_KEY] = True
+            connection.exit_stack.callback(self._forget_connection, connection)
         return types.EmptyResult()
 
     async def _unsubscribe(
         self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        self._forget(str(params.uri), ctx.session)
+        self._forget(str(params.uri), _connection(ctx))
         return types.EmptyResult()
 
-    def _forget(self, uri: str, session: ServerSession) -> None:
-        sessions = self._sessions.get(uri)
-        if sessions is not None:
-            sessions.discard(session)
-            if not sessions:
-                del self._sessions[uri]
+    def _forget(self, uri: str, connection: Connection) -> None:
+        connections = self._connections.get(uri)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._connections[uri]
+
+    def _forget_connection(self, connection: Connection) -> None:
+        for uri in list(self._connections):
+            self._forget(uri, connection)
+
+
+def _connection(ctx: ServerRequestContext[Any]) -> Connection:
+    """The client connection behind a request. Requests get a fresh `ServerSession` each; the connection
+    is what a subscription belongs to. mcp 2.3 exposes it to lowlevel handlers only as a private field."""
+    connection: Connection = ctx.session._connection
+    return connection

@@ -34,9 +34,8 @@ def parse_usdc(text: object, *, field: str = "amount", allow_zero: bool = False)
     Raises:
         InvalidInputError: naming the field, the value and what is allowed.
     """
-    if isinstance(text, bool) or not isinstance(text, str):
-        kind = "a number" if isinstance(text, int | float) else type(text).__name__
-        raise InvalidInputError(f"{field} {text!r} is {kind}, not a string", hint=_EXAMPLE)
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{field} {text!r} is {_json_kind(text)}, not a string", hint=_EXAMPLE)
     match = _AMOUNT.fullmatch(text)
     if match is None:
         raise InvalidInputError(f"{field} {text!r} is not a USDC amount", hint=_EXAMPLE)
@@ -46,6 +45,14 @@ def parse_usdc(text: object, *, field: str = "amount", allow_zero: bool = False)
     if micro > MAX_AMOUNT:
         raise InvalidInputError(f"{field} {text!r} is too large", hint=f"the most is {format_usdc(MAX_AMOUNT)}")
     return micro
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def format_usdc(micro: int) -> str:

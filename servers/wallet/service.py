@@ -305,6 +305,8 @@ class WalletService:
                 signatures=(),
             )
             await tx.insert_proposal(record)
+            if approval is not None:  # spent by the proposal, even if it later expires
+                await tx.use_approval(approval.decision_id, proposal_id, now)
             await tx.save_balances(balances)
             await tx.insert_spend(address, amount, now, proposal_id)
             await tx.add_entries([(address, "reserve", amount, to_address, proposal_id, memo, balances.available, now)])

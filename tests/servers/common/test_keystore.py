@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+import logging
+import stat
+from pathlib import Path
+
+import anyio
+import pytest
+from eth_account import Account
+
+from servers.common import keystore
+from servers.common.keystore import (
+    PASSWORD_FILE,
+    KeyRing,
+    KeystoreError,
+    decrypt_account,
+    encrypt_account,
+    load_password,
+)
+from servers.common.settings import ConfigError
+from tests.conftest import TEST_SCRYPT_N
+
+pytestmark = pytest.mark.anyio
+
+
+def test_first_run_creates_a_0600_password_file_and_later_runs_reuse_it(tmp_path: Path) -> None:
+    first = load_password(tmp_path, {})
+    path = tmp_path / PASSWORD_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first) >= 32
+    assert load_password(tmp_path, {}) == first
+
+
+def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
+    load_password(tmp_path, {})
+    assert load_password(tmp_path, {"STATESET_KEYSTORE_PASSWORD": "from-env-password"}) == "from-env-password"
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    load_password(tmp_path, {})
+    (tmp_path / PASSWORD_FILE).chmod(0o644)
+    with pytest.raises(ConfigError, match="must be 0600"):
+        load_password(tmp_path, {})
+
+
+def test_keystores_are_v3_scrypt_and_open_only_with_their_password() -> None:
+    account = Account.create()
+    text = encrypt_account(account, "right-password", scrypt_n=TEST_SCRYPT_N)
+    document = json.loads(text)
+    assert document["version"] == 3 and document["crypto"]["kdf"] == "scrypt"
+    assert account.key.hex() not in text
+    assert decrypt_account(text, "right-password").address == account.address
+    with pytest.raises(KeystoreError) as caught:
+        decrypt_account(text, "wrong-password")
+    assert account.address.lower() in str(caught.value).lower()
+    assert account.key.hex() not in str(caught.value)
+
+
+async def test_a_keystore_is_decrypted_once_however_many_callers_race_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = Account.create()
+    text = encrypt_account(account, "password-1234", scrypt_n=TEST_SCRYPT_N)
+    calls = 0
+    real = keystore.decrypt_account
+
+    def counting(keystore_json: str, password: str) -> object:
+        nonlocal calls
+        calls += 1
+        return real(keystore_json, password)
+
+    monkeypatch.setattr(keystore, "decrypt_account", counting)
+    ring = KeyRing("password-1234", scrypt_n=TEST_SCRYPT_N)
+    opened = []
+
+    async def open_it() -> None:
+        opened.append(await ring.open(account.address, text))
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(20):
+            tasks.start_soon(open_it)
+    for _ in range(20):
+        await ring.open(account.address, text)
+    assert calls == 1
+    assert {a.address for a in opened} == {account.address}
+
+
+async def test_the_password_never_reaches_a_log(caplog: pytest.LogCaptureFixture) -> None:
+    from servers.common.logging import SecretMask
+
+    KeyRing("super-secret-password", scrypt_n=TEST_SCRYPT_N)
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "opening with %s", ("super-secret-password",), None)
+    SecretMask().filter(record)
+    assert record.getMessage() == "opening with ***"
