@@ -76,7 +76,8 @@ async def _walkthrough(data_dir: Path, environ: Mapping[str, str]) -> None:
             result = await client.call_tool(tool, arguments)
             if result.is_error or result.structured_content is None:
                 raise DemoFailure(f"{tool} failed: {_text(result)}")
-            return result.structured_content
+            content: dict[str, Any] = result.structured_content
+            return content
 
         async def refused(tool: str, **arguments: Any) -> str:
             result = await client.call_tool(tool, arguments)

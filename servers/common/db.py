@@ -1,8 +1,18 @@
 """One SQLite file per server: WAL mode, numbered migrations, one transaction per use case.
 
-A server keeps a single aiosqlite connection and serializes its use of it with a FIFO lock, so each use
-case sees and writes a consistent state without SQLite's busy-wait between connections. Writes take
-`BEGIN IMMEDIATE` and commit with `synchronous=FULL`: when a tool returns, its change is on disk.
+A use case hands its whole transaction to `Database.write` (or `read`) as one synchronous function. It
+runs on the aiosqlite connection's worker thread, between BEGIN and COMMIT, in a single trip across
+threads. Two things follow:
+
+- Each use case sees and changes one consistent state, and no other use case interleaves with it:
+  the worker thread runs one job at a time. No lock, no busy-waiting between connections.
+- A trip across threads costs about 60 µs of CPU, while the SQLite work of a payment is about 80 µs.
+  Awaiting each statement separately made a payment's database work six times as expensive.
+
+Writes take `BEGIN IMMEDIATE` and commit with `synchronous=FULL`: when a tool returns, its change is on
+disk. A job that has reached the worker thread runs to the end even if its caller is cancelled, so a
+change is either wholly committed or wholly absent; a caller that lost the answer retries with its
+idempotency key.
 """
 
 from __future__ import annotations
@@ -10,14 +20,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
-import anyio
 
 from servers.common.errors import StorageError
 
@@ -25,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 Row = sqlite3.Row
 Params = Sequence[Any] | Mapping[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,33 +51,32 @@ class SchemaTooNewError(Exception):
 
 
 class Session:
-    """Statements inside one transaction. Only `Database` creates it."""
+    """Statements inside one transaction, on the database thread. Only `Database` creates it."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    async def all(self, sql: str, params: Params = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
 
-    async def one(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self._conn.execute_fetchall(sql, params)
-        return next(iter(rows), None)
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
 
-    async def run(self, sql: str, params: Params = ()) -> int:
+    def run(self, sql: str, params: Params = ()) -> int:
         """Execute a write; returns the number of rows it changed."""
-        cursor = await self._conn.execute(sql, params)
-        return cursor.rowcount
+        return self._conn.execute(sql, params).rowcount
 
-    async def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
 
 
 class Database:
-    """A migrated SQLite file and the lock that orders every use of it."""
+    """A migrated SQLite file, used one transaction at a time."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, worker: aiosqlite.Connection, conn: sqlite3.Connection, path: str) -> None:
+        self._worker = worker
         self._conn = conn
-        self._lock = anyio.Lock()
         self.path = path
 
     @classmethod
@@ -75,78 +84,66 @@ class Database:
     async def open(cls, path: Path | str, migrations: Sequence[Migration]) -> AsyncIterator[Database]:
         """Open (creating if needed) and migrate the file; close it on exit."""
         target = str(path)
-        conn = await aiosqlite.connect(target, isolation_level=None)
-        try:
+        opened: list[sqlite3.Connection] = []
+
+        def connect() -> sqlite3.Connection:  # runs on the worker thread, which then owns the connection
+            conn = sqlite3.connect(target, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            for pragma in (
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA synchronous=FULL",
-                "PRAGMA foreign_keys=ON",
-                "PRAGMA busy_timeout=5000",
-            ):
-                await conn.execute(pragma)
-            database = cls(conn, target)
-            await database._migrate(migrations)
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=5000"):
+                conn.execute(f"PRAGMA {pragma}")
+            opened.append(conn)
+            return conn
+
+        async with aiosqlite.Connection(connect, iter_chunk_size=64) as worker:
+            database = cls(worker, opened[0], target)
+            await database._call(database._migrate, migrations)
             yield database
-        finally:
-            await conn.close()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
-        """A write transaction: everything inside commits together or not at all."""
-        async with self._lock:
+    async def write(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one write transaction: everything it does commits together or not at all.
+
+        Raises:
+            whatever `work` raises, after rolling back; `StorageError` when SQLite itself fails.
+        """
+        return await self._call(self._transaction, "BEGIN IMMEDIATE", work, commit=True)
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one read transaction: several queries that see one consistent state."""
+        return await self._call(self._transaction, "BEGIN", work, commit=False)
+
+    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # aiosqlite runs queued functions on its worker thread; `_execute` is how it queues one. It has no
+        # public name for it, and it is the one private use here: a change there breaks every test at once.
+        result: T = await self._worker._execute(function, *args, **kwargs)  # type: ignore[no-untyped-call]
+        return result
+
+    def _transaction(self, begin: str, work: Callable[[Session], T], *, commit: bool) -> T:
+        conn = self._conn
+        try:
+            conn.execute(begin)
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _storage_failure(exc) from exc
-            try:
-                yield Session(self._conn)
-            except sqlite3.Error as exc:
-                with anyio.CancelScope(shield=True):
-                    await self._rollback()
-                raise _storage_failure(exc) from exc
+                result = work(Session(conn))
             except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._rollback()
+                conn.execute("ROLLBACK")
                 raise
-            # Shielded: a commit that already reached the worker thread must not be reported as failed.
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    await self._rollback()
-                    raise _storage_failure(exc) from exc
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+            return result
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            logger.error("storage failure on %s: %s", self.path, exc.__class__.__name__, exc_info=exc)
+            raise StorageError() from exc
 
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Session]:
-        """A read transaction: several queries that see one consistent state."""
-        async with self._lock:
-            await self._conn.execute("BEGIN")
-            try:
-                yield Session(self._conn)
-            except sqlite3.Error as exc:
-                raise _storage_failure(exc) from exc
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._rollback()
-
-    async def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            try:
-                await self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                logger.exception("rollback failed on %s", self.path)
-
-    async def _migrate(self, migrations: Sequence[Migration]) -> None:
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
         versions = [m.version for m in migrations]
         if versions != list(range(1, len(migrations) + 1)):
             raise ValueError(f"migrations must be numbered 1..n in order, got {versions}")
-        await self._conn.execute(
+        conn = self._conn
+        conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
         )
-        rows = await self._conn.execute_fetchall("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        current = int(next(iter(rows))[0])
+        current = int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
         if current > len(migrations):
             raise SchemaTooNewError(
                 f"{self.path} is at schema version {current}, newer than this release knows ({len(migrations)}); "
@@ -154,19 +151,19 @@ class Database:
             )
         for migration in migrations[current:]:
             # One script, one transaction: a migration applies completely or not at all.
-            await self._conn.executescript(
-                f"BEGIN IMMEDIATE;\n{migration.sql}\n;"
-                f"INSERT INTO schema_migrations VALUES "
-                f"({migration.version}, {_sql_text(migration.name)}, {time.time()});"
-                "COMMIT;"
-            )
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{migration.sql}\n;"
+                    f"INSERT INTO schema_migrations VALUES "
+                    f"({migration.version}, {_sql_text(migration.name)}, {time.time()});"
+                    "COMMIT;"
+                )
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             logger.info("migrated %s to version %d (%s)", self.path, migration.version, migration.name)
 
 
 def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _storage_failure(exc: sqlite3.Error) -> StorageError:
-    logger.error("storage failure: %s", exc.__class__.__name__, exc_info=exc)
-    return StorageError()

@@ -14,7 +14,9 @@ from typing import Annotated, Any
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_checksum_address, is_hex_address, keccak, to_checksum_address
+from eth_keys.datatypes import PrivateKey
+from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
+from eth_utils.crypto import keccak
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
 from servers.common.errors import InvalidInputError
@@ -127,9 +129,21 @@ class TypedData:
         return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
 
 
-def sign_typed(account: LocalAccount, data: TypedData) -> str:
-    """Sign typed data; returns the 65-byte signature as 0x-prefixed hex."""
-    return "0x" + bytes(account.sign_message(data.signable()).signature).hex()
+class Signer:
+    """One account's private key, ready to sign typed data.
+
+    eth-account rebuilds the key object (and derives the public key) on every signature; keeping the
+    eth-keys object halves the cost of a signature, which every payment pays. Signatures are the standard
+    65 bytes r ‖ s ‖ v with v in {27, 28}, identical to eth-account's.
+    """
+
+    def __init__(self, account: LocalAccount) -> None:
+        self.address: str = account.address
+        self._key = PrivateKey(bytes(account.key))
+
+    def sign(self, data: TypedData) -> str:
+        signature: bytes = self._key.sign_msg_hash(data.digest()).to_bytes()
+        return "0x" + (signature[:64] + bytes([signature[64] + 27])).hex()
 
 
 def recover_signer(data: TypedData, signature: object, *, field: str = "signature") -> str:

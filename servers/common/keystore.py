@@ -21,6 +21,7 @@ import anyio
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from servers.common.identity import Signer
 from servers.common.logging import register_secret
 from servers.common.settings import ConfigError
 
@@ -89,7 +90,7 @@ def _address_of(keystore_json: str) -> str:
 
 
 class KeyRing:
-    """Accounts this process signs with: created here or opened from a keystore once, then kept in memory.
+    """Keys this process signs with: created here or opened from a keystore once, then kept in memory.
 
     Encryption and decryption run in a worker thread so the event loop keeps serving; concurrent first
     uses of one keystore decrypt it once.
@@ -99,33 +100,33 @@ class KeyRing:
         register_secret(password)
         self._password = password
         self._scrypt_n = scrypt_n
-        self._accounts: dict[str, LocalAccount] = {}
+        self._signers: dict[str, Signer] = {}
         self._opening: dict[str, anyio.Lock] = {}
 
-    async def create(self) -> tuple[LocalAccount, str]:
-        """A fresh account and its keystore JSON, ready to store."""
+    async def create(self) -> tuple[Signer, str]:
+        """A fresh key and its keystore JSON, ready to store."""
         account: LocalAccount = Account.create()
         keystore = await anyio.to_thread.run_sync(
             functools.partial(encrypt_account, account, self._password, scrypt_n=self._scrypt_n)
         )
-        self._accounts[account.address] = account
-        return account, keystore
+        signer = self._signers[account.address] = Signer(account)
+        return signer, keystore
 
-    def cached(self, address: str) -> LocalAccount | None:
-        return self._accounts.get(address)
+    def cached(self, address: str) -> Signer | None:
+        return self._signers.get(address)
 
-    async def open(self, address: str, keystore_json: str) -> LocalAccount:
-        """The account for `address`, decrypting its keystore on first use only."""
-        account = self._accounts.get(address)
-        if account is not None:
-            return account
+    async def open(self, address: str, keystore_json: str) -> Signer:
+        """The signer for `address`, decrypting its keystore on first use only."""
+        signer = self._signers.get(address)
+        if signer is not None:
+            return signer
         lock = self._opening.setdefault(address, anyio.Lock())
         async with lock:
-            account = self._accounts.get(address)
-            if account is None:
+            signer = self._signers.get(address)
+            if signer is None:
                 account = await anyio.to_thread.run_sync(decrypt_account, keystore_json, self._password)
                 if account.address != address:
                     raise KeystoreError(f"the keystore stored for {address} holds a different key")
-                self._accounts[address] = account
+                signer = self._signers[address] = Signer(account)
         self._opening.pop(address, None)
-        return account
+        return signer

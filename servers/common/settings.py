@@ -45,7 +45,7 @@ class MeshSettings(BaseModel):
             raise ConfigError(f"STATESET_KEYSTORE_SCRYPT_N={scrypt_n} is not a power of two (scrypt requires one)")
         return cls(
             home=home or Path(environ.get("STATESET_HOME") or DEFAULT_HOME),
-            log_level=level,  # type: ignore[arg-type]  # checked against LogLevel above
+            log_level=level,
             chain_id=env_int(environ, "STATESET_CHAIN_ID", DEFAULT_CHAIN_ID, minimum=1),
             keystore_scrypt_n=scrypt_n,
         )

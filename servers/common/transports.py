@@ -1,7 +1,7 @@
 """Serve any of our MCP servers over stdio, streamable HTTP, or legacy HTTP+SSE.
 
-One server object answers both protocol eras on every transport the era allows: streamable HTTP and stdio
-take the 2025-11-25 handshake and the 2026-07-28 stateless requests; legacy SSE is handshake-era only.
+One server object answers both protocol eras on every transport: the 2025-11-25 handshake and the
+2026-07-28 stateless requests arrive over stdio, streamable HTTP and the legacy HTTP+SSE transport alike.
 
 HTTP listens on 127.0.0.1 unless told otherwise (the SDK then also turns on DNS-rebinding protection).
 With a token verifier every MCP endpoint requires `Authorization: Bearer <token>`; `/health` stays open so

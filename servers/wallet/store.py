@@ -4,6 +4,10 @@ Tables:
 - `wallets`: settings, the encrypted key, and the four balance buckets (CHECKed non-negative).
 - `payments`: one row per settled payment with its receipt, idempotency key and request fingerprint.
 - `spends`: what counts against the rolling 24-hour limit (payments, and proposals from reservation).
+  Each wallet keeps `window_spent`, the sum of its spends after `window_floor`; triggers add and remove
+  spends as rows come and go, and a spend moves the floor to now - 24 h, subtracting what left the
+  window. Checking a limit therefore costs the same at the ten-thousandth payment of the day as at the
+  first.
 - `entries`: the append-only history each wallet's transactions resource and list_transactions page through.
 - `proposals`, `proposal_signatures`: multi-sig proposals and who signed them.
 - `used_approvals`: governance receipts already spent; the primary key makes a second use impossible.
@@ -12,10 +16,9 @@ Tables:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from servers.common.db import Database, Migration, Row, Session
 from servers.wallet.ledger import Balances
@@ -41,7 +44,9 @@ MIGRATIONS = (
             approval_required_above INTEGER,
             multi_sig TEXT,
             treasury_strategy TEXT NOT NULL,
-            created_at REAL NOT NULL
+            created_at REAL NOT NULL,
+            window_spent INTEGER NOT NULL DEFAULT 0 CHECK (window_spent >= 0),
+            window_floor REAL NOT NULL DEFAULT 0
         );
         CREATE TABLE payments (
             payment_id TEXT PRIMARY KEY,
@@ -62,6 +67,14 @@ MIGRATIONS = (
             source TEXT NOT NULL UNIQUE
         );
         CREATE INDEX spends_window ON spends (wallet, at);
+        CREATE TRIGGER spend_enters_window AFTER INSERT ON spends BEGIN
+            UPDATE wallets SET window_spent = window_spent + NEW.amount
+            WHERE address = NEW.wallet AND NEW.at > window_floor;
+        END;
+        CREATE TRIGGER spend_leaves_window AFTER DELETE ON spends BEGIN
+            UPDATE wallets SET window_spent = window_spent - OLD.amount
+            WHERE address = OLD.wallet AND OLD.at > window_floor;
+        END;
         CREATE TABLE entries (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             wallet TEXT NOT NULL REFERENCES wallets(address),
@@ -168,32 +181,32 @@ class EntryRecord:
     at: float
 
 
+T = TypeVar("T")
+
+
 class WalletStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[WalletTx]:
-        async with self._db.transaction() as session:
-            yield WalletTx(session)
+    async def write(self, work: Callable[[WalletTx], T]) -> T:
+        """Run `work` as one write transaction on the database thread (see servers.common.db)."""
+        return await self._db.write(lambda session: work(WalletTx(session)))
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[WalletTx]:
-        async with self._db.snapshot() as session:
-            yield WalletTx(session)
+    async def read(self, work: Callable[[WalletTx], T]) -> T:
+        return await self._db.read(lambda session: work(WalletTx(session)))
 
 
 class WalletTx:
-    """Queries inside one transaction."""
+    """Queries inside one transaction. Synchronous: it runs on the database thread."""
 
     def __init__(self, session: Session) -> None:
         self._s = session
 
     # wallets
 
-    async def insert_wallet(self, record: WalletRecord) -> None:
+    def insert_wallet(self, record: WalletRecord) -> None:
         rules, balances = record.rules, record.balances
-        await self._s.run(
+        self._s.run(
             f"INSERT INTO wallets ({_WALLET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.address,
@@ -213,54 +226,58 @@ class WalletTx:
             ),
         )
 
-    async def wallet(self, address: str) -> WalletRecord | None:
-        row = await self._s.one(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE address = ?", (address,))
+    def wallet(self, address: str) -> WalletRecord | None:
+        row = self._s.one(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE address = ?", (address,))
         return None if row is None else _wallet(row)
 
-    async def wallets(self) -> list[WalletRecord]:
-        rows = await self._s.all(f"SELECT {_WALLET_COLUMNS} FROM wallets ORDER BY created_at, address")
+    def wallets(self) -> list[WalletRecord]:
+        rows = self._s.all(f"SELECT {_WALLET_COLUMNS} FROM wallets ORDER BY created_at, address")
         return [_wallet(row) for row in rows]
 
-    async def keystore(self, address: str) -> str | None:
-        row = await self._s.one("SELECT keystore FROM wallets WHERE address = ?", (address,))
+    def keystore(self, address: str) -> str | None:
+        row = self._s.one("SELECT keystore FROM wallets WHERE address = ?", (address,))
         return None if row is None else str(row["keystore"])
 
-    async def save_balances(self, balances: Balances) -> None:
-        await self._s.run(
+    def save_balances(self, balances: Balances) -> None:
+        self._s.run(
             "UPDATE wallets SET available = ?, staked = ?, liquidity = ?, reserved = ? WHERE address = ?",
             (balances.available, balances.staked, balances.liquidity, balances.reserved, balances.address),
         )
 
-    async def credit_if_held(self, address: str, amount: int) -> int | None:
+    def credit_if_held(self, address: str, amount: int) -> int | None:
         """Add to a wallet's available balance if this server holds it; the new balance, or None."""
-        row = await self._s.one(
+        row = self._s.one(
             "UPDATE wallets SET available = available + ? WHERE address = ? RETURNING available", (amount, address)
         )
         return None if row is None else int(row["available"])
 
-    async def save_rules(self, address: str, rules: SpendingRules) -> None:
-        await self._s.run(
+    def save_rules(self, address: str, rules: SpendingRules) -> None:
+        self._s.run(
             "UPDATE wallets SET daily_limit = ?, per_transaction_limit = ? WHERE address = ?",
             (rules.daily_limit, rules.per_transaction_limit, address),
         )
 
-    async def save_strategy(self, address: str, strategy: TreasuryStrategy) -> None:
-        await self._s.run("UPDATE wallets SET treasury_strategy = ? WHERE address = ?", (strategy, address))
+    def save_strategy(self, address: str, strategy: TreasuryStrategy) -> None:
+        self._s.run("UPDATE wallets SET treasury_strategy = ? WHERE address = ?", (strategy, address))
 
     # payments and the limit window
 
-    async def payment_context(
+    def spend_context(
         self, address: str, idempotency_key: str | None, *, window_start: float, now: float
     ) -> PaymentContext | None:
-        row = await self._s.one(
+        """Move the wallet's 24-hour window up to `window_start` and read what a spend needs, in one statement."""
+        row = self._s.one(
             f"""
-            SELECT {_WALLET_COLUMNS},
-                (SELECT COALESCE(SUM(amount), 0) FROM spends WHERE wallet = w.address AND at > :window) AS spent,
+            UPDATE wallets SET
+                window_spent = window_spent - (SELECT COALESCE(SUM(amount), 0) FROM spends
+                    WHERE wallet = :address AND at > wallets.window_floor AND at <= :window),
+                window_floor = MAX(window_floor, :window)
+            WHERE address = :address
+            RETURNING {_WALLET_COLUMNS}, window_spent AS spent,
                 (SELECT COUNT(*) FROM proposals
-                    WHERE wallet = w.address AND status = 'pending' AND expires_at <= :now) AS due,
-                (SELECT receipt FROM payments WHERE payer = w.address AND idempotency_key = :key) AS prior_receipt,
-                (SELECT fingerprint FROM payments WHERE payer = w.address AND idempotency_key = :key) AS prior_fp
-            FROM wallets AS w WHERE address = :address
+                    WHERE wallet = :address AND status = 'pending' AND expires_at <= :now) AS due,
+                (SELECT receipt FROM payments WHERE payer = :address AND idempotency_key = :key) AS prior_receipt,
+                (SELECT fingerprint FROM payments WHERE payer = :address AND idempotency_key = :key) AS prior_fp
             """,
             {"window": window_start, "now": now, "key": idempotency_key, "address": address},
         )
@@ -274,14 +291,19 @@ class WalletTx:
             prior_fingerprint=row["prior_fp"],
         )
 
-    async def spent_since(self, address: str, window_start: float) -> int:
-        row = await self._s.one(
-            "SELECT COALESCE(SUM(amount), 0) AS spent FROM spends WHERE wallet = ? AND at > ?",
-            (address, window_start),
+    def spent_since(self, address: str, window_start: float) -> int:
+        """The wallet's spending after `window_start`, without moving its window (for reads)."""
+        row = self._s.one(
+            """
+            SELECT window_spent - (SELECT COALESCE(SUM(amount), 0) FROM spends
+                WHERE wallet = w.address AND at > w.window_floor AND at <= :window) AS spent
+            FROM wallets AS w WHERE address = :address
+            """,
+            {"window": window_start, "address": address},
         )
         return 0 if row is None else int(row["spent"])
 
-    async def insert_payment(
+    def insert_payment(
         self,
         *,
         payment_id: str,
@@ -290,44 +312,42 @@ class WalletTx:
         amount: int,
         idempotency_key: str | None,
         fingerprint: str | None,
-        receipt: dict[str, Any],
+        receipt: str,
         at: float,
     ) -> None:
-        await self._s.run(
+        self._s.run(
             "INSERT INTO payments (payment_id, payer, payee, amount, idempotency_key, fingerprint, receipt, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (payment_id, payer, payee, amount, idempotency_key, fingerprint, json.dumps(receipt), at),
+            (payment_id, payer, payee, amount, idempotency_key, fingerprint, receipt, at),
         )
 
-    async def insert_spend(self, wallet: str, amount: int, at: float, source: str) -> None:
-        await self._s.run(
-            "INSERT INTO spends (wallet, amount, at, source) VALUES (?, ?, ?, ?)", (wallet, amount, at, source)
-        )
+    def insert_spend(self, wallet: str, amount: int, at: float, source: str) -> None:
+        self._s.run("INSERT INTO spends (wallet, amount, at, source) VALUES (?, ?, ?, ?)", (wallet, amount, at, source))
 
-    async def delete_spend(self, source: str) -> None:
-        await self._s.run("DELETE FROM spends WHERE source = ?", (source,))
+    def delete_spend(self, source: str) -> None:
+        self._s.run("DELETE FROM spends WHERE source = ?", (source,))
 
-    async def approval_used(self, decision_id: str) -> bool:
-        return await self._s.one("SELECT 1 FROM used_approvals WHERE decision_id = ?", (decision_id,)) is not None
+    def approval_used(self, decision_id: str) -> bool:
+        return self._s.one("SELECT 1 FROM used_approvals WHERE decision_id = ?", (decision_id,)) is not None
 
-    async def use_approval(self, decision_id: str, reference: str, at: float) -> None:
-        await self._s.run("INSERT INTO used_approvals VALUES (?, ?, ?)", (decision_id, reference, at))
+    def use_approval(self, decision_id: str, reference: str, at: float) -> None:
+        self._s.run("INSERT INTO used_approvals VALUES (?, ?, ?)", (decision_id, reference, at))
 
-    async def payment_receipt(self, payment_id: str) -> dict[str, Any] | None:
-        row = await self._s.one("SELECT receipt FROM payments WHERE payment_id = ?", (payment_id,))
+    def payment_receipt(self, payment_id: str) -> dict[str, Any] | None:
+        row = self._s.one("SELECT receipt FROM payments WHERE payment_id = ?", (payment_id,))
         return None if row is None else dict(json.loads(row["receipt"]))
 
     # history
 
-    async def add_entries(self, entries: Sequence[EntryRow]) -> None:
-        await self._s.run_many(
+    def add_entries(self, entries: Sequence[EntryRow]) -> None:
+        self._s.run_many(
             "INSERT INTO entries (wallet, kind, amount, counterparty, reference, memo, available_after, at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             entries,
         )
 
-    async def entries(self, address: str, *, before_id: int | None, limit: int) -> list[EntryRecord]:
-        rows = await self._s.all(
+    def entries(self, address: str, *, before_id: int | None, limit: int) -> list[EntryRecord]:
+        rows = self._s.all(
             "SELECT id, kind, amount, counterparty, reference, memo, available_after, at FROM entries"
             " WHERE wallet = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (address, before_id if before_id is not None else 2**63 - 1, limit),
@@ -348,8 +368,8 @@ class WalletTx:
 
     # proposals
 
-    async def insert_proposal(self, proposal: ProposalRecord) -> None:
-        await self._s.run(
+    def insert_proposal(self, proposal: ProposalRecord) -> None:
+        self._s.run(
             "INSERT INTO proposals (proposal_id, wallet, payee, amount, memo, threshold, signers, typed_data,"
             " approval_id, status, created_at, expires_at, payment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -369,11 +389,11 @@ class WalletTx:
             ),
         )
 
-    async def proposal(self, proposal_id: str) -> ProposalRecord | None:
-        row = await self._s.one("SELECT * FROM proposals WHERE proposal_id = ?", (proposal_id,))
+    def proposal(self, proposal_id: str) -> ProposalRecord | None:
+        row = self._s.one("SELECT * FROM proposals WHERE proposal_id = ?", (proposal_id,))
         if row is None:
             return None
-        signatures = await self._s.all(
+        signatures = self._s.all(
             "SELECT signer, signature, signed_at FROM proposal_signatures WHERE proposal_id = ? ORDER BY signed_at",
             (proposal_id,),
         )
@@ -394,20 +414,20 @@ class WalletTx:
             signatures=tuple((s["signer"], s["signature"], float(s["signed_at"])) for s in signatures),
         )
 
-    async def add_signature(self, proposal_id: str, signer: str, signature: str, at: float) -> None:
-        await self._s.run(
+    def add_signature(self, proposal_id: str, signer: str, signature: str, at: float) -> None:
+        self._s.run(
             "INSERT INTO proposal_signatures (proposal_id, signer, signature, signed_at) VALUES (?, ?, ?, ?)",
             (proposal_id, signer, signature, at),
         )
 
-    async def close_proposal(self, proposal_id: str, status: ProposalStatus, payment_id: str | None) -> None:
-        await self._s.run(
+    def close_proposal(self, proposal_id: str, status: ProposalStatus, payment_id: str | None) -> None:
+        self._s.run(
             "UPDATE proposals SET status = ?, payment_id = ? WHERE proposal_id = ?", (status, payment_id, proposal_id)
         )
 
-    async def due_proposals(self, now: float, wallet: str | None = None) -> list[tuple[str, str, int]]:
+    def due_proposals(self, now: float, wallet: str | None = None) -> list[tuple[str, str, int]]:
         """Pending proposals past their expiry, as (proposal_id, wallet, amount)."""
-        rows = await self._s.all(
+        rows = self._s.all(
             "SELECT proposal_id, wallet, amount FROM proposals WHERE status = 'pending' AND expires_at <= ?"
             " AND (? IS NULL OR wallet = ?) ORDER BY expires_at",
             (now, wallet, wallet),
@@ -416,8 +436,8 @@ class WalletTx:
 
     # totals, for conservation checks
 
-    async def totals(self) -> dict[str, int]:
-        row = await self._s.one(
+    def totals(self) -> dict[str, int]:
+        row = self._s.one(
             """
             SELECT
                 (SELECT COALESCE(SUM(available + staked + liquidity + reserved), 0) FROM wallets) AS held,

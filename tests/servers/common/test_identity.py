@@ -6,6 +6,7 @@ from eth_account import Account
 from servers.common.errors import InvalidInputError
 from servers.common.identity import (
     DOMAIN_NAME,
+    Signer,
     TypedData,
     did_pkh,
     mesh_domain,
@@ -13,7 +14,6 @@ from servers.common.identity import (
     parse_address,
     parse_agent_did,
     recover_signer,
-    sign_typed,
 )
 
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -61,7 +61,7 @@ def _mail(text: str) -> TypedData:
 def test_typed_data_signed_here_recovers_to_the_signer_and_uses_the_mesh_domain() -> None:
     account = Account.create()
     data = _mail("hello")
-    signature = sign_typed(account, data)
+    signature = Signer(account).sign(data)
     assert recover_signer(data, signature) == account.address
     assert data.as_json()["domain"]["name"] == DOMAIN_NAME == "StateSet Agent Mesh"
     # eth-account's own typed-data signing agrees byte for byte
@@ -71,7 +71,7 @@ def test_typed_data_signed_here_recovers_to_the_signer_and_uses_the_mesh_domain(
 
 def test_a_signature_over_other_data_recovers_someone_else() -> None:
     account = Account.create()
-    signature = sign_typed(account, _mail("pay 1"))
+    signature = Signer(account).sign(_mail("pay 1"))
     assert recover_signer(_mail("pay 1000"), signature) != account.address
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 
-from servers.common.identity import sign_typed
+from servers.common.identity import Signer
 from servers.common.money import format_usdc
 from servers.wallet.authorizations import approval_receipt, verify_approval
 from servers.wallet.errors import ApprovalError
@@ -33,7 +33,7 @@ def receipt(**changes: object) -> ApprovalReceipt:
         amount=int(signed["amount"]),  # type: ignore[call-overload]
         expires_at=int(signed["expires_at"]),  # type: ignore[call-overload]
     )
-    values = {**fields, **changes, "signature": sign_typed(signer, typed)}  # type: ignore[arg-type]
+    values = {**fields, **changes, "signature": Signer(signer).sign(typed)}  # type: ignore[arg-type]
     values["amount"] = format_usdc(int(values["amount"]))  # type: ignore[call-overload]
     return ApprovalReceipt.model_validate(values)
 

@@ -389,8 +389,8 @@ async def test_no_tool_or_resource_ever_returns_a_private_key(client: Client, ha
         (await client.read_resource(uri)).contents[0].text  # type: ignore[union-attr]
         for uri in ("wallet://wallets", f"wallet://{payer}/balance", f"wallet://{payer}/transactions")
     ]
-    async with WalletStore(harness.db).read() as tx:  # the stored keystores, opened with the test password
-        keystores = [record.keystore for record in await tx.wallets()]
+    # the stored keystores, opened with the test password
+    keystores = [record.keystore for record in await WalletStore(harness.db).read(lambda tx: tx.wallets())]
     secrets = [decrypt_account(ks, "test-password-123").key.hex() for ks in keystores]
     text = repr(outputs) + repr(resources)
     assert len(secrets) == 3

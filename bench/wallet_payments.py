@@ -1,0 +1,129 @@
+"""Payments per second and latency through `execute_payment`, as an MCP client sees them.
+
+    .venv/bin/python bench/wallet_payments.py [--payments 2000]
+
+Every payment is a real one: limits checked against the rolling window, an EIP-712 authorization signed
+with the payer's key, an idempotency key recorded, a SQLite commit with synchronous=FULL before the reply.
+Transports: the SDK's in-memory client (2026-07-28 and 2025-11-25) and a `stateset serve wallet` child
+over stdio. Concurrency 1 and 16 callers on one client connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+from servers.common.db import Database
+from servers.common.feed import ChangeFeed
+from servers.common.keystore import KeyRing
+from servers.common.logging import configure_logging
+from servers.wallet.server import build_server
+from servers.wallet.service import WalletService
+from servers.wallet.settings import WalletSettings
+from servers.wallet.store import MIGRATIONS, WalletStore
+
+CONCURRENCY = (1, 16)
+
+
+@asynccontextmanager
+async def in_memory(home: Path, mode: str) -> AsyncIterator[Client]:
+    async with Database.open(home / "wallet.db", MIGRATIONS) as db:
+        feed = ChangeFeed()
+        service = WalletService(
+            WalletStore(db), KeyRing("bench-password", scrypt_n=2**14), WalletSettings(), feed, chain_id=31337
+        )
+        async with Client(build_server(service, feed), mode=mode) as client:  # type: ignore[arg-type]
+            yield client
+
+
+@asynccontextmanager
+async def over_stdio(home: Path, mode: str) -> AsyncIterator[Client]:
+    env = {"PATH": os.environ["PATH"], "STATESET_KEYSTORE_SCRYPT_N": str(2**14), "STATESET_LOG_LEVEL": "WARNING"}
+    params = StdioServerParameters(
+        command=str(Path(sys.executable).parent / "stateset"), args=["serve", "wallet", "--home", str(home)], env=env
+    )
+    async with Client(params, mode=mode, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
+        yield client
+
+
+async def structured(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error and result.structured_content is not None, result.content
+    return result.structured_content
+
+
+async def measure(client: Client, payments: int, concurrency: int) -> tuple[float, list[float]]:
+    wallet = {"daily_limit": "1000000000", "per_transaction_limit": "1000"}
+    payer = (await structured(client, "create_wallet", label="payer", **wallet))["address"]
+    payee = (await structured(client, "create_wallet", label="payee", **wallet))["address"]
+    await structured(client, "fund_wallet", address=payer, amount="1000000000")
+    run = f"{time.time_ns()}"
+    for index in range(50):  # warm-up: caches, JIT-free but allocator and page cache
+        await structured(
+            client,
+            "execute_payment",
+            from_address=payer,
+            to_address=payee,
+            amount="0.01",
+            idempotency_key=f"warm-{run}-{index}",
+        )
+    latencies: list[float] = []
+
+    async def caller(worker: int) -> None:
+        for index in range(worker, payments, concurrency):
+            started = time.perf_counter()
+            await structured(
+                client,
+                "execute_payment",
+                from_address=payer,
+                to_address=payee,
+                amount="1.25",
+                memo="bench",
+                idempotency_key=f"{run}-{index}",
+            )
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tasks:
+        for worker in range(concurrency):
+            tasks.start_soon(caller, worker)
+    elapsed = time.perf_counter() - started
+    balance = await structured(client, "get_balance", address=payee)
+    assert balance["available"] == f"{payments * 1.25 + 50 * 0.01:g}", balance  # every payment really settled
+    return payments / elapsed, latencies
+
+
+async def main(payments: int) -> None:
+    print(
+        f"wallet execute_payment, {payments} payments per row, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    print(f"{'transport':<24}{'era':<12}{'callers':>8}{'payments/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, opener in (("in-memory", in_memory), ("stdio", over_stdio)):
+        for mode in ("auto", "legacy"):
+            for concurrency in CONCURRENCY:
+                with tempfile.TemporaryDirectory() as home:
+                    async with opener(Path(home), mode) as client:
+                        rate, latencies = await measure(client, payments, concurrency)
+                        quantiles = statistics.quantiles(latencies, n=100)
+                        print(
+                            f"{name:<24}{client.protocol_version:<12}{concurrency:>8}{rate:>12.0f}"
+                            f"{quantiles[49] * 1000:>9.2f}{quantiles[98] * 1000:>9.2f}"
+                        )
+
+
+if __name__ == "__main__":
+    configure_logging("WARNING")  # per-payment INFO lines would be part of what is measured
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, default=2000)
+    anyio.run(main, parser.parse_args().payments)

@@ -1,0 +1,89 @@
+"""`stateset serve wallet` over streamable HTTP and legacy SSE on 127.0.0.1, with and without bearer tokens."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from tests.e2e.conftest import STATESET, child_env, serving
+from tests.servers.wallet.conftest import ERAS, call
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+TOKEN = "agent-one-token-0123456789"
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_streamable_http_serves_both_protocol_eras(tmp_path: Path, era: str) -> None:
+    with serving(tmp_path, "--transport", "http") as served:
+        health = httpx2.get(f"{served.base}/health").json()
+        assert health == {"status": "ok", "server": "wallet", "transport": "http"}
+        async with Client(f"{served.base}/mcp", mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+            assert client.protocol_version == era
+            payer = (await call(client, "create_wallet", label="a", daily_limit="9", per_transaction_limit="9"))[
+                "address"
+            ]
+            await call(client, "fund_wallet", address=payer, amount="5")
+            text = (await client.read_resource(f"wallet://{payer}/balance")).contents[0].text  # type: ignore[union-attr]
+            assert '"available":"5"' in text
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_legacy_sse_transport_serves_both_protocol_eras(tmp_path: Path, era: str) -> None:
+    with serving(tmp_path, "--transport", "sse") as served:
+        async with Client(sse_client(f"{served.base}/sse"), mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+            assert client.protocol_version == era
+            wallet = await call(client, "create_wallet", label="sse", daily_limit="9", per_transaction_limit="9")
+            assert wallet["label"] == "sse"
+
+
+async def test_with_tokens_configured_every_mcp_request_needs_one(tmp_path: Path) -> None:
+    env = child_env(tmp_path, STATESET_HTTP_TOKENS=f"agent-one:{TOKEN}")
+    with serving(tmp_path, "--transport", "http", env=env) as served:
+        assert httpx2.get(f"{served.base}/health").status_code == 200  # probes stay open
+        request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0000000000"}):
+            response = httpx2.post(f"{served.base}/mcp", json=request, headers=headers)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+        for era in ERAS.values():
+            http = create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
+            async with http, Client(streamable_http_client(f"{served.base}/mcp", http_client=http), mode=era) as client:  # type: ignore[arg-type]
+                assert len((await client.list_tools()).tools) == 9
+        assert TOKEN not in served.log.read_text()
+
+
+async def test_sse_also_requires_the_token(tmp_path: Path) -> None:
+    env = child_env(tmp_path, STATESET_HTTP_TOKENS=f"agent-one:{TOKEN}")
+    with serving(tmp_path, "--transport", "sse", env=env) as served:
+        assert httpx2.get(f"{served.base}/sse", timeout=5).status_code == 401
+        async with Client(
+            sse_client(f"{served.base}/sse", headers={"Authorization": f"Bearer {TOKEN}"}), read_timeout_seconds=30
+        ) as client:
+            assert len((await client.list_tools()).tools) == 9
+
+
+def test_serving_beyond_loopback_without_tokens_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [STATESET, "serve", "wallet", "--transport", "http", "--host", "0.0.0.0", "--port", "1"],
+        env=child_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without bearer tokens" in result.stderr
+
+
+def test_a_foreign_host_header_is_refused(tmp_path: Path) -> None:
+    with serving(tmp_path, "--transport", "http") as served:
+        request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        response = httpx2.post(f"{served.base}/mcp", json=request, headers={"Host": "evil.example:80"})
+        assert response.status_code == 421
