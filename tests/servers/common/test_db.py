@@ -108,3 +108,23 @@ async def test_committed_data_is_on_disk_for_any_reader(tmp_path: Path) -> None:
         await db.write(lambda tx: tx.run("INSERT INTO accounts VALUES ('a', 7)"))
         with sqlite3.connect(path) as raw:  # the standard library, another connection, while ours is open
             assert raw.execute("SELECT balance FROM accounts").fetchone() == (7,)
+
+
+async def test_writes_committed_together_still_fail_alone(tmp_path: Path) -> None:
+    async with Database.open(tmp_path / "x.db", STEPS) as db:
+
+        async def insert(index: int) -> None:
+            def work(tx: Session) -> None:
+                tx.run("INSERT INTO accounts VALUES (?, ?)", (f"n{index:03d}", index))
+                if index % 2:
+                    raise InvalidInputError(f"odd {index}")
+
+            try:
+                await db.write(work)
+            except InvalidInputError as exc:
+                assert str(exc) == f"odd {index}"  # each caller gets its own outcome
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(100):
+                tasks.start_soon(insert, index)
+        assert await db.read(names) == [f"n{index:03d}" for index in range(0, 100, 2)]
