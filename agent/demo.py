@@ -21,9 +21,10 @@ from eth_account.signers.local import LocalAccount
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
+from servers.common.identity import Signer
 from servers.common.money import parse_usdc
 from servers.common.settings import MeshSettings
-from servers.wallet.authorizations import approval_receipt
+from servers.wallet.authorizations import issue_approval
 
 PASSED_ENV = ("STATESET_KEYSTORE_PASSWORD", "STATESET_KEYSTORE_SCRYPT_N", "STATESET_CHAIN_ID", "STATESET_LOG_LEVEL")
 
@@ -106,14 +107,8 @@ async def _walkthrough(data_dir: Path, environ: Mapping[str, str]) -> None:
         balance = await call("fund_wallet", address=payer, amount="1000")
         timeline.step("funded the agent from the sandbox faucet", f"available {balance['available']} USDC")
 
-        receipt = await call(
-            "execute_payment",
-            from_address=payer,
-            to_address=payee,
-            amount="25",
-            memo="PO-1001",
-            idempotency_key="po-1001",
-        )
+        order = {"from_address": payer, "to_address": payee, "amount": "25", "memo": "PO-1001"}
+        receipt = await call("execute_payment", **order, idempotency_key="po-1001")
         signer = Account.recover_message(
             encode_typed_data(full_message=receipt["authorization"]), signature=receipt["signature"]
         )
@@ -125,14 +120,7 @@ async def _walkthrough(data_dir: Path, environ: Mapping[str, str]) -> None:
             f"EIP-712 signature verified offline: signed by {signer}",
         )
 
-        retry = await call(
-            "execute_payment",
-            from_address=payer,
-            to_address=payee,
-            amount="25",
-            memo="PO-1001",
-            idempotency_key="po-1001",
-        )
+        retry = await call("execute_payment", **order, idempotency_key="po-1001")
         if not retry["replayed"] or retry["payment_id"] != receipt["payment_id"]:
             raise DemoFailure("a retried idempotency key paid again")
         timeline.step("retried the same call after a timeout", "same receipt returned (replayed), no money moved")
@@ -206,18 +194,16 @@ def _approval(
     governance: LocalAccount, chain_id: int, decision_id: str, *, payer: str, payee: str, amount: str
 ) -> dict[str, Any]:
     """What the governance server will issue: an ApprovalReceipt signed by its key, valid for 10 minutes."""
-    expires_at = int(time.time()) + 600
-    typed = approval_receipt(
-        chain_id, decision_id=decision_id, payer=payer, payee=payee, amount=parse_usdc(amount), expires_at=expires_at
+    receipt = issue_approval(
+        Signer(governance),
+        chain_id,
+        decision_id=decision_id,
+        payer=payer,
+        payee=payee,
+        amount=parse_usdc(amount),
+        expires_at=int(time.time()) + 600,
     )
-    return {
-        "decision_id": decision_id,
-        "payer": payer,
-        "payee": payee,
-        "amount": amount,
-        "expires_at": expires_at,
-        "signature": _sign(governance, typed.as_json()),
-    }
+    return receipt.model_dump(mode="json")
 
 
 def _sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:

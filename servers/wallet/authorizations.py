@@ -15,7 +15,7 @@ micro-USDC; times are uint256 Unix seconds.
 
 from __future__ import annotations
 
-from servers.common.identity import TypedData, mesh_domain, recover_signer
+from servers.common.identity import Signer, TypedData, mesh_domain, recover_signer
 from servers.common.money import format_usdc
 from servers.wallet.errors import ApprovalError, SignatureRejectedError
 from servers.wallet.models import ApprovalReceipt
@@ -90,6 +90,31 @@ def payment_proposal(
             "memo": memo,
             "expiresAt": expires_at,
         },
+    )
+
+
+def issue_approval(
+    governance: Signer,
+    chain_id: int,
+    *,
+    decision_id: str,
+    payer: str,
+    payee: str,
+    amount: int,
+    expires_at: int,
+) -> ApprovalReceipt:
+    """What a governance server hands an agent to approve one payment (the producer side of the receipt)."""
+    typed = approval_receipt(
+        chain_id, decision_id=decision_id, payer=payer, payee=payee, amount=amount, expires_at=expires_at
+    )
+    # Constructed, not validated: the amount is already micro-USDC, which the wire type takes only as a string.
+    return ApprovalReceipt.model_construct(
+        decision_id=decision_id,
+        payer=payer,
+        payee=payee,
+        amount=amount,
+        expires_at=expires_at,
+        signature=governance.sign(typed),
     )
 
 

@@ -192,14 +192,7 @@ class WalletService:
                     raise IdempotencyConflictError(str(idempotency_key))
                 replay = PaymentReceipt.model_validate(context.prior_receipt)
                 return replay.model_copy(update={"replayed": True})
-            self._check_approval(tx, approval, payer=from_address, payee=to_address, amount=amount, now=now)
-            check_spend(
-                context.wallet.rules,
-                amount=amount,
-                spent_last_24h=context.spent_last_24h,
-                via_proposal=False,
-                approved=approval is not None,
-            )
+            self._check_spend(tx, context, approval, payee=to_address, amount=amount, now=now, via_proposal=False)
             receipt = _settle(
                 tx,
                 authorization,
@@ -257,14 +250,7 @@ class WalletService:
             multi_sig = context.wallet.rules.multi_sig
             if multi_sig is None:
                 raise MultiSigNotConfiguredError(address)
-            self._check_approval(tx, approval, payer=address, payee=to_address, amount=amount, now=now)
-            check_spend(
-                context.wallet.rules,
-                amount=amount,
-                spent_last_24h=context.spent_last_24h,
-                via_proposal=True,
-                approved=approval is not None,
-            )
+            self._check_spend(tx, context, approval, payee=to_address, amount=amount, now=now, via_proposal=True)
             balances = context.wallet.balances.reserve(amount)
             record = ProposalRecord(
                 proposal_id=proposal_id,
@@ -444,22 +430,37 @@ class WalletService:
             assert context is not None
         return context
 
-    def _check_approval(
-        self, tx: WalletTx, approval: ApprovalReceipt | None, *, payer: str, payee: str, amount: int, now: float
+    def _check_spend(
+        self,
+        tx: WalletTx,
+        context: PaymentContext,
+        approval: ApprovalReceipt | None,
+        *,
+        payee: str,
+        amount: int,
+        now: float,
+        via_proposal: bool,
     ) -> None:
-        if approval is None:
-            return
-        authorizations.verify_approval(
-            approval,
-            chain_id=self._chain_id,
-            governance=self._settings.governance_address,
-            payer=payer,
-            payee=payee,
+        """Everything but funds that must hold before money leaves: the approval if given, then the limits."""
+        if approval is not None:
+            authorizations.verify_approval(
+                approval,
+                chain_id=self._chain_id,
+                governance=self._settings.governance_address,
+                payer=context.wallet.address,
+                payee=payee,
+                amount=amount,
+                now=now,
+            )
+            if tx.approval_used(approval.decision_id):
+                raise ApprovalReusedError(approval.decision_id)
+        check_spend(
+            context.wallet.rules,
             amount=amount,
-            now=now,
+            spent_last_24h=context.spent_last_24h,
+            via_proposal=via_proposal,
+            approved=approval is not None,
         )
-        if tx.approval_used(approval.decision_id):
-            raise ApprovalReusedError(approval.decision_id)
 
     def _expire_due(self, tx: WalletTx, address: str | None, now: float) -> list[tuple[str, str, int]]:
         """Expire due proposals (of one wallet, or all), releasing their money and budget."""

@@ -17,9 +17,10 @@ from mcp_types import CallToolResult
 
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
+from servers.common.identity import Signer
 from servers.common.keystore import KeyRing
 from servers.common.money import parse_usdc
-from servers.wallet.authorizations import approval_receipt
+from servers.wallet.authorizations import issue_approval
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
@@ -50,23 +51,16 @@ class Harness:
         signer: LocalAccount | None = None,
     ) -> dict[str, Any]:
         """An approval receipt as governance issues it, signed by the trusted key unless `signer` is given."""
-        expires_at = int(self.clock()) + ttl
-        typed = approval_receipt(
+        receipt = issue_approval(
+            Signer(signer or self.governance),
             CHAIN_ID,
             decision_id=decision_id,
             payer=payer,
             payee=payee,
             amount=parse_usdc(amount),
-            expires_at=expires_at,
+            expires_at=int(self.clock()) + ttl,
         )
-        return {
-            "decision_id": decision_id,
-            "payer": payer,
-            "payee": payee,
-            "amount": amount,
-            "expires_at": expires_at,
-            "signature": sign(signer or self.governance, typed.as_json()),
-        }
+        return receipt.model_dump(mode="json")
 
 
 def sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
