@@ -121,6 +121,17 @@ class TypedData:
             "message": dict(self.message),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TypedData:
+        """The inverse of `as_json`: typed data as a wallet or a stored receipt holds it."""
+        primary = data["primaryType"]
+        return cls(
+            primary,
+            tuple((field["name"], field["type"]) for field in data["types"][primary]),
+            dict(data["domain"]),
+            dict(data["message"]),
+        )
+
     def signable(self) -> SignableMessage:
         return encode_typed_data(full_message=self.as_json())
 

@@ -1,4 +1,4 @@
-"""The wallet server assembled from settings: data file, keys, service, MCP server, expiry task."""
+"""The wallet server assembled from settings: data file, keys, settlement, service, MCP server, upkeep tasks."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from mcp.server.mcpserver import MCPServer
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.keystore import KeyRing, load_password
-from servers.common.settings import MeshSettings
+from servers.common.settings import ConfigError, MeshSettings
+from servers.wallet.chain import ChainUnavailableError, UsdcChain
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
+from servers.wallet.settlement import ChainSettlement, LedgerSettlement, Settlement
 from servers.wallet.store import MIGRATIONS, WalletStore
 
 
@@ -25,6 +27,7 @@ from servers.wallet.store import MIGRATIONS, WalletStore
 class WalletApp:
     service: WalletService
     server: MCPServer[Any]
+    settlement: Settlement
 
 
 @asynccontextmanager
@@ -37,8 +40,24 @@ async def running(
     keys = KeyRing(load_password(data_dir, environ), scrypt_n=mesh.keystore_scrypt_n)
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
         feed = ChangeFeed()
-        service = WalletService(WalletStore(db), keys, settings, feed, chain_id=mesh.chain_id, clock=clock)
+        store = WalletStore(db)
+        settlement = await _settlement(settings, store, feed, mesh.chain_id, clock)
+        service = WalletService(store, keys, settings, feed, chain_id=mesh.chain_id, settlement=settlement, clock=clock)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(service.run_expiry)
-            yield WalletApp(service, build_server(service, feed))
+            tasks.start_soon(settlement.run)
+            yield WalletApp(service, build_server(service, feed), settlement)
             tasks.cancel_scope.cancel()
+
+
+async def _settlement(
+    settings: WalletSettings, store: WalletStore, feed: ChangeFeed, chain_id: int, clock: Callable[[], float]
+) -> Settlement:
+    if settings.chain is None:
+        return LedgerSettlement(chain_id)
+    chain = settings.chain
+    try:
+        usdc = await UsdcChain.connect(chain.rpc_url, chain.usdc_address, chain.relayer_key.get_secret_value())
+    except ChainUnavailableError as exc:
+        raise ConfigError(f"STATESET_SETTLEMENT=evm: {exc.message}") from None
+    return ChainSettlement(usdc, store, feed, confirmations=chain.confirmations, clock=clock)

@@ -1,11 +1,12 @@
 """The three EIP-712 messages the wallet signs or checks. Pure.
 
-All use the mesh domain `{name: "StateSet Agent Mesh", version: "1", chainId}`. Amounts are uint256
-micro-USDC; times are uint256 Unix seconds.
+Approvals and proposals use the mesh domain `{name: "StateSet Agent Mesh", version: "1", chainId}`.
+Amounts are uint256 micro-USDC; times are uint256 Unix seconds.
 
 - `TransferWithAuthorization(address from, address to, uint256 value, uint256 validAfter,
   uint256 validBefore, bytes32 nonce)`: what a payer's key signs for every payment. The fields are
-  EIP-3009's, so on a chain the same authorization settles through the USDC contract.
+  EIP-3009's: on the local ledger it is signed under the mesh domain; settling on a chain, under the
+  token's own domain, and the USDC contract itself checks it.
 - `ApprovalReceipt(string decisionId, address payer, address payee, uint256 amount, uint256 expiresAt)`:
   what the governance key signs to approve one payment. The wallet accepts it once, for exactly that
   payer, payee and amount, before `expiresAt`.
@@ -14,6 +15,10 @@ micro-USDC; times are uint256 Unix seconds.
 """
 
 from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
 
 from servers.common.identity import Signer, TypedData, mesh_domain, recover_signer
 from servers.common.money import format_usdc
@@ -48,11 +53,14 @@ PROPOSAL_FIELDS = (
 )
 
 
-def transfer_authorization(chain_id: int, *, payer: str, payee: str, amount: int, nonce: str, now: float) -> TypedData:
+def transfer_authorization(
+    domain: dict[str, Any], *, payer: str, payee: str, amount: int, nonce: str, now: float
+) -> TypedData:
+    """Under the mesh domain on the local ledger; under the token's own domain when settling on a chain."""
     return TypedData(
         "TransferWithAuthorization",
         TRANSFER_FIELDS,
-        mesh_domain(chain_id),
+        domain,
         {
             "from": payer,
             "to": payee,
@@ -62,6 +70,25 @@ def transfer_authorization(chain_id: int, *, payer: str, payee: str, amount: int
             "nonce": nonce,
         },
     )
+
+
+@dataclass(frozen=True)
+class SignedTransfer:
+    """A payer's signed TransferWithAuthorization; its nonce is the payment id."""
+
+    payment_id: str
+    payee: str
+    amount: int
+    typed_data: TypedData
+    signature: str
+
+    @classmethod
+    def sign(cls, signer: Signer, domain: dict[str, Any], *, payee: str, amount: int, now: float) -> SignedTransfer:
+        payment_id = "0x" + secrets.token_hex(32)
+        typed = transfer_authorization(
+            domain, payer=signer.address, payee=payee, amount=amount, nonce=payment_id, now=now
+        )
+        return cls(payment_id, payee, amount, typed, signer.sign(typed))
 
 
 def approval_receipt(

@@ -73,3 +73,11 @@ class ProposalClosedError(ConflictError):
 
 class SignatureRejectedError(MeshError):
     """A signature is by someone who may not sign, signed twice, or is over different data."""
+
+
+class FaucetUnavailableError(MeshError):
+    def __init__(self, settlement: str) -> None:
+        super().__init__(
+            f"fund_wallet credits the local ledger only; this server settles on {settlement}",
+            hint="send USDC to the wallet's address on that chain; it is credited when the transfer is mined",
+        )

@@ -15,9 +15,9 @@ from servers.common.money import Usdc, UsdcAmount
 
 TreasuryStrategy = Literal["conservative", "balanced", "aggressive"]
 Bucket = Literal["available", "staked", "liquidity"]
-PaymentStatus = Literal["settled"]
-ProposalStatus = Literal["pending", "executed", "expired"]
-EntryKind = Literal["fund", "payment_out", "payment_in", "reserve", "release", "treasury"]
+PaymentStatus = Literal["pending", "settled", "failed"]
+ProposalStatus = Literal["pending", "executed", "expired", "failed"]
+EntryKind = Literal["fund", "deposit", "payment_out", "payment_in", "refund", "reserve", "release", "treasury"]
 
 Memo = Annotated[str, Field(max_length=256, description="Free text kept with the payment, at most 256 characters")]
 IdempotencyKey = Annotated[
@@ -103,7 +103,9 @@ class Balance(BaseModel):
 
 class PaymentReceipt(BaseModel):
     payment_id: str = Field(description="The authorization nonce, bytes32 as 0x-hex")
-    status: PaymentStatus
+    status: PaymentStatus = Field(
+        description="settled; on a chain, pending until the transfer is mined, or failed (the money is refunded)"
+    )
     amount: Usdc
     from_address: str
     to_address: str
@@ -114,6 +116,9 @@ class PaymentReceipt(BaseModel):
     approval_decision_id: str | None
     proposal_id: str | None
     created_at: datetime
+    settlement: str = Field(description="Where the money moved: the local ledger or an EVM chain and token")
+    transaction_hash: str | None = Field(default=None, description="The chain transaction, once mined")
+    failure: str | None = Field(default=None, description="Why a failed payment failed")
     replayed: bool = Field(default=False, description="True when an idempotency key returned an earlier receipt")
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TypeVar
 
 import anyio
@@ -24,8 +22,10 @@ from servers.common.feed import Publisher
 from servers.common.identity import Signer, TypedData, parse_agent_did
 from servers.common.keystore import KeyRing
 from servers.wallet import authorizations, treasury, views
+from servers.wallet.authorizations import SignedTransfer
 from servers.wallet.errors import (
     ApprovalReusedError,
+    FaucetUnavailableError,
     IdempotencyConflictError,
     MultiSigNotConfiguredError,
     ProposalClosedError,
@@ -50,23 +50,14 @@ from servers.wallet.models import (
     WalletSummary,
 )
 from servers.wallet.settings import WalletSettings
-from servers.wallet.store import EntryRow, PaymentContext, ProposalRecord, WalletRecord, WalletStore, WalletTx
+from servers.wallet.settlement import LedgerSettlement, Settlement, complete_payment, record_payment
+from servers.wallet.store import PaymentContext, ProposalRecord, WalletRecord, WalletStore, WalletTx
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
-WALLETS_URI = "wallet://wallets"
 MAX_LABEL = 64
 MAX_PAGE = 100
-SPENDING_VIEWS = ("balance", "transactions", "limits")
-
-
-def wallet_uri(address: str, view: str) -> str:
-    return f"wallet://{address}/{view}"
-
-
-def proposal_uri(proposal_id: str) -> str:
-    return f"wallet://proposals/{proposal_id}"
 
 
 class WalletService:
@@ -78,6 +69,7 @@ class WalletService:
         publisher: Publisher,
         *,
         chain_id: int,
+        settlement: Settlement | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -85,6 +77,7 @@ class WalletService:
         self._settings = settings
         self._publisher = publisher
         self._chain_id = chain_id
+        self._settlement: Settlement = settlement or LedgerSettlement(chain_id)
         self._clock = clock
 
     # wallets
@@ -110,7 +103,7 @@ class WalletService:
         )
         await self._store.write(lambda tx: tx.insert_wallet(record))
         logger.info("created wallet %s (%s)", record.address, label)
-        await self._publisher.publish([WALLETS_URI])
+        await self._publisher.publish([views.WALLETS_URI])
         return views.wallet(record, spent=0, chain_id=self._chain_id)
 
     async def list_wallets(self) -> list[WalletSummary]:
@@ -128,6 +121,8 @@ class WalletService:
 
     async def fund_wallet(self, address: str, amount: int) -> Balance:
         """Credit the local ledger: the sandbox faucet."""
+        if not self._settlement.faucet:
+            raise FaucetUnavailableError(self._settlement.name)
         now = self._clock()
 
         def fund(tx: WalletTx) -> Balances:
@@ -181,8 +176,12 @@ class WalletService:
         now = self._clock()
         # Signed before the transaction, so the database thread never waits on signing. The signature
         # reaches the caller only in the receipt of a committed payment; a refused one is discarded unseen.
-        authorization = _Authorization.sign(
-            await self._signer(from_address), self._chain_id, payee=to_address, amount=amount, now=now
+        transfer = SignedTransfer.sign(
+            await self._signer(from_address),
+            self._settlement.transfer_domain,
+            payee=to_address,
+            amount=amount,
+            now=now,
         )
 
         def pay(tx: WalletTx) -> PaymentReceipt:
@@ -190,12 +189,11 @@ class WalletService:
             if context.prior_receipt is not None:
                 if context.prior_fingerprint != fingerprint:
                     raise IdempotencyConflictError(str(idempotency_key))
-                replay = PaymentReceipt.model_validate(context.prior_receipt)
-                return replay.model_copy(update={"replayed": True})
+                return context.prior_receipt.model_copy(update={"replayed": True})
             self._check_spend(tx, context, approval, payee=to_address, amount=amount, now=now, via_proposal=False)
-            receipt = _settle(
+            receipt = self._record(
                 tx,
-                authorization,
+                transfer,
                 context.wallet.balances.pay(amount),
                 memo=memo,
                 now=now,
@@ -209,9 +207,12 @@ class WalletService:
             return receipt
 
         receipt = await self._store.write(pay)
-        if not receipt.replayed:
+        if receipt.status == "pending":  # on a chain: recorded, now relayed (a replay may find it unfinished)
+            receipt = await self._settlement.finish(receipt.model_copy(update={"replayed": False}))
+            receipt = receipt.model_copy(update={"replayed": receipt.payment_id != transfer.payment_id})
+        if receipt.payment_id == transfer.payment_id:
             logger.info("paid %s -> %s: %d micro-USDC (%s)", from_address, to_address, amount, receipt.payment_id)
-            await self._publish_payment(from_address, to_address, None)
+            await self._publisher.publish(views.payment_uris(from_address, to_address, None))
         return receipt
 
     async def list_transactions(self, address: str, *, limit: int, cursor: str | None) -> TransactionPage:
@@ -277,7 +278,9 @@ class WalletService:
             return record
 
         record = await self._store.write(propose)
-        await self._publisher.publish([proposal_uri(proposal_id), *_wallet_uris(address, SPENDING_VIEWS)])
+        await self._publisher.publish(
+            [views.proposal_uri(proposal_id), *views.wallet_uris(address, views.SPENDING_VIEWS)]
+        )
         return views.proposal(record, payment=None)
 
     async def sign_proposal(self, *, proposal_id: str, signer: str, signature: str) -> Proposal:
@@ -310,12 +313,16 @@ class WalletService:
             tx.add_signature(proposal_id, signer, signature, now)
             payment = None
             if len(proposal.signatures) + 1 >= proposal.threshold:
-                authorization = _Authorization.sign(
-                    wallet_signer, self._chain_id, payee=proposal.payee, amount=proposal.amount, now=now
+                transfer = SignedTransfer.sign(
+                    wallet_signer,
+                    self._settlement.transfer_domain,
+                    payee=proposal.payee,
+                    amount=proposal.amount,
+                    now=now,
                 )
-                payment = _settle(
+                payment = self._record(
                     tx,
-                    authorization,
+                    transfer,
                     _require(tx, proposal.wallet).balances.settle(proposal.amount),
                     memo=proposal.memo,
                     now=now,
@@ -331,9 +338,12 @@ class WalletService:
 
         record, payment = await self._store.write(add_signature)
         if payment is None:
-            await self._publisher.publish([proposal_uri(proposal_id)])
-        else:
-            await self._publish_payment(record.wallet, record.payee, proposal_id)
+            await self._publisher.publish([views.proposal_uri(proposal_id)])
+            return views.proposal(record, None)
+        if payment.status == "pending":
+            payment = await self._settlement.finish(payment)
+            record = await self._store.read(lambda tx: tx.proposal(proposal_id) or record)
+        await self._publisher.publish(views.payment_uris(record.wallet, record.payee, proposal_id))
         return views.proposal(record, payment)
 
     async def get_proposal(self, proposal_id: str) -> Proposal:
@@ -343,8 +353,7 @@ class WalletService:
             record = tx.proposal(proposal_id)
             if record is None or record.payment_id is None:
                 return record, None
-            stored = tx.payment_receipt(record.payment_id)
-            return record, None if stored is None else PaymentReceipt.model_validate(stored)
+            return record, tx.payment(record.payment_id)
 
         record, payment = await self._store.read(load)
         if record is None:
@@ -361,7 +370,9 @@ class WalletService:
         due = await self._store.write(lambda tx: self._expire_due(tx, address, now))
         for proposal_id, wallet, _ in due:
             logger.info("proposal %s of %s expired unexecuted; its reservation was released", proposal_id, wallet)
-            await self._publisher.publish([proposal_uri(proposal_id), *_wallet_uris(wallet, SPENDING_VIEWS)])
+            await self._publisher.publish(
+                [views.proposal_uri(proposal_id), *views.wallet_uris(wallet, views.SPENDING_VIEWS)]
+            )
         return len(due)
 
     async def run_expiry(self, interval_seconds: float = 1.0) -> None:
@@ -479,7 +490,8 @@ class WalletService:
         return tx.spent_since(address, self._clock() - WINDOW_SECONDS)
 
     async def _read_fresh(self, address: str, read: Callable[[WalletTx, WalletRecord], R]) -> R:
-        """Read a wallet after expiring its due proposals, so reserved money is never shown stale."""
+        """Read a wallet after expiring its due proposals and taking in deposits, so nothing is shown stale."""
+        await self._settlement.refresh()
         now = self._clock()
 
         def fresh(tx: WalletTx) -> tuple[list[tuple[str, str, int]], R]:
@@ -488,7 +500,9 @@ class WalletService:
 
         due, result = await self._store.write(fresh)
         for proposal_id, _, _ in due:
-            await self._publisher.publish([proposal_uri(proposal_id), *_wallet_uris(address, SPENDING_VIEWS)])
+            await self._publisher.publish(
+                [views.proposal_uri(proposal_id), *views.wallet_uris(address, views.SPENDING_VIEWS)]
+            )
         return result
 
     async def _signer(self, address: str) -> Signer:
@@ -501,86 +515,37 @@ class WalletService:
         return await self._keys.open(address, keystore)
 
     async def _publish_wallet(self, address: str, *names: str) -> None:
-        await self._publisher.publish(_wallet_uris(address, names))
+        await self._publisher.publish(views.wallet_uris(address, names))
 
-    async def _publish_payment(self, payer: str, payee: str, proposal_id: str | None) -> None:
-        uris = [*_wallet_uris(payer, SPENDING_VIEWS), *_wallet_uris(payee, ("balance", "transactions"))]
-        if proposal_id is not None:
-            uris.append(proposal_uri(proposal_id))
-        await self._publisher.publish(uris)  # a payee this server does not hold has no subscribers: harmless
-
-
-@dataclass(frozen=True)
-class _Authorization:
-    """A payer's signed EIP-712 TransferWithAuthorization; its nonce is the payment id."""
-
-    payment_id: str
-    payee: str
-    amount: int
-    typed_data: TypedData
-    signature: str
-
-    @classmethod
-    def sign(cls, signer: Signer, chain_id: int, *, payee: str, amount: int, now: float) -> _Authorization:
-        payment_id = "0x" + secrets.token_hex(32)
-        typed = authorizations.transfer_authorization(
-            chain_id, payer=signer.address, payee=payee, amount=amount, nonce=payment_id, now=now
+    def _record(
+        self,
+        tx: WalletTx,
+        transfer: SignedTransfer,
+        balances: Balances,
+        *,
+        memo: str,
+        now: float,
+        idempotency_key: str | None,
+        fingerprint: str | None,
+        approval_id: str | None,
+        proposal_id: str | None,
+    ) -> PaymentReceipt:
+        """Record the payment; on the local ledger, settle it in the same transaction."""
+        receipt = record_payment(
+            tx,
+            transfer,
+            balances,
+            settlement=self._settlement.name,
+            memo=memo,
+            now=now,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            approval_id=approval_id,
+            proposal_id=proposal_id,
         )
-        return cls(payment_id, payee, amount, typed, signer.sign(typed))
-
-
-def _settle(
-    tx: WalletTx,
-    authorization: _Authorization,
-    balances: Balances,
-    *,
-    memo: str,
-    now: float,
-    idempotency_key: str | None,
-    fingerprint: str | None,
-    approval_id: str | None,
-    proposal_id: str | None,
-) -> PaymentReceipt:
-    """Move the money the payer's `balances` were already debited by, and record the payment."""
-    payer, payee, amount, payment_id = (
-        balances.address,
-        authorization.payee,
-        authorization.amount,
-        authorization.payment_id,
-    )
-    receipt = PaymentReceipt(
-        payment_id=payment_id,
-        status="settled",
-        amount=amount,
-        from_address=payer,
-        to_address=payee,
-        memo=memo,
-        balance_after=balances.available,
-        signature=authorization.signature,
-        authorization=authorization.typed_data.as_json(),
-        approval_decision_id=approval_id,
-        proposal_id=proposal_id,
-        created_at=views.time(now),
-    )
-    tx.save_balances(balances)
-    payee_available = tx.credit_if_held(payee, amount)
-    tx.insert_payment(
-        payment_id=payment_id,
-        payer=payer,
-        payee=payee,
-        amount=amount,
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        receipt=receipt.model_dump_json(),
-        at=now,
-    )
-    if proposal_id is None:  # a proposal's budget was counted when it reserved the money
-        tx.insert_spend(payer, amount, now, payment_id)
-    entries: list[EntryRow] = [(payer, "payment_out", amount, payee, payment_id, memo, balances.available, now)]
-    if payee_available is not None:
-        entries.append((payee, "payment_in", amount, payer, payment_id, memo, payee_available, now))
-    tx.add_entries(entries)
-    return receipt
+        if self._settlement.immediate:
+            receipt = complete_payment(tx, receipt.payment_id, None, now)
+        return receipt
 
 
 def _require(tx: WalletTx, address: str) -> WalletRecord:
@@ -588,10 +553,6 @@ def _require(tx: WalletTx, address: str) -> WalletRecord:
     if record is None:
         raise WalletNotFoundError(address)
     return record
-
-
-def _wallet_uris(address: str, names: Iterable[str]) -> list[str]:
-    return [wallet_uri(address, name) for name in names]
 
 
 def _refuse_self_payment(payer: str, payee: str) -> None:

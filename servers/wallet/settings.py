@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from servers.common.errors import InvalidInputError
 from servers.common.identity import parse_address
+from servers.common.logging import register_secret
 from servers.common.settings import ConfigError, env_int
 
 DEFAULT_PROPOSAL_TTL_SECONDS = 24 * 60 * 60
+SETTLEMENTS = ("local", "evm")
+
+
+class ChainSettings(BaseModel):
+    """Where payments settle when they settle on an EVM chain."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rpc_url: str
+    usdc_address: str
+    relayer_key: SecretStr
+    """The account that pays gas to relay the wallets' authorizations; it never holds their USDC."""
+    confirmations: int = 0
+    """Blocks a deposit must be buried under before it is credited."""
 
 
 class WalletSettings(BaseModel):
@@ -20,20 +37,59 @@ class WalletSettings(BaseModel):
     """The only key whose approval receipts this wallet accepts. Unset: payments that need one are refused."""
     proposal_ttl_seconds: int = DEFAULT_PROPOSAL_TTL_SECONDS
     """How long a multi-sig proposal can collect signatures; the expiry is inside the signed data."""
+    chain: ChainSettings | None = None
+    """None: the local ledger (the sandbox default)."""
     database_file: str = "wallet.db"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WalletSettings:
         raw = environ.get("STATESET_GOVERNANCE_ADDRESS") or None
-        governance = None
-        if raw is not None:
-            try:
-                governance = parse_address(raw, field="STATESET_GOVERNANCE_ADDRESS")
-            except InvalidInputError as exc:
-                raise ConfigError(str(exc)) from None
         return cls(
-            governance_address=governance,
+            governance_address=None if raw is None else _address(raw, "STATESET_GOVERNANCE_ADDRESS"),
             proposal_ttl_seconds=env_int(
                 environ, "STATESET_WALLET_PROPOSAL_TTL_SECONDS", DEFAULT_PROPOSAL_TTL_SECONDS, minimum=60
             ),
+            chain=_chain(environ),
         )
+
+
+def _chain(environ: Mapping[str, str]) -> ChainSettings | None:
+    settlement = environ.get("STATESET_SETTLEMENT", "local")
+    if settlement not in SETTLEMENTS:
+        raise ConfigError(f"STATESET_SETTLEMENT={settlement!r} is not one of {', '.join(SETTLEMENTS)}")
+    if settlement == "local":
+        return None
+    missing = [key for key in ("STATESET_EVM_RPC_URL", "STATESET_EVM_USDC_ADDRESS") if not environ.get(key)]
+    if missing:
+        raise ConfigError(f"STATESET_SETTLEMENT=evm needs {' and '.join(missing)}")
+    return ChainSettings(
+        rpc_url=environ["STATESET_EVM_RPC_URL"],
+        usdc_address=_address(environ["STATESET_EVM_USDC_ADDRESS"], "STATESET_EVM_USDC_ADDRESS"),
+        relayer_key=SecretStr(_relayer_key(environ)),
+        confirmations=env_int(environ, "STATESET_EVM_CONFIRMATIONS", 0),
+    )
+
+
+def _relayer_key(environ: Mapping[str, str]) -> str:
+    """From `STATESET_EVM_RELAYER_KEY`, or the 0600 file named by `STATESET_EVM_RELAYER_KEY_FILE`."""
+    key = environ.get("STATESET_EVM_RELAYER_KEY")
+    path = environ.get("STATESET_EVM_RELAYER_KEY_FILE")
+    if key is None and path:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"STATESET_EVM_RELAYER_KEY_FILE={path} is not a file")
+        mode = stat.S_IMODE(file.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"STATESET_EVM_RELAYER_KEY_FILE={path} has permissions {mode:o}; it must be 0600")
+        key = file.read_text(encoding="utf-8").strip()
+    if not key:
+        raise ConfigError("STATESET_SETTLEMENT=evm needs STATESET_EVM_RELAYER_KEY or STATESET_EVM_RELAYER_KEY_FILE")
+    register_secret(key)
+    return key
+
+
+def _address(raw: str, key: str) -> str:
+    try:
+        return parse_address(raw, field=key)
+    except InvalidInputError as exc:
+        raise ConfigError(str(exc)) from None

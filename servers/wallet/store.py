@@ -2,7 +2,7 @@
 
 Tables:
 - `wallets`: settings, the encrypted key, and the four balance buckets (CHECKed non-negative).
-- `payments`: one row per settled payment with its receipt, idempotency key and request fingerprint.
+- `payments`: one row per payment with its receipt, status, idempotency key and request fingerprint.
 - `spends`: what counts against the rolling 24-hour limit (payments, and proposals from reservation).
   Each wallet keeps `window_spent`, the sum of its spends after `window_floor`; triggers add and remove
   spends as rows come and go, and a spend moves the floor to now - 24 h, subtracting what left the
@@ -11,6 +11,8 @@ Tables:
 - `entries`: the append-only history each wallet's transactions resource and list_transactions page through.
 - `proposals`, `proposal_signatures`: multi-sig proposals and who signed them.
 - `used_approvals`: governance receipts already spent; the primary key makes a second use impossible.
+- `deposits`, `chain_cursor`: with chain settlement, the incoming transfers already credited (each log
+  once) and the last block scanned for them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, TypeVar
 from servers.common.db import Database, Migration, Row, Session
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import MultiSig, SpendingRules
-from servers.wallet.models import EntryKind, ProposalStatus, TreasuryStrategy
+from servers.wallet.models import EntryKind, PaymentReceipt, ProposalStatus, TreasuryStrategy
 
 MIGRATIONS = (
     Migration(
@@ -56,9 +58,11 @@ MIGRATIONS = (
             idempotency_key TEXT,
             fingerprint TEXT,
             receipt TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'settled', 'failed')),
             created_at REAL NOT NULL,
             UNIQUE (payer, idempotency_key)
         );
+        CREATE INDEX payments_pending ON payments (status) WHERE status = 'pending';
         CREATE TABLE spends (
             id INTEGER PRIMARY KEY,
             wallet TEXT NOT NULL REFERENCES wallets(address),
@@ -97,7 +101,7 @@ MIGRATIONS = (
             signers TEXT NOT NULL,
             typed_data TEXT NOT NULL,
             approval_id TEXT,
-            status TEXT NOT NULL CHECK (status IN ('pending', 'executed', 'expired')),
+            status TEXT NOT NULL CHECK (status IN ('pending', 'executed', 'expired', 'failed')),
             created_at REAL NOT NULL,
             expires_at REAL NOT NULL,
             payment_id TEXT
@@ -114,6 +118,18 @@ MIGRATIONS = (
             decision_id TEXT PRIMARY KEY,
             reference TEXT NOT NULL,
             used_at REAL NOT NULL
+        );
+        CREATE TABLE deposits (
+            tx_hash TEXT NOT NULL,
+            log_index INTEGER NOT NULL,
+            wallet TEXT NOT NULL REFERENCES wallets(address),
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            block INTEGER NOT NULL,
+            PRIMARY KEY (tx_hash, log_index)
+        );
+        CREATE TABLE chain_cursor (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            block INTEGER NOT NULL
         );
         """,
     ),
@@ -147,7 +163,7 @@ class PaymentContext:
     wallet: WalletRecord
     spent_last_24h: int
     due_proposals: int
-    prior_receipt: dict[str, Any] | None
+    prior_receipt: PaymentReceipt | None
     prior_fingerprint: str | None
 
 
@@ -287,7 +303,9 @@ class WalletTx:
             wallet=_wallet(row),
             spent_last_24h=int(row["spent"]),
             due_proposals=int(row["due"]),
-            prior_receipt=None if row["prior_receipt"] is None else json.loads(row["prior_receipt"]),
+            prior_receipt=None
+            if row["prior_receipt"] is None
+            else PaymentReceipt.model_validate_json(row["prior_receipt"]),
             prior_fingerprint=row["prior_fp"],
         )
 
@@ -312,14 +330,38 @@ class WalletTx:
         amount: int,
         idempotency_key: str | None,
         fingerprint: str | None,
-        receipt: str,
+        receipt: PaymentReceipt,
         at: float,
     ) -> None:
         self._s.run(
-            "INSERT INTO payments (payment_id, payer, payee, amount, idempotency_key, fingerprint, receipt, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (payment_id, payer, payee, amount, idempotency_key, fingerprint, receipt, at),
+            "INSERT INTO payments (payment_id, payer, payee, amount, idempotency_key, fingerprint, receipt, status,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                payment_id,
+                payer,
+                payee,
+                amount,
+                idempotency_key,
+                fingerprint,
+                receipt.model_dump_json(),
+                receipt.status,
+                at,
+            ),
         )
+
+    def update_payment(self, receipt: PaymentReceipt) -> None:
+        """Store a pending payment's outcome."""
+        self._s.run(
+            "UPDATE payments SET status = ?, receipt = ? WHERE payment_id = ?",
+            (receipt.status, receipt.model_dump_json(), receipt.payment_id),
+        )
+
+    def pending_payments(self) -> list[PaymentReceipt]:
+        rows = self._s.all("SELECT receipt FROM payments WHERE status = 'pending' ORDER BY created_at")
+        return [PaymentReceipt.model_validate_json(row["receipt"]) for row in rows]
+
+    def is_payment(self, payment_id: str) -> bool:
+        return self._s.one("SELECT 1 FROM payments WHERE payment_id = ?", (payment_id,)) is not None
 
     def insert_spend(self, wallet: str, amount: int, at: float, source: str) -> None:
         self._s.run("INSERT INTO spends (wallet, amount, at, source) VALUES (?, ?, ?, ?)", (wallet, amount, at, source))
@@ -333,9 +375,9 @@ class WalletTx:
     def use_approval(self, decision_id: str, reference: str, at: float) -> None:
         self._s.run("INSERT INTO used_approvals VALUES (?, ?, ?)", (decision_id, reference, at))
 
-    def payment_receipt(self, payment_id: str) -> dict[str, Any] | None:
+    def payment(self, payment_id: str) -> PaymentReceipt | None:
         row = self._s.one("SELECT receipt FROM payments WHERE payment_id = ?", (payment_id,))
-        return None if row is None else dict(json.loads(row["receipt"]))
+        return None if row is None else PaymentReceipt.model_validate_json(row["receipt"])
 
     # history
 
@@ -434,6 +476,26 @@ class WalletTx:
         )
         return [(row["proposal_id"], row["wallet"], int(row["amount"])) for row in rows]
 
+    # chain settlement
+
+    def chain_cursor(self) -> int | None:
+        """The last block scanned for incoming transfers, or None before the first scan."""
+        row = self._s.one("SELECT block FROM chain_cursor WHERE id = 1")
+        return None if row is None else int(row["block"])
+
+    def move_chain_cursor(self, block: int) -> None:
+        self._s.run(
+            "INSERT INTO chain_cursor VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET block = excluded.block", (block,)
+        )
+
+    def record_deposit(self, tx_hash: str, log_index: int, wallet: str, amount: int, block: int) -> bool:
+        """Record an incoming transfer once; False when it was already recorded."""
+        changed = self._s.run(
+            "INSERT INTO deposits VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (tx_hash, log_index, wallet, amount, block),
+        )
+        return changed == 1
+
     # totals, for conservation checks
 
     def totals(self) -> dict[str, int]:
@@ -441,13 +503,15 @@ class WalletTx:
             """
             SELECT
                 (SELECT COALESCE(SUM(available + staked + liquidity + reserved), 0) FROM wallets) AS held,
-                (SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind = 'fund') AS funded,
+                (SELECT COALESCE(SUM(amount), 0) FROM entries WHERE kind IN ('fund', 'deposit')) AS funded,
                 (SELECT COALESCE(SUM(amount), 0) FROM payments
-                    WHERE payee NOT IN (SELECT address FROM wallets)) AS paid_out
+                    WHERE status != 'failed' AND payee NOT IN (SELECT address FROM wallets)) AS paid_out,
+                (SELECT COALESCE(SUM(amount), 0) FROM payments
+                    WHERE status = 'pending' AND payee IN (SELECT address FROM wallets)) AS in_flight
             """
         )
         assert row is not None
-        return {"held": int(row["held"]), "funded": int(row["funded"]), "paid_out": int(row["paid_out"])}
+        return {key: int(row[key]) for key in ("held", "funded", "paid_out", "in_flight")}
 
 
 def _wallet(row: Row) -> WalletRecord:

@@ -1,9 +1,10 @@
-"""Stored records as wire models, and the opaque paging cursor. Pure."""
+"""Stored records as wire models, resource URIs, and the opaque paging cursor. Pure."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from servers.common.errors import InvalidInputError
@@ -21,6 +22,32 @@ from servers.wallet.models import (
     WalletSummary,
 )
 from servers.wallet.store import EntryRecord, ProposalRecord, WalletRecord
+
+WALLETS_URI = "wallet://wallets"
+SPENDING_VIEWS = ("balance", "transactions", "limits")
+
+
+def wallet_uri(address: str, view: str) -> str:
+    return f"wallet://{address}/{view}"
+
+
+def wallet_uris(address: str, views: Iterable[str]) -> list[str]:
+    return [wallet_uri(address, view) for view in views]
+
+
+def proposal_uri(proposal_id: str) -> str:
+    return f"wallet://proposals/{proposal_id}"
+
+
+def reservation_uris(proposal_id: str, wallet: str) -> list[str]:
+    """What reserving or releasing a proposal's money changes."""
+    return [proposal_uri(proposal_id), *wallet_uris(wallet, SPENDING_VIEWS)]
+
+
+def payment_uris(payer: str, payee: str, proposal_id: str | None) -> list[str]:
+    """What a payment changes; a payee this server does not hold has no subscribers, which is harmless."""
+    uris = [*wallet_uris(payer, SPENDING_VIEWS), *wallet_uris(payee, ("balance", "transactions"))]
+    return uris if proposal_id is None else [*uris, proposal_uri(proposal_id)]
 
 
 def wallet(record: WalletRecord, *, spent: int, chain_id: int) -> Wallet:
