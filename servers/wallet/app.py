@@ -41,23 +41,32 @@ async def running(
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
         feed = ChangeFeed()
         store = WalletStore(db)
-        settlement = await _settlement(settings, store, feed, mesh.chain_id, clock)
-        service = WalletService(store, keys, settings, feed, chain_id=mesh.chain_id, settlement=settlement, clock=clock)
-        async with anyio.create_task_group() as tasks:
+        async with (
+            _settlement(settings, store, feed, mesh.chain_id, clock) as settlement,
+            anyio.create_task_group() as tasks,
+        ):
+            service = WalletService(
+                store, keys, settings, feed, chain_id=mesh.chain_id, settlement=settlement, clock=clock
+            )
             tasks.start_soon(service.run_expiry)
             tasks.start_soon(settlement.run)
             yield WalletApp(service, build_server(service, feed), settlement)
             tasks.cancel_scope.cancel()
 
 
+@asynccontextmanager
 async def _settlement(
     settings: WalletSettings, store: WalletStore, feed: ChangeFeed, chain_id: int, clock: Callable[[], float]
-) -> Settlement:
+) -> AsyncIterator[Settlement]:
     if settings.chain is None:
-        return LedgerSettlement(chain_id)
+        yield LedgerSettlement(chain_id)
+        return
     chain = settings.chain
     try:
         usdc = await UsdcChain.connect(chain.rpc_url, chain.usdc_address, chain.relayer_key.get_secret_value())
     except ChainUnavailableError as exc:
         raise ConfigError(f"STATESET_SETTLEMENT=evm: {exc.message}") from None
-    return ChainSettlement(usdc, store, feed, confirmations=chain.confirmations, clock=clock)
+    try:
+        yield ChainSettlement(usdc, store, feed, confirmations=chain.confirmations, clock=clock)
+    finally:
+        await usdc.close()

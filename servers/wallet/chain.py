@@ -84,7 +84,11 @@ class UsdcChain:
                 raise ChainUnavailableError(f"no contract at {token.address} on chain {chain_id}")
             name, version = await token.functions.name().call(), await token.functions.version().call()
         except (OSError, Web3Exception) as exc:
+            await w3.provider.disconnect()
             raise ChainUnavailableError(f"cannot reach the EVM node at {rpc_url}: {exc.__class__.__name__}") from exc
+        except ChainUnavailableError:
+            await w3.provider.disconnect()
+            raise
         domain = {"name": name, "version": version, "chainId": chain_id, "verifyingContract": token.address}
         logger.info(
             "settling on chain %d, token %s (%s v%s), relayer %s",
@@ -95,6 +99,10 @@ class UsdcChain:
             relayer.address,
         )
         return cls(w3, token, relayer, domain)
+
+    async def close(self) -> None:
+        """Close the node connection's HTTP session."""
+        await self._w3.provider.disconnect()
 
     @property
     def description(self) -> str:
