@@ -50,7 +50,7 @@ from servers.wallet.models import (
     WalletSummary,
 )
 from servers.wallet.settings import WalletSettings
-from servers.wallet.settlement import LedgerSettlement, Settlement, complete_payment, record_payment
+from servers.wallet.settlement import LedgerSettlement, Settlement, record_payment
 from servers.wallet.store import PaymentContext, ProposalRecord, WalletRecord, WalletStore, WalletTx
 
 logger = logging.getLogger(__name__)
@@ -530,12 +530,13 @@ class WalletService:
         approval_id: str | None,
         proposal_id: str | None,
     ) -> PaymentReceipt:
-        """Record the payment; on the local ledger, settle it in the same transaction."""
-        receipt = record_payment(
+        """Record the payment; on the local ledger it is settled in the same transaction."""
+        return record_payment(
             tx,
             transfer,
             balances,
             settlement=self._settlement.name,
+            settled=self._settlement.immediate,
             memo=memo,
             now=now,
             idempotency_key=idempotency_key,
@@ -543,9 +544,6 @@ class WalletService:
             approval_id=approval_id,
             proposal_id=proposal_id,
         )
-        if self._settlement.immediate:
-            receipt = complete_payment(tx, receipt.payment_id, None, now)
-        return receipt
 
 
 def _require(tx: WalletTx, address: str) -> WalletRecord:

@@ -1,15 +1,16 @@
 """How a recorded payment becomes final: at once on the local ledger, or once its transfer is mined.
 
-A payment is first recorded in one transaction: the payer is debited, the limit window charged, the
-payment stored as `pending` with its signed authorization. Then:
+A payment is recorded in one transaction: the payer is debited, the limit window charged, the payment
+stored with its signed authorization. Then:
 
-- `LedgerSettlement`: the ledger is the settlement. `complete_payment` runs in that same transaction,
-  so a payment is `settled` when the tool returns.
-- `ChainSettlement`: the authorization is relayed to the USDC contract after the commit. Mined, the
-  payment is completed (a payee held here is credited); refused by the contract, it fails and the payer
-  is refunded; with the node unreachable it stays pending. A background task settles what is pending
-  (the authorization's nonce says whether it reached the chain) and credits money that arrives from
-  elsewhere, found in the token's `Transfer` logs, each log once.
+- `LedgerSettlement`: the ledger is the settlement. The payment is recorded `settled`, the payee
+  credited in that same transaction.
+- `ChainSettlement`: the payment is recorded `pending` and its authorization relayed to the USDC
+  contract after the commit. Mined, the payment is completed (a payee held here is credited); refused
+  by the contract, it fails and the payer is refunded; with the node unreachable it stays pending. A
+  background task settles what is pending (the authorization's nonce says whether it reached the
+  chain) and credits money that arrives from elsewhere, found in the token's `Transfer` logs, each
+  log once.
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ def record_payment(
     balances: Balances,
     *,
     settlement: str,
+    settled: bool,
     memo: str,
     now: float,
     idempotency_key: str | None,
@@ -198,11 +200,11 @@ def record_payment(
     approval_id: str | None,
     proposal_id: str | None,
 ) -> PaymentReceipt:
-    """Record a payment as pending; the payer's `balances` are already debited by its amount."""
+    """Record a payment whose payer's `balances` are already debited: settled at once, or pending."""
     payer = balances.address
     receipt = PaymentReceipt(
         payment_id=transfer.payment_id,
-        status="pending",
+        status="settled" if settled else "pending",
         amount=transfer.amount,
         from_address=payer,
         to_address=transfer.payee,
@@ -228,37 +230,34 @@ def record_payment(
     )
     if proposal_id is None:  # a proposal's budget was counted when it reserved the money
         tx.insert_spend(payer, transfer.amount, now, transfer.payment_id)
-    tx.add_entries(
-        [(payer, "payment_out", transfer.amount, transfer.payee, transfer.payment_id, memo, balances.available, now)]
-    )
+    entries: list[EntryRow] = [
+        (payer, "payment_out", transfer.amount, transfer.payee, transfer.payment_id, memo, balances.available, now)
+    ]
+    if settled:
+        entries += _credit_payee(tx, receipt, now)
+    tx.add_entries(entries)
     return receipt
 
 
 def complete_payment(tx: WalletTx, payment_id: str, tx_hash: str | None, now: float) -> PaymentReceipt:
-    """The money has moved: credit a payee this server holds and mark the payment settled. Idempotent."""
+    """A pending payment's money has moved: credit a payee this server holds, mark it settled. Idempotent."""
     receipt = tx.payment(payment_id)
     assert receipt is not None
     if receipt.status != "pending":
         return receipt
-    payee_available = tx.credit_if_held(receipt.to_address, receipt.amount)
-    if payee_available is not None:
-        tx.add_entries(
-            [
-                (
-                    receipt.to_address,
-                    "payment_in",
-                    receipt.amount,
-                    receipt.from_address,
-                    payment_id,
-                    receipt.memo,
-                    payee_available,
-                    now,
-                )
-            ]
-        )
+    tx.add_entries(_credit_payee(tx, receipt, now))
     settled = receipt.model_copy(update={"status": "settled", "transaction_hash": tx_hash})
     tx.update_payment(settled)
     return settled
+
+
+def _credit_payee(tx: WalletTx, receipt: PaymentReceipt, now: float) -> list[EntryRow]:
+    """Credit the payee if this server holds it; the history entry to add, if any."""
+    payee, payer, amount = receipt.to_address, receipt.from_address, receipt.amount
+    available = tx.credit_if_held(payee, amount)
+    if available is None:
+        return []
+    return [(payee, "payment_in", amount, payer, receipt.payment_id, receipt.memo, available, now)]
 
 
 def fail_payment(tx: WalletTx, payment_id: str, reason: str, now: float) -> PaymentReceipt:
