@@ -5,56 +5,138 @@
 Every payment is a real one: limits checked against the rolling window, an EIP-712 authorization signed
 with the payer's key, an idempotency key recorded, a SQLite commit with synchronous=FULL before the reply.
 Transports: the SDK's in-memory client (2026-07-28 and 2025-11-25) and a `stateset serve wallet` child
-over stdio. Concurrency 1 and 16 callers on one client connection.
+over stdio, on the local ledger; then, when anvil is installed (.ci/setup --dev), the in-memory client
+with every payment settled on anvil through the USDC contract and its receipt awaited. Concurrency 1
+and 16 callers on one client connection.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+from eth_account import Account
 from mcp import Client, StdioServerParameters
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.keystore import KeyRing
 from servers.common.logging import configure_logging
+from servers.wallet.chain import UsdcChain, deploy_test_usdc
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
+from servers.wallet.settlement import ChainSettlement
 from servers.wallet.store import MIGRATIONS, WalletStore
 
 CONCURRENCY = (1, 16)
+ANVIL = Path(__file__).parents[1] / ".ci" / "node_modules" / ".bin" / "anvil"
+# anvil's well-known funded development accounts: the token's minter and the relayer
+MINTER = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+RELAYER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+@dataclass
+class Target:
+    client: Client
+    fund: Callable[[str, str], Awaitable[None]]  # (address, USDC)
+
+
+def faucet(client: Client) -> Callable[[str, str], Awaitable[None]]:
+    async def fund(address: str, amount: str) -> None:
+        await structured(client, "fund_wallet", address=address, amount=amount)
+
+    return fund
 
 
 @asynccontextmanager
-async def in_memory(home: Path, mode: str) -> AsyncIterator[Client]:
+async def in_memory(home: Path, mode: str) -> AsyncIterator[Target]:
     async with Database.open(home / "wallet.db", MIGRATIONS) as db:
         feed = ChangeFeed()
         service = WalletService(
             WalletStore(db), KeyRing("bench-password", scrypt_n=2**14), WalletSettings(), feed, chain_id=31337
         )
         async with Client(build_server(service, feed), mode=mode) as client:  # type: ignore[arg-type]
-            yield client
+            yield Target(client, faucet(client))
 
 
 @asynccontextmanager
-async def over_stdio(home: Path, mode: str) -> AsyncIterator[Client]:
+async def over_stdio(home: Path, mode: str) -> AsyncIterator[Target]:
     env = {"PATH": os.environ["PATH"], "STATESET_KEYSTORE_SCRYPT_N": str(2**14), "STATESET_LOG_LEVEL": "WARNING"}
     params = StdioServerParameters(
         command=str(Path(sys.executable).parent / "stateset"), args=["serve", "wallet", "--home", str(home)], env=env
     )
     async with Client(params, mode=mode, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
-        yield client
+        yield Target(client, faucet(client))
+
+
+@asynccontextmanager
+async def on_anvil(home: Path, mode: str) -> AsyncIterator[Target]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # npm's `anvil` wraps the real binary: a session of its own lets us stop both
+    node = await anyio.open_process(
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"], start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    w3 = AsyncWeb3(AsyncHTTPProvider(url))
+    try:
+        for _ in range(400):
+            if await _answers(w3):
+                break
+            await anyio.sleep(0.05)
+        token = await deploy_test_usdc(w3, MINTER)
+        usdc = await UsdcChain.connect(url, token.address, RELAYER_KEY)
+        async with Database.open(home / "wallet.db", MIGRATIONS) as db:
+            feed, store = ChangeFeed(), WalletStore(db)
+            settlement = ChainSettlement(usdc, store, feed)
+            service = WalletService(
+                store,
+                KeyRing("bench-password", scrypt_n=2**14),
+                WalletSettings(),
+                feed,
+                chain_id=await w3.eth.chain_id,
+                settlement=settlement,
+            )
+            await settlement.sync_deposits()
+
+            async def mint(address: str, amount: str) -> None:
+                nonce = await w3.eth.get_transaction_count(MINTER.address, "pending")
+                call = token.functions.mint(address, int(amount) * 1_000_000)
+                transaction = await call.build_transaction({"from": MINTER.address, "nonce": nonce})
+                sent = await w3.eth.send_raw_transaction(MINTER.sign_transaction(transaction).raw_transaction)
+                await w3.eth.wait_for_transaction_receipt(sent)
+                await settlement.sync_deposits()
+
+            async with Client(build_server(service, feed), mode=mode) as client:  # type: ignore[arg-type]
+                yield Target(client, mint)
+        await usdc.close()
+    finally:
+        await w3.provider.disconnect()
+        os.killpg(node.pid, signal.SIGKILL)
+        await node.wait()
+
+
+async def _answers(w3: AsyncWeb3[Any]) -> bool:
+    try:
+        await w3.eth.chain_id
+        return True
+    except Exception:
+        return False
 
 
 async def structured(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
@@ -63,11 +145,12 @@ async def structured(client: Client, tool: str, **arguments: Any) -> dict[str, A
     return result.structured_content
 
 
-async def measure(client: Client, payments: int, concurrency: int) -> tuple[float, list[float]]:
+async def measure(target: Target, payments: int, concurrency: int) -> tuple[float, list[float]]:
+    client = target.client
     wallet = {"daily_limit": "1000000000", "per_transaction_limit": "1000"}
     payer = (await structured(client, "create_wallet", label="payer", **wallet))["address"]
     payee = (await structured(client, "create_wallet", label="payee", **wallet))["address"]
-    await structured(client, "fund_wallet", address=payer, amount="1000000000")
+    await target.fund(payer, "1000000000")
     run = f"{time.time_ns()}"
     for index in range(50):  # warm-up: caches, JIT-free but allocator and page cache
         await structured(
@@ -109,17 +192,23 @@ async def main(payments: int) -> None:
         f"wallet execute_payment, {payments} payments per row, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(f"{'transport':<24}{'era':<12}{'callers':>8}{'payments/s':>12}{'p50 ms':>9}{'p99 ms':>9}")
-    for name, opener in (("in-memory", in_memory), ("stdio", over_stdio)):
-        for mode in ("auto", "legacy"):
-            for concurrency in CONCURRENCY:
-                with tempfile.TemporaryDirectory() as home:
-                    async with opener(Path(home), mode) as client:
-                        rate, latencies = await measure(client, payments, concurrency)
-                        quantiles = statistics.quantiles(latencies, n=100)
-                        print(
-                            f"{name:<24}{client.protocol_version:<12}{concurrency:>8}{rate:>12.0f}"
-                            f"{quantiles[49] * 1000:>9.2f}{quantiles[98] * 1000:>9.2f}"
-                        )
+    rows = [
+        (name, opener, mode, payments)
+        for name, opener in (("in-memory", in_memory), ("stdio", over_stdio))
+        for mode in ("auto", "legacy")
+    ]
+    if ANVIL.exists():
+        rows.append(("in-memory, anvil", on_anvil, "auto", min(payments, 500)))
+    for name, opener, mode, count in rows:
+        for concurrency in CONCURRENCY:
+            with tempfile.TemporaryDirectory() as home:
+                async with opener(Path(home), mode) as target:
+                    rate, latencies = await measure(target, count, concurrency)
+                    quantiles = statistics.quantiles(latencies, n=100)
+                    print(
+                        f"{name:<24}{target.client.protocol_version:<12}{concurrency:>8}{rate:>12.0f}"
+                        f"{quantiles[49] * 1000:>9.2f}{quantiles[98] * 1000:>9.2f}"
+                    )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,29 @@ class IncomingTransfer:
     authorizations: tuple[tuple[str, str], ...]  # (authorizer, nonce) pairs
 
 
+def _artifact() -> dict[str, Any]:
+    artifact: dict[str, Any] = json.loads(
+        resources.files("servers.wallet.contracts").joinpath("TestUSDC.json").read_text()
+    )
+    return artifact
+
+
 def token_abi() -> list[dict[str, Any]]:
-    artifact = resources.files("servers.wallet.contracts").joinpath("TestUSDC.json").read_text()
-    abi: list[dict[str, Any]] = json.loads(artifact)["abi"]
+    abi: list[dict[str, Any]] = _artifact()["abi"]
     return abi
+
+
+async def deploy_test_usdc(w3: AsyncWeb3[Any], deployer: LocalAccount) -> AsyncContract:
+    """Deploy TestUSDC (for sandboxes, tests and benchmarks); `deployer` becomes its only minter."""
+    artifact = _artifact()
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    nonce = await w3.eth.get_transaction_count(deployer.address, "pending")
+    deploy = await factory.constructor().build_transaction({"from": deployer.address, "nonce": nonce})
+    tx_hash = await w3.eth.send_raw_transaction(deployer.sign_transaction(deploy).raw_transaction)
+    address = (await w3.eth.wait_for_transaction_receipt(tx_hash))["contractAddress"]
+    if address is None:
+        raise ChainUnavailableError("the TestUSDC deployment created no contract")
+    return w3.eth.contract(address=address, abi=artifact["abi"])
 
 
 class UsdcChain:

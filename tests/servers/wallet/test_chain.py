@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +22,7 @@ from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.identity import TypedData
 from servers.common.keystore import KeyRing, decrypt_account
-from servers.wallet.chain import UsdcChain, token_abi
+from servers.wallet.chain import UsdcChain, deploy_test_usdc
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
@@ -35,7 +35,6 @@ from tests.servers.wallet.conftest import call, refused, sign
 pytestmark = pytest.mark.anyio
 
 ANVIL = Path(os.environ.get("STATESET_ANVIL", Path(__file__).parents[3] / ".ci" / "node_modules" / ".bin" / "anvil"))
-ARTIFACT = Path(__file__).parents[3] / "servers" / "wallet" / "contracts" / "TestUSDC.json"
 # anvil's well-known development accounts, funded with ETH: the token's deployer and the relayer
 DEPLOYER = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
 RELAYER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
@@ -48,8 +47,11 @@ def anvil() -> Iterator[str]:
     if not ANVIL.exists():
         pytest.fail(f"anvil is not installed at {ANVIL}: run .ci/setup --dev (it installs .ci/package.json)")
     port = free_port()
+    # npm's `anvil` is a node wrapper around the real binary: a session of its own lets us stop both
     process = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"], stdout=subprocess.DEVNULL
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -64,7 +66,7 @@ def anvil() -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
 
 
@@ -112,13 +114,7 @@ async def w3(anvil: str) -> AsyncIterator[AsyncWeb3[Any]]:
 @pytest.fixture
 async def token(w3: AsyncWeb3[Any]) -> Any:
     """A fresh TestUSDC for each test, deployed from the committed artifact."""
-    artifact = json.loads(ARTIFACT.read_text())
-    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    nonce = await w3.eth.get_transaction_count(DEPLOYER.address, "pending")
-    deploy = await factory.constructor().build_transaction({"from": DEPLOYER.address, "nonce": nonce})
-    tx_hash = await w3.eth.send_raw_transaction(DEPLOYER.sign_transaction(deploy).raw_transaction)
-    address = (await w3.eth.wait_for_transaction_receipt(tx_hash))["contractAddress"]
-    return w3.eth.contract(address=address, abi=token_abi())
+    return await deploy_test_usdc(w3, DEPLOYER)
 
 
 @pytest.fixture
