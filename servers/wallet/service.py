@@ -7,6 +7,7 @@ publishes the URIs of the resources the committed change touched, for subscriber
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -153,7 +154,7 @@ class WalletService:
             )
             rules.validate()
             tx.save_rules(address, rules)
-            return views.limits(WalletRecord(**{**record.__dict__, "rules": rules}), self._spent(tx, address))
+            return views.limits(dataclasses.replace(record, rules=rules), self._spent(tx, address))
 
         limits = await self._store.write(update)
         await self._publish_wallet(address, "limits")
@@ -207,10 +208,10 @@ class WalletService:
             return receipt
 
         receipt = await self._store.write(pay)
+        fresh = receipt.payment_id == transfer.payment_id  # else an earlier payment under the same key
         if receipt.status == "pending":  # on a chain: recorded, now relayed (a replay may find it unfinished)
-            receipt = await self._settlement.finish(receipt.model_copy(update={"replayed": False}))
-            receipt = receipt.model_copy(update={"replayed": receipt.payment_id != transfer.payment_id})
-        if receipt.payment_id == transfer.payment_id:
+            receipt = (await self._settlement.finish(receipt)).model_copy(update={"replayed": not fresh})
+        if fresh:
             logger.info("paid %s -> %s: %d micro-USDC (%s)", from_address, to_address, amount, receipt.payment_id)
             await self._publisher.publish(views.payment_uris(from_address, to_address, None))
         return receipt
@@ -278,9 +279,7 @@ class WalletService:
             return record
 
         record = await self._store.write(propose)
-        await self._publisher.publish(
-            [views.proposal_uri(proposal_id), *views.wallet_uris(address, views.SPENDING_VIEWS)]
-        )
+        await self._publisher.publish(views.reservation_uris(proposal_id, address))
         return views.proposal(record, payment=None)
 
     async def sign_proposal(self, *, proposal_id: str, signer: str, signature: str) -> Proposal:
@@ -308,7 +307,7 @@ class WalletService:
             if any(existing_signer == signer for existing_signer, _, _ in proposal.signatures):
                 raise SignatureRejectedError(f"{signer} has already signed proposal {proposal_id!r}")
             authorizations.verify_proposal_signature(
-                _typed(proposal), signer=signer, signature=signature, proposal_id=proposal_id
+                TypedData.from_json(proposal.typed_data), signer=signer, signature=signature, proposal_id=proposal_id
             )
             tx.add_signature(proposal_id, signer, signature, now)
             payment = None
@@ -370,9 +369,7 @@ class WalletService:
         due = await self._store.write(lambda tx: self._expire_due(tx, address, now))
         for proposal_id, wallet, _ in due:
             logger.info("proposal %s of %s expired unexecuted; its reservation was released", proposal_id, wallet)
-            await self._publisher.publish(
-                [views.proposal_uri(proposal_id), *views.wallet_uris(wallet, views.SPENDING_VIEWS)]
-            )
+            await self._publisher.publish(views.reservation_uris(proposal_id, wallet))
         return len(due)
 
     async def run_expiry(self, interval_seconds: float = 1.0) -> None:
@@ -500,9 +497,7 @@ class WalletService:
 
         due, result = await self._store.write(fresh)
         for proposal_id, _, _ in due:
-            await self._publisher.publish(
-                [views.proposal_uri(proposal_id), *views.wallet_uris(address, views.SPENDING_VIEWS)]
-            )
+            await self._publisher.publish(views.reservation_uris(proposal_id, address))
         return result
 
     async def _signer(self, address: str) -> Signer:
@@ -568,17 +563,3 @@ def _fingerprint(payer: str, payee: str, amount: int, memo: str, approval: Appro
         "approval": None if approval is None else approval.model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-
-
-def _typed(proposal: ProposalRecord) -> TypedData:
-    """The proposal's typed data as signers signed it, rebuilt from the stored JSON."""
-    message = proposal.typed_data["message"]
-    return authorizations.payment_proposal(
-        int(proposal.typed_data["domain"]["chainId"]),
-        proposal_id=message["proposalId"],
-        wallet=message["wallet"],
-        payee=message["to"],
-        amount=int(message["amount"]),
-        memo=message["memo"],
-        expires_at=int(message["expiresAt"]),
-    )
