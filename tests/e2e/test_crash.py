@@ -11,6 +11,7 @@ import pytest
 from eth_account import Account
 from mcp import Client
 
+from servers.common.keystore import decrypt_account
 from tests.e2e.conftest import serving
 from tests.servers.wallet.conftest import call, sign
 
@@ -134,3 +135,16 @@ async def test_sigkill_mid_stream_keeps_every_acknowledged_payment_and_retries_p
             )
             assert executed["status"] == "executed"
             assert [s["signer"] for s in executed["signatures"]] == [s.address for s in signers]
+
+    assert_no_secret_logged(tmp_path)
+
+
+def assert_no_secret_logged(home: Path) -> None:
+    """After hundreds of payments, no server log holds a private key or the keystore password."""
+    password = (home / "keystore.password").read_text().strip()
+    with sqlite3.connect(home / "wallet.db") as raw:
+        keys = [decrypt_account(row[0], password).key.hex() for row in raw.execute("SELECT keystore FROM wallets")]
+    logs = "".join(log.read_text() for log in home.glob("server-*.log"))
+    assert "paid" in logs and len(keys) == 2
+    for secret in [*keys, password]:
+        assert secret.removeprefix("0x") not in logs
