@@ -192,10 +192,11 @@ class WalletService:
                     raise IdempotencyConflictError(str(idempotency_key))
                 return context.prior_receipt.model_copy(update={"replayed": True})
             self._check_spend(tx, context, approval, payee=to_address, amount=amount, now=now, via_proposal=False)
-            receipt = self._record(
+            receipt = record_payment(
                 tx,
                 transfer,
                 context.wallet.balances.pay(amount),
+                settlement=self._settlement,
                 memo=memo,
                 now=now,
                 idempotency_key=idempotency_key,
@@ -319,10 +320,11 @@ class WalletService:
                     amount=proposal.amount,
                     now=now,
                 )
-                payment = self._record(
+                payment = record_payment(
                     tx,
                     transfer,
                     _require(tx, proposal.wallet).balances.settle(proposal.amount),
+                    settlement=self._settlement,
                     memo=proposal.memo,
                     now=now,
                     idempotency_key=None,
@@ -511,34 +513,6 @@ class WalletService:
 
     async def _publish_wallet(self, address: str, *names: str) -> None:
         await self._publisher.publish(views.wallet_uris(address, names))
-
-    def _record(
-        self,
-        tx: WalletTx,
-        transfer: SignedTransfer,
-        balances: Balances,
-        *,
-        memo: str,
-        now: float,
-        idempotency_key: str | None,
-        fingerprint: str | None,
-        approval_id: str | None,
-        proposal_id: str | None,
-    ) -> PaymentReceipt:
-        """Record the payment; on the local ledger it is settled in the same transaction."""
-        return record_payment(
-            tx,
-            transfer,
-            balances,
-            settlement=self._settlement.name,
-            settled=self._settlement.immediate,
-            memo=memo,
-            now=now,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            approval_id=approval_id,
-            proposal_id=proposal_id,
-        )
 
 
 def _require(tx: WalletTx, address: str) -> WalletRecord:

@@ -191,8 +191,7 @@ def record_payment(
     transfer: SignedTransfer,
     balances: Balances,
     *,
-    settlement: str,
-    settled: bool,
+    settlement: Settlement,
     memo: str,
     now: float,
     idempotency_key: str | None,
@@ -201,7 +200,7 @@ def record_payment(
     proposal_id: str | None,
 ) -> PaymentReceipt:
     """Record a payment whose payer's `balances` are already debited: settled at once, or pending."""
-    payer = balances.address
+    payer, settled = balances.address, settlement.immediate
     receipt = PaymentReceipt(
         payment_id=transfer.payment_id,
         status="settled" if settled else "pending",
@@ -215,7 +214,7 @@ def record_payment(
         approval_decision_id=approval_id,
         proposal_id=proposal_id,
         created_at=views.time(now),
-        settlement=settlement,
+        settlement=settlement.name,
     )
     tx.save_balances(balances)
     tx.insert_payment(
