@@ -1,0 +1,1 @@
+"""Enterprise adapters (Salesforce, SAP) as MCP servers; they arrive with their own issue."""
