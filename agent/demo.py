@@ -23,8 +23,8 @@ from mcp_types import CallToolResult
 
 from servers.common.identity import Signer
 from servers.common.money import parse_usdc
+from servers.common.receipts import issue_approval
 from servers.common.settings import MeshSettings
-from servers.wallet.authorizations import issue_approval
 
 PASSED_ENV = ("STATESET_KEYSTORE_PASSWORD", "STATESET_KEYSTORE_SCRYPT_N", "STATESET_CHAIN_ID", "STATESET_LOG_LEVEL")
 

@@ -1,4 +1,4 @@
-"""The three EIP-712 messages the wallet signs or checks. Pure.
+"""The EIP-712 messages the wallet signs or checks. Pure.
 
 Approvals and proposals use the mesh domain `{name: "StateSet Agent Mesh", version: "1", chainId}`.
 Amounts are uint256 micro-USDC; times are uint256 Unix seconds.
@@ -7,9 +7,8 @@ Amounts are uint256 micro-USDC; times are uint256 Unix seconds.
   uint256 validBefore, bytes32 nonce)`: what a payer's key signs for every payment. The fields are
   EIP-3009's: on the local ledger it is signed under the mesh domain; settling on a chain, under the
   token's own domain, and the USDC contract itself checks it.
-- `ApprovalReceipt(string decisionId, address payer, address payee, uint256 amount, uint256 expiresAt)`:
-  what the governance key signs to approve one payment. The wallet accepts it once, for exactly that
-  payer, payee and amount, before `expiresAt`.
+- `ApprovalReceipt` (servers.common.receipts): what the governance key signs to approve one payment.
+  The wallet accepts it once, for exactly that payer, payee and amount, before `expiresAt`.
 - `PaymentProposal(string proposalId, address wallet, address to, uint256 amount, string memo,
   uint256 expiresAt)`: what each multi-sig signer signs. The expiry is inside the signed data.
 """
@@ -22,8 +21,8 @@ from typing import Any
 
 from servers.common.identity import Signer, TypedData, mesh_domain, recover_signer
 from servers.common.money import format_usdc
+from servers.common.receipts import ApprovalReceipt
 from servers.wallet.errors import ApprovalError, SignatureRejectedError
-from servers.wallet.models import ApprovalReceipt
 
 # How long a payment authorization stays valid; the local ledger settles it at once.
 AUTHORIZATION_TTL_SECONDS = 3600
@@ -35,13 +34,6 @@ TRANSFER_FIELDS = (
     ("validAfter", "uint256"),
     ("validBefore", "uint256"),
     ("nonce", "bytes32"),
-)
-APPROVAL_FIELDS = (
-    ("decisionId", "string"),
-    ("payer", "address"),
-    ("payee", "address"),
-    ("amount", "uint256"),
-    ("expiresAt", "uint256"),
 )
 PROPOSAL_FIELDS = (
     ("proposalId", "string"),
@@ -91,17 +83,6 @@ class SignedTransfer:
         return cls(payment_id, payee, amount, typed, signer.sign(typed))
 
 
-def approval_receipt(
-    chain_id: int, *, decision_id: str, payer: str, payee: str, amount: int, expires_at: int
-) -> TypedData:
-    return TypedData(
-        "ApprovalReceipt",
-        APPROVAL_FIELDS,
-        mesh_domain(chain_id),
-        {"decisionId": decision_id, "payer": payer, "payee": payee, "amount": amount, "expiresAt": expires_at},
-    )
-
-
 def payment_proposal(
     chain_id: int, *, proposal_id: str, wallet: str, payee: str, amount: int, memo: str, expires_at: int
 ) -> TypedData:
@@ -117,31 +98,6 @@ def payment_proposal(
             "memo": memo,
             "expiresAt": expires_at,
         },
-    )
-
-
-def issue_approval(
-    governance: Signer,
-    chain_id: int,
-    *,
-    decision_id: str,
-    payer: str,
-    payee: str,
-    amount: int,
-    expires_at: int,
-) -> ApprovalReceipt:
-    """What a governance server hands an agent to approve one payment (the producer side of the receipt)."""
-    typed = approval_receipt(
-        chain_id, decision_id=decision_id, payer=payer, payee=payee, amount=amount, expires_at=expires_at
-    )
-    # Constructed, not validated: the amount is already micro-USDC, which the wire type takes only as a string.
-    return ApprovalReceipt.model_construct(
-        decision_id=decision_id,
-        payer=payer,
-        payee=payee,
-        amount=amount,
-        expires_at=expires_at,
-        signature=governance.sign(typed),
     )
 
 
@@ -179,15 +135,7 @@ def verify_approval(
             f"approval receipt {receipt.decision_id!r} expired at {receipt.expires_at} (now {int(now)})",
             hint="ask governance for a new approval",
         )
-    data = approval_receipt(
-        chain_id,
-        decision_id=receipt.decision_id,
-        payer=receipt.payer,
-        payee=receipt.payee,
-        amount=receipt.amount,
-        expires_at=receipt.expires_at,
-    )
-    signer = recover_signer(data, receipt.signature, field="approval.signature")
+    signer = recover_signer(receipt.typed_data(chain_id), receipt.signature, field="approval.signature")
     if signer != governance:
         raise ApprovalError(
             f"approval receipt {receipt.decision_id!r} is not signed by the trusted governance address {governance}",

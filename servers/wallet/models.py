@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from servers.common.identity import Address
 from servers.common.money import Usdc, UsdcAmount
+from servers.common.receipts import ApprovalReceipt
+
+__all__ = ["ApprovalReceipt"]  # the wire type of the `approval` argument; defined with its EIP-712 form
 
 TreasuryStrategy = Literal["conservative", "balanced", "aggressive"]
 Bucket = Literal["available", "staked", "liquidity"]
@@ -41,17 +44,6 @@ class MultiSigPolicy(_Wire):
     signers: list[Address] = Field(min_length=1, max_length=16, description="Addresses allowed to sign proposals")
     threshold: int = Field(ge=1, le=16, description="How many distinct signers must sign")
     above: UsdcAmount = Field(description="Payments of this amount or more must go through propose_transaction")
-
-
-class ApprovalReceipt(_Wire):
-    """A governance approval for one payment: EIP-712 `ApprovalReceipt` signed by the trusted governance key."""
-
-    decision_id: str = Field(min_length=1, max_length=128, description="Governance decision id; single use")
-    payer: Address
-    payee: Address
-    amount: UsdcAmount
-    expires_at: int = Field(ge=0, description="Unix seconds after which the receipt is void")
-    signature: str = Field(description="65-byte EIP-712 signature, 0x-hex, by the governance address")
 
 
 class MultiSigView(BaseModel):

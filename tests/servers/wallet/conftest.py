@@ -20,7 +20,7 @@ from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer
 from servers.common.keystore import KeyRing
 from servers.common.money import parse_usdc
-from servers.wallet.authorizations import issue_approval
+from servers.common.receipts import issue_approval
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings

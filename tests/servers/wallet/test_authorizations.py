@@ -5,9 +5,9 @@ from eth_account import Account
 
 from servers.common.identity import Signer
 from servers.common.money import format_usdc
-from servers.wallet.authorizations import approval_receipt, verify_approval
+from servers.common.receipts import ApprovalReceipt, approval_receipt
+from servers.wallet.authorizations import verify_approval
 from servers.wallet.errors import ApprovalError
-from servers.wallet.models import ApprovalReceipt
 
 GOVERNANCE = Account.create()
 PAYER = Account.create().address

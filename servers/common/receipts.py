@@ -1,0 +1,82 @@
+"""The governance approval receipt: what the governance server signs and the wallet accepts, once.
+
+    ApprovalReceipt(string decisionId, address payer, address payee, uint256 amount, uint256 expiresAt)
+
+EIP-712 under the mesh domain; the amount is uint256 micro-USDC, the expiry Unix seconds. It approves
+exactly one payment: that payer, that payee, that amount, before that time. The wallet checks the
+binding and the signer, and refuses a decision id it has seen before.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from servers.common.identity import Address, Signer, TypedData, mesh_domain
+from servers.common.money import UsdcAmount
+
+APPROVAL_FIELDS = (
+    ("decisionId", "string"),
+    ("payer", "address"),
+    ("payee", "address"),
+    ("amount", "uint256"),
+    ("expiresAt", "uint256"),
+)
+
+
+class ApprovalReceipt(BaseModel):
+    """A governance approval for one payment: EIP-712 `ApprovalReceipt` signed by the trusted governance key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=128, description="Governance decision id; single use")
+    payer: Address
+    payee: Address
+    amount: UsdcAmount
+    expires_at: int = Field(ge=0, description="Unix seconds after which the receipt is void")
+    signature: str = Field(description="65-byte EIP-712 signature, 0x-hex, by the governance address")
+
+    def typed_data(self, chain_id: int) -> TypedData:
+        return approval_receipt(
+            chain_id,
+            decision_id=self.decision_id,
+            payer=self.payer,
+            payee=self.payee,
+            amount=self.amount,
+            expires_at=self.expires_at,
+        )
+
+
+def approval_receipt(
+    chain_id: int, *, decision_id: str, payer: str, payee: str, amount: int, expires_at: int
+) -> TypedData:
+    return TypedData(
+        "ApprovalReceipt",
+        APPROVAL_FIELDS,
+        mesh_domain(chain_id),
+        {"decisionId": decision_id, "payer": payer, "payee": payee, "amount": amount, "expiresAt": expires_at},
+    )
+
+
+def issue_approval(
+    governance: Signer,
+    chain_id: int,
+    *,
+    decision_id: str,
+    payer: str,
+    payee: str,
+    amount: int,
+    expires_at: int,
+) -> ApprovalReceipt:
+    """What a governance server hands an agent to approve one payment."""
+    typed = approval_receipt(
+        chain_id, decision_id=decision_id, payer=payer, payee=payee, amount=amount, expires_at=expires_at
+    )
+    # Constructed, not validated: the amount is already micro-USDC, which the wire type takes only as a string.
+    return ApprovalReceipt.model_construct(
+        decision_id=decision_id,
+        payer=payer,
+        payee=payee,
+        amount=amount,
+        expires_at=expires_at,
+        signature=governance.sign(typed),
+    )
