@@ -22,6 +22,7 @@ Opener = Callable[[MeshSettings, Mapping[str, str]], AbstractAsyncContextManager
 # name -> module whose `running(mesh, environ)` opens the server; imported only when asked for.
 SERVERS: dict[str, str] = {
     "wallet": "servers.wallet.app",
+    "governance": "servers.governance.app",
 }
 
 

@@ -7,8 +7,10 @@ from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.shared.exceptions import MCPError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, TypeAdapter
 
@@ -48,6 +50,26 @@ MOVE_MONEY = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempo
 """Moves money irreversibly; an idempotency key makes a repeat safe."""
 REBALANCE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 """Moves money between the caller's own buckets; repeating it reaches the same allocation."""
+
+
+# JSON-RPC leaves -32000..-32099 to implementations; this one means "authenticated, but not allowed".
+FORBIDDEN = -32003
+
+
+def require_scope(scope: str) -> None:
+    """Refuse the call unless its bearer token carries `scope`.
+
+    Without a token there is no one to refuse: stdio is the operator's own process, and HTTP without
+    STATESET_HTTP_TOKENS listens on loopback only.
+
+    Raises:
+        MCPError: FORBIDDEN, a protocol error, since no retry by the model can help.
+    """
+    token = get_access_token()
+    if token is not None and scope not in token.scopes:
+        raise MCPError(
+            FORBIDDEN, f"this tool needs the {scope} scope; the token of {token.client_id} does not carry it"
+        )
 
 
 def to_json(value: BaseModel | list[Any]) -> str:

@@ -42,34 +42,38 @@ SSE_MESSAGE_PATH = "/messages/"
 
 
 class StaticTokenVerifier:
-    """Bearer tokens fixed at start-up, each naming the client it belongs to. Compared in constant time."""
+    """Bearer tokens fixed at start-up, each naming its client and scopes. Compared in constant time."""
 
-    def __init__(self, tokens: Mapping[str, str], scopes: Sequence[str] = ()) -> None:
-        self._tokens = dict(tokens)  # token -> client id
-        self._scopes = list(scopes)
+    def __init__(self, tokens: Mapping[str, tuple[str, Sequence[str]]]) -> None:
+        self._tokens = {token: (client, list(scopes)) for token, (client, scopes) in tokens.items()}
         for token in self._tokens:
             register_secret(token)
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        for known, client_id in self._tokens.items():
+        for known, (client_id, scopes) in self._tokens.items():
             if hmac.compare_digest(known.encode(), token.encode()):
-                return AccessToken(token=token, client_id=client_id, scopes=self._scopes)
+                return AccessToken(token=token, client_id=client_id, scopes=scopes)
         return None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StaticTokenVerifier | None:
-        """`STATESET_HTTP_TOKENS="client-a:token-a,client-b:token-b"`, or None when unset."""
+        """`STATESET_HTTP_TOKENS="client-a:token-a,client-b:token-b@governance:admin"`, or None when unset.
+
+        After `@`, a `+`-separated list of scopes the token carries.
+        """
         raw = environ.get("STATESET_HTTP_TOKENS", "").strip()
         if not raw:
             return None
-        tokens: dict[str, str] = {}
-        for index, pair in enumerate(raw.split(","), start=1):
-            client_id, sep, token = pair.strip().partition(":")
+        tokens: dict[str, tuple[str, list[str]]] = {}
+        for index, entry in enumerate(raw.split(","), start=1):
+            credentials, _, scopes = entry.strip().partition("@")
+            client_id, sep, token = credentials.partition(":")
             if not sep or not client_id or len(token) < 16:
                 raise ConfigError(
-                    f"STATESET_HTTP_TOKENS entry {index} is not 'client:token' with a token of 16 or more characters"
+                    f"STATESET_HTTP_TOKENS entry {index} is not 'client:token[@scope+scope]' "
+                    "with a token of 16 or more characters"
                 )
-            tokens[token] = client_id
+            tokens[token] = (client_id, [scope for scope in scopes.split("+") if scope])
         return cls(tokens)
 
 

@@ -1,0 +1,99 @@
+"""What an agent could do instead, computed by evaluating the policy again, never guessed. Pure.
+
+The outcome can change with the amount only where a rule's amount threshold or velocity budget lies,
+so those points (below the requested amount) are the candidates; each is evaluated in full:
+
+- reduce_amount: the largest amount approved now.
+- split: that amount, repeated until the requested total, if every part would be approved in turn
+  (each part counts against the velocity limits of the next).
+- request_approval: for a denied action, the largest amount that would go to an approval workflow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from servers.common.money import format_usdc
+from servers.governance.models import Alternative, Outcome
+from servers.governance.policy import Policy
+from servers.governance.rules import Facts, Request, evaluate, with_amount
+
+
+def alternatives(policy: Policy, request: Request, facts: Facts, outcome: Outcome) -> list[Alternative]:
+    if request.amount is None or outcome == "approved":
+        return []
+    amounts = _candidates(policy, request, facts)
+    found: list[Alternative] = []
+    approvable = _largest(policy, request, facts, amounts, "approved")
+    if approvable is not None:
+        found.append(
+            Alternative(
+                kind="reduce_amount",
+                amount=approvable,
+                detail=f"{format_usdc(approvable)} USDC would be approved now",
+            )
+        )
+        parts = math.ceil(request.amount / approvable)
+        if parts > 1 and _split_passes(policy, request, facts, approvable, parts):
+            found.append(
+                Alternative(
+                    kind="split",
+                    amount=approvable,
+                    parts=parts,
+                    detail=f"{parts} payments of at most {format_usdc(approvable)} USDC would each be approved now",
+                )
+            )
+    if outcome == "denied":
+        reviewable = _largest(policy, request, facts, amounts, "pending_approval")
+        if reviewable is not None:
+            workflow = evaluate(policy, with_amount(request, reviewable), facts).workflow
+            found.append(
+                Alternative(
+                    kind="request_approval",
+                    amount=reviewable,
+                    workflow=None if workflow is None else workflow.name,
+                    detail=f"up to {format_usdc(reviewable)} USDC can go to approval"
+                    + ("" if workflow is None else f" by {workflow.name}"),
+                )
+            )
+    return found
+
+
+def _candidates(policy: Policy, request: Request, facts: Facts) -> list[int]:
+    assert request.amount is not None
+    points: set[int] = set()
+    for rule in policy.rules.get(request.type, ()):
+        when = rule.when
+        points.update(x for x in (when.amount_above, when.amount_at_most) if x is not None)
+        if when.velocity is not None and when.velocity.max_amount is not None:
+            used = facts.usage.get(when.velocity.seconds, (0, 0))[1]
+            points.add(when.velocity.max_amount - used)
+    return sorted((p for p in points if 0 < p < request.amount), reverse=True)
+
+
+def _largest(policy: Policy, request: Request, facts: Facts, amounts: list[int], wanted: Outcome) -> int | None:
+    for amount in amounts:
+        if evaluate(policy, with_amount(request, amount), facts).outcome == wanted:
+            return amount
+    return None
+
+
+def _split_passes(policy: Policy, request: Request, facts: Facts, part: int, parts: int) -> bool:
+    assert request.amount is not None
+    usage = dict(facts.usage)
+    remaining = request.amount
+    for _ in range(parts):
+        amount = min(part, remaining)
+        step = replace(facts, usage=usage)
+        if evaluate(policy, with_amount(request, amount), step).outcome != "approved":
+            return False
+        usage = {window: (count + 1, total + amount) for window, (count, total) in _all_windows(policy, request, usage)}
+        remaining -= amount
+    return True
+
+
+def _all_windows(
+    policy: Policy, request: Request, usage: dict[int, tuple[int, int]]
+) -> list[tuple[int, tuple[int, int]]]:
+    return [(window, usage.get(window, (0, 0))) for window in policy.velocity_windows(request.type)]

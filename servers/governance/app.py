@@ -1,0 +1,97 @@
+"""The governance server assembled from settings: data file, signing key, active policy, service, MCP server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from eth_account import Account
+from mcp.server.mcpserver import MCPServer
+
+from servers.common.db import Database
+from servers.common.errors import MeshError
+from servers.common.feed import ChangeFeed
+from servers.common.identity import Signer
+from servers.common.keystore import KeystoreError, decrypt_account, encrypt_account, load_password
+from servers.common.settings import ConfigError, MeshSettings
+from servers.governance.policy import Policy, compile_policy, parse_document
+from servers.governance.server import build_server
+from servers.governance.service import GovernanceService
+from servers.governance.settings import GovernanceSettings
+from servers.governance.store import MIGRATIONS, GovernanceStore, GovernanceTx
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GovernanceApp:
+    service: GovernanceService
+    server: MCPServer[Any]
+
+
+@asynccontextmanager
+async def running(
+    mesh: MeshSettings, environ: Mapping[str, str], *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[GovernanceApp]:
+    """Open governance's data, key and policy, and serve them until the block exits."""
+    settings = GovernanceSettings.from_env(environ)
+    data_dir = mesh.data_dir()
+    signer = await anyio.to_thread.run_sync(
+        _signing_key, data_dir / settings.keystore_file, load_password(data_dir, environ), mesh.keystore_scrypt_n
+    )
+    async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
+        store = GovernanceStore(db)
+        policy, activated_at = await _active_policy(store, settings, clock())
+        feed = ChangeFeed()
+        service = GovernanceService(
+            store, signer, settings, feed, policy, activated_at, chain_id=mesh.chain_id, clock=clock
+        )
+        logger.info("governance signs receipts as %s under policy %s", signer.address, policy.version)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(service.run_expiry)
+            yield GovernanceApp(service, build_server(service, feed))
+            tasks.cancel_scope.cancel()
+
+
+def _signing_key(path: Path, password: str, scrypt_n: int) -> Signer:
+    """Governance's own key: created on first run as a 0600 keystore, decrypted once per process."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
+        except KeystoreError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    account = Account.create()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(encrypt_account(account, password, scrypt_n=scrypt_n))
+    logger.info("created governance key %s in %s", account.address, path)
+    return Signer(account)
+
+
+async def _active_policy(store: GovernanceStore, settings: GovernanceSettings, now: float) -> tuple[Policy, float]:
+    """The stored active policy; the configured file's instead when the operator named one, or none is stored."""
+    stored = await store.read(lambda tx: tx.active_policy())
+    if stored is not None and not settings.policy_explicit:
+        return compile_policy(stored.document), stored.activated_at
+    try:
+        configured = compile_policy(parse_document(settings.policy_file.read_text(encoding="utf-8")))
+    except MeshError as exc:
+        raise ConfigError(f"{settings.policy_file}: {exc}") from None
+    if stored is not None and stored.version == configured.version:
+        return configured, stored.activated_at
+
+    def activate(tx: GovernanceTx) -> None:
+        tx.activate_policy(configured.version, configured.name, configured.document, now)
+        tx.append_audit("policy", configured.version, {"name": configured.name, "file": str(settings.policy_file)}, now)
+
+    await store.write(activate)
+    logger.info("activated policy %s from %s", configured.version, settings.policy_file)
+    return configured, now

@@ -1,0 +1,163 @@
+"""Governance wire models: actions in, decision records and approvals out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from servers.common.identity import Address
+from servers.common.money import Usdc, UsdcAmount
+from servers.common.receipts import ApprovalReceipt
+
+Outcome = Literal["approved", "denied", "pending_approval"]
+RiskLevel = Literal["low", "medium", "high", "critical"]
+ThreatLevel = Literal["none", "low", "elevated", "critical"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
+STANDARD_ACTION_TYPES = (
+    "payment",
+    "purchase_order",
+    "create_lead",
+    "update_opportunity",
+    "treasury",
+    "contract_call",
+)
+
+
+class Action(BaseModel):
+    """Something an agent wants to do, described for governance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="payment, purchase_order, create_lead, update_opportunity, treasury, contract_call, "
+        "or a custom type the policy declares",
+    )
+    amount: UsdcAmount | None = Field(default=None, description="USDC as a decimal string, when money is involved")
+    currency: Literal["USDC"] = "USDC"
+    counterparty: str | None = Field(
+        default=None, max_length=256, description="Payee address, supplier id or account the action affects"
+    )
+    category: str | None = Field(default=None, max_length=64, description="Spending category, e.g. office_supplies")
+    payer: Address | None = Field(default=None, description="For payments: the paying wallet's address")
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="Anything else; `jurisdiction` (ISO 3166 alpha-2) is checked"
+    )
+
+
+class Reason(BaseModel):
+    rule_id: str
+    effect: Literal["allow", "deny", "require_approval"]
+    message: str
+
+
+class RiskFactor(BaseModel):
+    name: str
+    points: int
+    detail: str
+
+
+class Risk(BaseModel):
+    score: int = Field(ge=0, le=100)
+    level: RiskLevel
+    factors: list[RiskFactor]
+
+
+class Alternative(BaseModel):
+    kind: Literal["reduce_amount", "split", "request_approval"]
+    amount: Usdc = Field(description="reduce_amount: the largest amount approved now; split: each part's amount")
+    parts: int = Field(default=1, description="split: how many payments of `amount`")
+    workflow: str | None = None
+    detail: str
+
+
+class Vote(BaseModel):
+    approver: str
+    approve: bool
+    at: datetime
+
+
+class Approval(BaseModel):
+    """A pending decision's approval workflow."""
+
+    approval_id: str
+    workflow: str
+    status: ApprovalStatus
+    approvers: list[str]
+    excluded: list[str] = Field(description="Approvers who may not approve this request (separation of duties)")
+    required: int
+    votes: list[Vote]
+    request_hash: str = Field(description="keccak256 of the exact request, 0x-hex; what every vote signs over")
+    expires_at: datetime
+    to_sign: dict[str, dict[str, Any]] = Field(
+        description="EIP-712 ApprovalVote typed data for `approve` and for `reject`, for eth_signTypedData_v4"
+    )
+
+
+class Decision(BaseModel):
+    decision_id: str
+    agent_id: str
+    action: Action
+    outcome: Outcome
+    reasons: list[Reason]
+    risk: Risk
+    alternatives: list[Alternative]
+    conditions: list[str] = Field(description="What the approval is bound to")
+    monitoring: list[str] = Field(description="What to watch: budgets used, risk factors")
+    policy_version: str
+    request_hash: str
+    approval: Approval | None = None
+    receipt: ApprovalReceipt | None = Field(
+        default=None, description="For an approved payment: pass as `approval` to the wallet's execute_payment"
+    )
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class RuleTrace(BaseModel):
+    rule_id: str
+    effect: str
+    matched: bool
+    conditions: list[str] = Field(description="Each condition with its result and the values compared")
+
+
+class Explanation(BaseModel):
+    """A dry run: what evaluate_action would decide now, and why, changing nothing."""
+
+    outcome: Outcome
+    reasons: list[Reason]
+    compliance: list[str]
+    rules: list[RuleTrace]
+    risk: Risk
+    alternatives: list[Alternative]
+    policy_version: str
+
+
+class PolicyView(BaseModel):
+    version: str
+    name: str
+    document: dict[str, Any]
+    governance_address: str = Field(description="The key that signs approval receipts; the wallet must trust it")
+    activated_at: datetime
+
+
+class AgentProfile(BaseModel):
+    """What governance knows of an agent; fed by discovery, reputation and the security manager."""
+
+    agent_id: str = Field(description="did:stateset:agent:<uuid>")
+    owner: str | None = Field(
+        default=None, max_length=128, description="Who owns the agent; same-owner agents may not approve each other"
+    )
+    address: str | None = Field(default=None, description="The agent's wallet address")
+    reputation: float | None = Field(default=None, ge=0, le=100)
+    threat_level: ThreatLevel = "none"
+
+
+class AuditReport(BaseModel):
+    entries: int
+    intact: bool
+    first_tampered: int | None = Field(description="Sequence number of the first entry that fails the chain")
+    detail: str
+    head: str | None = Field(description="Hash of the newest entry")

@@ -1,0 +1,154 @@
+"""Governance's MCP surface: thin tools and resources over `GovernanceService`.
+
+No `from __future__ import annotations` here: the SDK evaluates tool annotations in the module's
+globals, and `Resolve(ask_the_host)` names a closure that only exists inside `build_server`.
+"""
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import AcceptedElicitation, Elicit, ElicitationResult, MCPServer, Resolve
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from servers.common.errors import MeshError
+from servers.common.feed import ChangeFeed
+from servers.common.money import format_usdc
+from servers.common.surface import CREATE, READ, SET, new_server, require_scope, resource_errors, to_json
+from servers.governance.models import Action, AgentProfile, AuditReport, Decision, Explanation, PolicyView
+from servers.governance.policy import HOST
+from servers.governance.service import GovernanceService
+from servers.governance.settings import ADMIN_SCOPE, HOST_SCOPE
+
+INSTRUCTIONS = """\
+Governance decides whether an agent may act. Call evaluate_action before a payment or any other
+action: the decision is approved, denied or pending_approval, with reasons naming the rules and values,
+a risk score, and computed alternatives (a smaller amount, a split, asking for approval). An approved
+payment carries a receipt: pass it as `approval` to the wallet's execute_payment; it pays once. Use
+explain for a dry run. Approvers vote with submit_approval / reject_approval (an EIP-712 signature over
+the request) or, for the person at this host, ask_host_approval."""
+
+VOTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+AgentId = Annotated[str, Field(description="The acting agent, did:stateset:agent:<uuid>")]
+ApprovalId = Annotated[str, Field(description="approval.approval_id from the pending decision")]
+
+
+class HostVote(BaseModel):
+    """What the person at the MCP host answers."""
+
+    approve: bool = Field(description="Approve this request?")
+
+
+def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]:
+    server = new_server("governance", title="StateSet Governance", instructions=INSTRUCTIONS, feed=feed)
+
+    @server.tool(annotations=CREATE)
+    async def evaluate_action(agent_id: AgentId, action: Action) -> Decision:
+        """Decide whether the agent may take the action now; an approved payment comes with its receipt."""
+        return await service.evaluate_action(agent_id, action)
+
+    @server.tool(annotations=READ)
+    async def explain(agent_id: AgentId, action: Action) -> Explanation:
+        """Dry run: which rules would fire for this action and why, the risk, the alternatives. Changes nothing."""
+        return await service.explain(agent_id, action)
+
+    @server.tool(annotations=VOTE)
+    async def submit_approval(
+        approval_id: ApprovalId,
+        approver: Annotated[str, Field(description="The approver's address, as listed in the workflow")],
+        signature: Annotated[str, Field(description="EIP-712 signature over approval.to_sign.approve")],
+    ) -> Decision:
+        """Approve a pending request; at the quorum the decision is approved and a payment's receipt issued."""
+        return await service.vote(approval_id, approver, signature, approve=True)
+
+    @server.tool(annotations=VOTE)
+    async def reject_approval(
+        approval_id: ApprovalId,
+        approver: Annotated[str, Field(description="The approver's address, as listed in the workflow")],
+        signature: Annotated[str, Field(description="EIP-712 signature over approval.to_sign.reject")],
+    ) -> Decision:
+        """Reject a pending request; one rejection denies it."""
+        return await service.vote(approval_id, approver, signature, approve=False)
+
+    async def ask_the_host(approval_id: str) -> Elicit[HostVote]:
+        require_scope(HOST_SCOPE)  # before anyone is asked: over HTTP only a host's own token may answer
+        decision = await service.pending_decision(approval_id, HOST)
+        action = decision.action
+        amount = "" if action.amount is None else f" of {format_usdc(action.amount)} USDC"
+        party = "" if action.counterparty is None else f" to {action.counterparty}"
+        why = "; ".join(reason.message for reason in decision.reasons)
+        return Elicit(
+            f"Agent {decision.agent_id} requests {action.type}{amount}{party}. {why}. "
+            f"Risk {decision.risk.score} ({decision.risk.level}). Request {decision.request_hash[:18]}…. Approve?",
+            HostVote,
+        )
+
+    @server.tool(annotations=VOTE)
+    async def ask_host_approval(
+        approval_id: ApprovalId,
+        answer: Annotated[ElicitationResult[HostVote], Resolve(ask_the_host)],
+    ) -> Decision:
+        """Ask the person at this MCP host to approve or reject a pending request (the workflow's `host`)."""
+        require_scope(HOST_SCOPE)
+        if not isinstance(answer, AcceptedElicitation):
+            raise MeshError(f"the person at the host did not answer request {approval_id!r}; nothing was recorded")
+        return await service.vote(approval_id, HOST, None, approve=answer.data.approve)
+
+    @server.tool(annotations=READ)
+    async def get_decision(decision_id: str) -> Decision:
+        """A decision record as it stands now (a pending one may since have been approved, rejected or expired)."""
+        return await service.get_decision(decision_id)
+
+    @server.tool(annotations=READ)
+    async def list_pending_approvals() -> list[Decision]:
+        """Decisions waiting for approvers, soonest deadline first."""
+        return await service.pending_approvals()
+
+    @server.tool(annotations=READ)
+    async def get_policy() -> PolicyView:
+        """The active policy, its version, and the address that signs approval receipts."""
+        return service.policy_view()
+
+    @server.tool(annotations=SET)
+    async def set_policy(
+        policy: Annotated[
+            str | dict[str, Any], Field(description="The policy document, as YAML or JSON text or an object")
+        ],
+    ) -> PolicyView:
+        """Validate and activate a policy (admin only). Errors name the path and what is allowed there."""
+        require_scope(ADMIN_SCOPE)
+        return await service.set_policy(policy)
+
+    @server.tool(annotations=SET)
+    async def set_agent_profile(profile: AgentProfile) -> AgentProfile:
+        """Record an agent's owner, wallet address, reputation and threat level (admin only)."""
+        require_scope(ADMIN_SCOPE)
+        return await service.set_agent_profile(profile)
+
+    @server.tool(annotations=READ)
+    async def verify_audit() -> AuditReport:
+        """Check the audit log's hash chain; reports the first tampered entry, if any."""
+        return await service.verify_audit()
+
+    @server.resource("governance://policy", title="Active policy", mime_type="application/json")
+    async def policy() -> str:
+        """The active policy document and its version."""
+        return to_json(service.policy_view())
+
+    @server.resource("governance://approvals/pending", title="Pending approvals", mime_type="application/json")
+    async def pending() -> str:
+        """Decisions waiting for approvers."""
+        return to_json(await service.pending_approvals())
+
+    @server.resource("governance://decisions/{decision_id}", title="Decision", mime_type="application/json")
+    async def decision(decision_id: str) -> str:
+        """One decision record."""
+        with resource_errors():
+            return to_json(await service.get_decision(decision_id))
+
+    @server.resource("governance://audit", title="Audit log", mime_type="application/json")
+    async def audit() -> str:
+        """The newest 100 audit entries, oldest first, and whether the whole chain verifies."""
+        report = await service.verify_audit()
+        return to_json([report, *await service.audit_tail(100)])
+
+    return server

@@ -1,0 +1,489 @@
+"""Governance use cases: decide, explain, vote, expire, change the policy; each one transaction and audited."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from servers.common.errors import InvalidInputError
+from servers.common.feed import Publisher
+from servers.common.identity import Signer, parse_address, parse_agent_did
+from servers.common.money import format_usdc
+from servers.common.receipts import issue_approval
+from servers.governance import approvals
+from servers.governance.alternatives import alternatives
+from servers.governance.approvals import Ballot
+from servers.governance.audit import verify
+from servers.governance.errors import (
+    ApprovalClosedError,
+    ApprovalNotFoundError,
+    ApproverRefusedError,
+    DecisionNotFoundError,
+    UnknownActionTypeError,
+)
+from servers.governance.models import (
+    Action,
+    AgentProfile,
+    Approval,
+    AuditReport,
+    Decision,
+    Explanation,
+    PolicyView,
+    Reason,
+    RuleTrace,
+    Vote,
+)
+from servers.governance.policy import HOST, Policy, compile_policy, normalize_party, parse_document
+from servers.governance.rules import Evaluation, Facts, Finding, Request, evaluate
+from servers.governance.settings import GovernanceSettings
+from servers.governance.store import ApprovalRow, GovernanceStore, GovernanceTx
+
+logger = logging.getLogger(__name__)
+
+POLICY_URI = "governance://policy"
+PENDING_URI = "governance://approvals/pending"
+AUDIT_URI = "governance://audit"
+
+
+def decision_uri(decision_id: str) -> str:
+    return f"governance://decisions/{decision_id}"
+
+
+class GovernanceService:
+    def __init__(
+        self,
+        store: GovernanceStore,
+        signer: Signer,
+        settings: GovernanceSettings,
+        publisher: Publisher,
+        policy: Policy,
+        policy_activated_at: float,
+        *,
+        chain_id: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._settings = settings
+        self._publisher = publisher
+        self._policy = policy
+        self._activated_at = policy_activated_at
+        self._chain_id = chain_id
+        self._clock = clock
+
+    @property
+    def address(self) -> str:
+        """The governance key's address: what a wallet must trust (STATESET_GOVERNANCE_ADDRESS)."""
+        return self._signer.address
+
+    # decisions
+
+    async def evaluate_action(self, agent_id: str, action: Action) -> Decision:
+        agent_id = parse_agent_did(agent_id, field="agent_id")
+        policy, request = self._policy, self._request(action)
+        decision_id, now = f"dec_{uuid.uuid4().hex}", self._clock()
+
+        def decide(tx: GovernanceTx) -> Decision:
+            facts = self._facts(tx, agent_id, action.type, now)
+            evaluation = evaluate(policy, request, facts)
+            request_hash = approvals.request_hash(decision_id, agent_id, action.model_dump(mode="json"))
+            decision = Decision(
+                decision_id=decision_id,
+                agent_id=agent_id,
+                action=action,
+                outcome=evaluation.outcome,
+                reasons=[_reason(finding) for finding in evaluation.reasons],
+                risk=evaluation.risk,
+                alternatives=alternatives(policy, request, facts, evaluation.outcome),
+                conditions=[],
+                monitoring=_monitoring(evaluation, request, facts, policy),
+                policy_version=policy.version,
+                request_hash=request_hash,
+                created_at=_time(now),
+                decided_at=None if evaluation.outcome == "pending_approval" else _time(now),
+            )
+            if evaluation.outcome == "pending_approval":
+                decision = self._open_approval(tx, decision, evaluation, now)
+            elif evaluation.outcome == "approved":
+                decision = self._approve(decision, now)
+            tx.insert_decision(decision, amount=request.amount, counterparty=request.counterparty)
+            if decision.approval is not None:
+                tx.insert_approval(decision.approval.approval_id, decision_id, decision.approval.expires_at.timestamp())
+            tx.append_audit("decision", decision_id, _audit_body(decision), now)
+            return decision
+
+        decision = await self._store.write(decide)
+        logger.info("decision %s for %s: %s %s", decision_id, agent_id, action.type, decision.outcome)
+        await self._publisher.publish(
+            [decision_uri(decision_id), AUDIT_URI, *([PENDING_URI] if decision.approval is not None else [])]
+        )
+        return decision
+
+    async def explain(self, agent_id: str, action: Action) -> Explanation:
+        """What evaluate_action would decide now, rule by rule. Reads only."""
+        agent_id = parse_agent_did(agent_id, field="agent_id")
+        policy, request, now = self._policy, self._request(action), self._clock()
+        facts = await self._store.read(lambda tx: self._facts(tx, agent_id, action.type, now))
+        evaluation = evaluate(policy, request, facts)
+        return Explanation(
+            outcome=evaluation.outcome,
+            reasons=[_reason(finding) for finding in evaluation.reasons],
+            compliance=list(evaluation.compliance),
+            rules=[
+                RuleTrace(rule_id=t.rule_id, effect=t.effect, matched=t.matched, conditions=list(t.conditions))
+                for t in evaluation.traces
+            ],
+            risk=evaluation.risk,
+            alternatives=alternatives(policy, request, facts, evaluation.outcome),
+            policy_version=policy.version,
+        )
+
+    async def get_decision(self, decision_id: str) -> Decision:
+        await self.expire_due()
+        decision = await self._store.read(lambda tx: tx.decision(decision_id))
+        if decision is None:
+            raise DecisionNotFoundError(decision_id)
+        return decision
+
+    # approvals
+
+    async def vote(self, approval_id: str, approver: str, signature: str | None, *, approve: bool) -> Decision:
+        """Record one approver's vote; at the quorum the decision is approved (and a payment's receipt issued)."""
+        if approver != HOST:
+            approver = parse_address(approver, field="approver")
+        await self.expire_due()  # a request past its deadline is closed before anyone may vote on it
+        now = self._clock()
+
+        def cast(tx: GovernanceTx) -> Decision:
+            decision, row = _open_request(tx, approval_id, approver)
+            request = decision.approval
+            assert request is not None
+            ballots = tx.ballots(approval_id)
+            if signature is not None:
+                typed = approvals.vote_typed_data(
+                    self._chain_id,
+                    approval_id=approval_id,
+                    request_hash=request.request_hash,
+                    approve=approve,
+                    expires_at=int(row.expires_at),
+                )
+                approvals.check_signature(typed, approver=approver, signature=signature)
+            elif approver != HOST:
+                raise ApproverRefusedError(f"{approver} must sign its vote", hint="sign approval.to_sign")
+            ballot = Ballot(approver, approve, now)
+            tx.add_vote(approval_id, ballot, signature)
+            status = approvals.tally([*ballots, ballot], request.required)
+            votes = [*request.votes, Vote(approver=approver, approve=approve, at=_time(now))]
+            decision = decision.model_copy(
+                update={"approval": request.model_copy(update={"votes": votes, "status": status})}
+            )
+            if status == "approved":
+                decision = self._approve(
+                    decision.model_copy(update={"outcome": "approved", "decided_at": _time(now)}), now
+                )
+            elif status == "rejected":
+                decision = _deny(decision, "approval_rejected", f"{approver} rejected the request", now)
+            if status != "pending":
+                tx.set_approval_status(approval_id, status)
+            tx.update_decision(decision)
+            tx.append_audit("vote", approval_id, {"approver": approver, "approve": approve, "status": status}, now)
+            return decision
+
+        decision = await self._store.write(cast)
+        logger.info("vote on %s by %s: %s", approval_id, approver, "approve" if approve else "reject")
+        await self._publisher.publish([decision_uri(decision.decision_id), PENDING_URI, AUDIT_URI])
+        return decision
+
+    async def pending_decision(self, approval_id: str, approver: str) -> Decision:
+        """The decision behind an open request that `approver` may still vote on; raises otherwise."""
+        await self.expire_due()
+        return await self._store.read(lambda tx: _open_request(tx, approval_id, approver)[0])
+
+    async def pending_approvals(self) -> list[Decision]:
+        await self.expire_due()
+
+        def load(tx: GovernanceTx) -> list[Decision]:
+            return [d for d in (tx.decision(row.decision_id) for row in tx.pending_approvals()) if d is not None]
+
+        return await self._store.read(load)
+
+    async def expire_due(self) -> int:
+        """Deny every pending request past its deadline (fail closed); returns how many."""
+        now = self._clock()
+
+        def expire(tx: GovernanceTx) -> list[str]:
+            expired = []
+            for row in tx.due_approvals(now):
+                decision = tx.decision(row.decision_id)
+                assert decision is not None and decision.approval is not None
+                tx.set_approval_status(row.approval_id, "expired")
+                message = f"no quorum before {_time(row.expires_at).isoformat()}; denied (fail closed)"
+                decision = _deny(decision, "approval_timeout", message, now)
+                decision = decision.model_copy(
+                    update={"approval": decision.approval.model_copy(update={"status": "expired"})}  # type: ignore[union-attr]
+                )
+                tx.update_decision(decision)
+                tx.append_audit("expired", row.approval_id, {"decision_id": decision.decision_id}, now)
+                expired.append(decision.decision_id)
+            return expired
+
+        expired = await self._store.write(expire)
+        if expired:
+            await self._publisher.publish([*(decision_uri(d) for d in expired), PENDING_URI, AUDIT_URI])
+        return len(expired)
+
+    async def run_expiry(self, interval_seconds: float = 1.0) -> None:
+        while True:
+            await anyio.sleep(interval_seconds)
+            try:
+                await self.expire_due()
+            except Exception:
+                logger.exception("expiring approval requests failed; retrying in %.0f s", interval_seconds)
+
+    # policy and profiles
+
+    def policy_view(self) -> PolicyView:
+        return PolicyView(
+            version=self._policy.version,
+            name=self._policy.name,
+            document=self._policy.document,
+            governance_address=self.address,
+            activated_at=_time(self._activated_at),
+        )
+
+    async def set_policy(self, policy: str | dict[str, Any]) -> PolicyView:
+        document = parse_document(policy) if isinstance(policy, str) else policy
+        compiled = compile_policy(document)
+        now = self._clock()
+
+        def activate(tx: GovernanceTx) -> None:
+            tx.activate_policy(compiled.version, compiled.name, compiled.document, now)
+            tx.append_audit("policy", compiled.version, {"name": compiled.name}, now)
+
+        await self._store.write(activate)
+        self._policy, self._activated_at = compiled, now
+        logger.info("activated policy %s (%s)", compiled.name, compiled.version)
+        await self._publisher.publish([POLICY_URI, AUDIT_URI])
+        return self.policy_view()
+
+    async def set_agent_profile(self, profile: AgentProfile) -> AgentProfile:
+        profile = profile.model_copy(
+            update={
+                "agent_id": parse_agent_did(profile.agent_id, field="agent_id"),
+                "address": None if profile.address is None else parse_address(profile.address, field="address"),
+            }
+        )
+        now = self._clock()
+
+        def save(tx: GovernanceTx) -> None:
+            tx.save_profile(profile, now)
+            tx.append_audit("profile", profile.agent_id, profile.model_dump(mode="json"), now)
+
+        await self._store.write(save)
+        await self._publisher.publish([AUDIT_URI])
+        return profile
+
+    # audit
+
+    async def verify_audit(self) -> AuditReport:
+        verdict = verify(await self._store.read(lambda tx: tx.audit_entries()))
+        return AuditReport(
+            entries=verdict.entries,
+            intact=verdict.first_tampered is None,
+            first_tampered=verdict.first_tampered,
+            detail=verdict.detail,
+            head=verdict.head,
+        )
+
+    async def audit_tail(self, count: int = 100) -> list[dict[str, Any]]:
+        entries = await self._store.read(lambda tx: tx.audit_entries(newest=count))
+        return [
+            {
+                "seq": e.seq,
+                "at": _time(e.at).isoformat(),
+                "kind": e.kind,
+                "subject": e.subject,
+                "body": e.body,
+                "hash": e.hash,
+            }
+            for e in entries
+        ]
+
+    # internals (methods taking `tx` run on the database thread)
+
+    def _request(self, action: Action) -> Request:
+        policy = self._policy
+        if action.type not in policy.action_types:
+            raise UnknownActionTypeError(action.type, policy.action_types)
+        if action.type == "payment":
+            if action.amount is None:
+                raise InvalidInputError("a payment needs action.amount", hint="a decimal string of USDC")
+            if action.payer is None:
+                raise InvalidInputError("a payment needs action.payer, the paying wallet's address")
+            if action.counterparty is None:
+                raise InvalidInputError("a payment needs action.counterparty, the payee's address")
+            payee = parse_address(action.counterparty, field="action.counterparty")
+            if payee == action.payer:
+                raise InvalidInputError(f"action.counterparty {payee} is the payer itself")
+        jurisdiction = action.payload.get("jurisdiction")
+        if jurisdiction is not None and (not isinstance(jurisdiction, str) or len(jurisdiction) != 2):
+            raise InvalidInputError(
+                f"action.payload.jurisdiction {jurisdiction!r} is not an ISO 3166 alpha-2 code, such as 'DE'"
+            )
+        return Request(
+            type=action.type,
+            amount=action.amount,
+            counterparty=None if action.counterparty is None else normalize_party(action.counterparty),
+            category=None if action.category is None else action.category.strip().lower(),
+            jurisdiction=None if jurisdiction is None else jurisdiction.upper(),
+        )
+
+    def _facts(self, tx: GovernanceTx, agent_id: str, action_type: str, now: float) -> Facts:
+        profile = tx.profile(agent_id)
+        return Facts(
+            now=now,
+            reputation=None if profile is None else profile.reputation,
+            threat_level="none" if profile is None else profile.threat_level,
+            usage=tx.usage(agent_id, action_type, self._policy.velocity_windows(action_type), now),
+            history=tx.history(agent_id, action_type),
+            known_counterparties=tx.known_counterparties(agent_id),
+        )
+
+    def _open_approval(self, tx: GovernanceTx, decision: Decision, evaluation: Evaluation, now: float) -> Decision:
+        workflow = evaluation.workflow
+        assert workflow is not None
+        approval_id = f"apr_{uuid.uuid4().hex}"
+        expires_at = int(now) + workflow.timeout_seconds
+        to_sign = {
+            name: approvals.vote_typed_data(
+                self._chain_id,
+                approval_id=approval_id,
+                request_hash=decision.request_hash,
+                approve=approve,
+                expires_at=expires_at,
+            ).as_json()
+            for name, approve in (("approve", True), ("reject", False))
+        }
+        approval = Approval(
+            approval_id=approval_id,
+            workflow=workflow.name,
+            status="pending",
+            approvers=list(workflow.approvers),
+            excluded=self._excluded(tx, decision.agent_id),
+            required=workflow.required,
+            votes=[],
+            request_hash=decision.request_hash,
+            expires_at=_time(expires_at),
+            to_sign=to_sign,
+        )
+        conditions = [
+            f"needs {workflow.required} approval(s) from {', '.join(workflow.approvers)} "
+            f"before {_time(expires_at).isoformat()}; denied if none comes (fail closed)"
+        ]
+        return decision.model_copy(update={"approval": approval, "conditions": conditions})
+
+    def _excluded(self, tx: GovernanceTx, agent_id: str) -> list[str]:
+        """Separation of duties: the requester's own address and those of agents with the same owner."""
+        profile = tx.profile(agent_id)
+        if profile is None:
+            return []
+        excluded = {profile.address} if profile.address else set()
+        if profile.owner:
+            excluded.update(tx.owner_addresses(profile.owner))
+        return sorted(a for a in excluded if a)
+
+    def _approve(self, decision: Decision, now: float) -> Decision:
+        """An approved payment gets its receipt, bound to payer, payee, amount and a short expiry."""
+        action = decision.action
+        if action.type != "payment":
+            return decision
+        assert action.payer is not None and action.counterparty is not None and action.amount is not None
+        payee = parse_address(action.counterparty)
+        expires_at = int(now) + self._settings.receipt_ttl_seconds
+        receipt = issue_approval(
+            self._signer,
+            self._chain_id,
+            decision_id=decision.decision_id,
+            payer=action.payer,
+            payee=payee,
+            amount=action.amount,
+            expires_at=expires_at,
+        )
+        conditions = [
+            f"pay exactly {format_usdc(action.amount)} USDC from {action.payer} to {payee}",
+            f"before {_time(expires_at).isoformat()}; the receipt pays once",
+        ]
+        return decision.model_copy(update={"receipt": receipt, "conditions": [*decision.conditions, *conditions]})
+
+
+def _open_request(tx: GovernanceTx, approval_id: str, approver: str) -> tuple[Decision, ApprovalRow]:
+    """The pending request and its decision, if `approver` may vote on it now."""
+    row = tx.approval(approval_id)
+    if row is None:
+        raise ApprovalNotFoundError(approval_id)
+    decision = tx.decision(row.decision_id)
+    assert decision is not None and decision.approval is not None
+    if row.status != "pending":
+        since = f" since {_time(row.expires_at).isoformat()}" if row.status == "expired" else ""
+        raise ApprovalClosedError(
+            f"approval request {approval_id!r} is {row.status}{since}",
+            hint="it takes no more votes; evaluate the action again to start a new request",
+        )
+    approvals.check_voter(
+        approver,
+        approvers=decision.approval.approvers,
+        excluded=decision.approval.excluded,
+        ballots=tx.ballots(approval_id),
+        approval_id=approval_id,
+    )
+    return decision, row
+
+
+def _deny(decision: Decision, rule_id: str, message: str, now: float) -> Decision:
+    reasons = [*decision.reasons, Reason(rule_id=rule_id, effect="deny", message=message)]
+    return decision.model_copy(update={"outcome": "denied", "reasons": reasons, "decided_at": _time(now)})
+
+
+def _reason(finding: Finding) -> Reason:
+    return Reason(rule_id=finding.rule_id, effect=finding.effect, message=finding.message)
+
+
+def _monitoring(evaluation: Evaluation, request: Request, facts: Facts, policy: Policy) -> list[str]:
+    notes = []
+    for rule in policy.rules.get(request.type, ()):
+        velocity = rule.when.velocity
+        if velocity is None:
+            continue
+        count, total = facts.usage.get(velocity.seconds, (0, 0))
+        limits = []
+        if velocity.max_count is not None:
+            limits.append(f"{count + 1} of {velocity.max_count} actions")
+        if velocity.max_amount is not None:
+            limits.append(f"{format_usdc(total + (request.amount or 0))} of {format_usdc(velocity.max_amount)} USDC")
+        notes.append(f"{rule.id}: {' and '.join(limits)} with this action")
+    notes += [
+        f"risk {factor.name} +{factor.points}: {factor.detail}" for factor in evaluation.risk.factors if factor.points
+    ]
+    return notes
+
+
+def _audit_body(decision: Decision) -> dict[str, Any]:
+    return {
+        "agent_id": decision.agent_id,
+        "action": decision.action.model_dump(mode="json"),
+        "outcome": decision.outcome,
+        "reasons": [reason.rule_id for reason in decision.reasons],
+        "risk": decision.risk.score,
+        "policy_version": decision.policy_version,
+        "request_hash": decision.request_hash,
+    }
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

@@ -1,0 +1,282 @@
+"""Governance's SQLite tables and queries; every use case is one transaction (see servers.common.db).
+
+Tables:
+- `policies`: every policy version ever activated; the newest activation is the active policy.
+- `decisions`: each decision record, with the columns velocity, history and counterparties are read from.
+- `approvals`, `votes`: approval requests of pending decisions and the votes cast on them.
+- `profiles`: what governance knows of an agent: owner, address, reputation, threat level.
+- `audit`: the append-only, hash-chained log (servers.governance.audit).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from servers.common.db import Database, Migration, Session
+from servers.governance import audit
+from servers.governance.approvals import Ballot
+from servers.governance.models import AgentProfile, ApprovalStatus, Decision
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "policies, decisions, approvals, votes, profiles, audit",
+        """
+        CREATE TABLE policies (
+            version TEXT NOT NULL,
+            name TEXT NOT NULL,
+            document TEXT NOT NULL,
+            activated_at REAL NOT NULL,
+            seq INTEGER PRIMARY KEY AUTOINCREMENT
+        );
+        CREATE TABLE decisions (
+            decision_id TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            action_type TEXT NOT NULL,
+            amount INTEGER,
+            counterparty TEXT,
+            outcome TEXT NOT NULL CHECK (outcome IN ('approved', 'denied', 'pending_approval')),
+            record TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX decisions_by_agent ON decisions (agent_id, action_type, created_at);
+        CREATE TABLE approvals (
+            approval_id TEXT PRIMARY KEY,
+            decision_id TEXT NOT NULL REFERENCES decisions(decision_id),
+            status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected', 'expired')),
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX approvals_due ON approvals (status, expires_at);
+        CREATE TABLE votes (
+            approval_id TEXT NOT NULL REFERENCES approvals(approval_id),
+            approver TEXT NOT NULL,
+            approve INTEGER NOT NULL,
+            signature TEXT,
+            at REAL NOT NULL,
+            PRIMARY KEY (approval_id, approver)
+        );
+        CREATE TABLE profiles (
+            agent_id TEXT PRIMARY KEY,
+            owner TEXT,
+            address TEXT,
+            reputation REAL,
+            threat_level TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX profiles_by_owner ON profiles (owner);
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
+T = TypeVar("T")
+COUNTED = ("approved", "pending_approval")  # what uses up a velocity budget
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    version: str
+    document: dict[str, Any]
+    activated_at: float
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    approval_id: str
+    decision_id: str
+    status: ApprovalStatus
+    expires_at: float
+
+
+class GovernanceStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def write(self, work: Callable[[GovernanceTx], T]) -> T:
+        return await self._db.write(lambda session: work(GovernanceTx(session)))
+
+    async def read(self, work: Callable[[GovernanceTx], T]) -> T:
+        return await self._db.read(lambda session: work(GovernanceTx(session)))
+
+
+class GovernanceTx:
+    """Queries inside one transaction. Synchronous: it runs on the database thread."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    # policies
+
+    def active_policy(self) -> PolicyRow | None:
+        row = self._s.one("SELECT version, document, activated_at FROM policies ORDER BY seq DESC LIMIT 1")
+        if row is None:
+            return None
+        return PolicyRow(row["version"], json.loads(row["document"]), float(row["activated_at"]))
+
+    def activate_policy(self, version: str, name: str, document: dict[str, Any], at: float) -> None:
+        self._s.run(
+            "INSERT INTO policies (version, name, document, activated_at) VALUES (?, ?, ?, ?)",
+            (version, name, json.dumps(document, sort_keys=True), at),
+        )
+
+    # profiles
+
+    def profile(self, agent_id: str) -> AgentProfile | None:
+        row = self._s.one("SELECT * FROM profiles WHERE agent_id = ?", (agent_id,))
+        return None if row is None else _profile(row)
+
+    def save_profile(self, profile: AgentProfile, at: float) -> None:
+        self._s.run(
+            "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET"
+            " owner = excluded.owner, address = excluded.address, reputation = excluded.reputation,"
+            " threat_level = excluded.threat_level, updated_at = excluded.updated_at",
+            (profile.agent_id, profile.owner, profile.address, profile.reputation, profile.threat_level, at),
+        )
+
+    def owner_addresses(self, owner: str) -> list[str]:
+        """Addresses of every agent of this owner."""
+        rows = self._s.all("SELECT address FROM profiles WHERE owner = ? AND address IS NOT NULL", (owner,))
+        return [row["address"] for row in rows]
+
+    # decisions
+
+    def insert_decision(self, decision: Decision, *, amount: int | None, counterparty: str | None) -> None:
+        self._s.run(
+            "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                decision.decision_id,
+                decision.agent_id,
+                decision.action.type,
+                amount,
+                counterparty,
+                decision.outcome,
+                decision.model_dump_json(),
+                decision.created_at.timestamp(),
+            ),
+        )
+
+    def update_decision(self, decision: Decision) -> None:
+        self._s.run(
+            "UPDATE decisions SET outcome = ?, record = ? WHERE decision_id = ?",
+            (decision.outcome, decision.model_dump_json(), decision.decision_id),
+        )
+
+    def decision(self, decision_id: str) -> Decision | None:
+        row = self._s.one("SELECT record FROM decisions WHERE decision_id = ?", (decision_id,))
+        return None if row is None else Decision.model_validate_json(row["record"])
+
+    def usage(self, agent_id: str, action_type: str, windows: Iterable[int], now: float) -> dict[int, tuple[int, int]]:
+        """(count, micro-USDC) of the agent's approved and pending actions of the type, per window in seconds."""
+        windows = sorted(windows)
+        if not windows:
+            return {}
+        rows = self._s.all(
+            "SELECT amount, created_at FROM decisions WHERE agent_id = ? AND action_type = ? AND created_at > ?"
+            " AND outcome IN (?, ?)",
+            (agent_id, action_type, now - windows[-1], *COUNTED),
+        )
+        usage = {}
+        for window in windows:
+            inside = [int(row["amount"] or 0) for row in rows if row["created_at"] > now - window]
+            usage[window] = (len(inside), sum(inside))
+        return usage
+
+    def history(self, agent_id: str, action_type: str, limit: int = 100) -> list[int]:
+        """Amounts of the agent's latest approved actions of the type."""
+        rows = self._s.all(
+            "SELECT amount FROM decisions WHERE agent_id = ? AND action_type = ? AND outcome = 'approved'"
+            " AND amount IS NOT NULL ORDER BY created_at DESC LIMIT ?",
+            (agent_id, action_type, limit),
+        )
+        return [int(row["amount"]) for row in rows]
+
+    def known_counterparties(self, agent_id: str) -> frozenset[str]:
+        rows = self._s.all(
+            "SELECT DISTINCT counterparty FROM decisions WHERE agent_id = ? AND outcome = 'approved'"
+            " AND counterparty IS NOT NULL",
+            (agent_id,),
+        )
+        return frozenset(row["counterparty"] for row in rows)
+
+    # approvals
+
+    def insert_approval(self, approval_id: str, decision_id: str, expires_at: float) -> None:
+        self._s.run("INSERT INTO approvals VALUES (?, ?, 'pending', ?)", (approval_id, decision_id, expires_at))
+
+    def approval(self, approval_id: str) -> ApprovalRow | None:
+        row = self._s.one("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
+        if row is None:
+            return None
+        return ApprovalRow(row["approval_id"], row["decision_id"], row["status"], float(row["expires_at"]))
+
+    def set_approval_status(self, approval_id: str, status: ApprovalStatus) -> None:
+        self._s.run("UPDATE approvals SET status = ? WHERE approval_id = ?", (status, approval_id))
+
+    def pending_approvals(self) -> list[ApprovalRow]:
+        rows = self._s.all("SELECT * FROM approvals WHERE status = 'pending' ORDER BY expires_at")
+        return [ApprovalRow(r["approval_id"], r["decision_id"], r["status"], float(r["expires_at"])) for r in rows]
+
+    def due_approvals(self, now: float) -> list[ApprovalRow]:
+        return [approval for approval in self.pending_approvals() if approval.expires_at <= now]
+
+    def ballots(self, approval_id: str) -> list[Ballot]:
+        rows = self._s.all("SELECT approver, approve, at FROM votes WHERE approval_id = ? ORDER BY at", (approval_id,))
+        return [Ballot(row["approver"], bool(row["approve"]), float(row["at"])) for row in rows]
+
+    def add_vote(self, approval_id: str, ballot: Ballot, signature: str | None) -> None:
+        self._s.run(
+            "INSERT INTO votes VALUES (?, ?, ?, ?, ?)",
+            (approval_id, ballot.approver, int(ballot.approve), signature, ballot.at),
+        )
+
+    # audit
+
+    def append_audit(self, kind: str, subject: str, body: dict[str, Any], at: float) -> audit.Entry:
+        last = self._s.one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        seq, prev_hash = (1, audit.GENESIS) if last is None else (int(last["seq"]) + 1, str(last["hash"]))
+        entry_hash = audit.link(seq, at, kind, subject, body, prev_hash)
+        self._s.run(
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, at, kind, subject, json.dumps(body, sort_keys=True), prev_hash, entry_hash),
+        )
+        return audit.Entry(seq, at, kind, subject, body, prev_hash, entry_hash)
+
+    def audit_entries(self, *, newest: int | None = None) -> list[audit.Entry]:
+        """Entries oldest first; with `newest`, only the last that many."""
+        if newest is None:
+            rows = self._s.all("SELECT * FROM audit ORDER BY seq")
+        else:
+            rows = self._s.all("SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq", (newest,))
+        return [
+            audit.Entry(
+                int(row["seq"]),
+                float(row["at"]),
+                row["kind"],
+                row["subject"],
+                json.loads(row["body"]),
+                row["prev_hash"],
+                row["hash"],
+            )
+            for row in rows
+        ]
+
+
+def _profile(row: Any) -> AgentProfile:
+    return AgentProfile(
+        agent_id=row["agent_id"],
+        owner=row["owner"],
+        address=row["address"],
+        reputation=row["reputation"],
+        threat_level=row["threat_level"],
+    )
