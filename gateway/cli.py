@@ -2,6 +2,7 @@
 
     stateset serve <server> [--transport stdio|http|sse] [--host 127.0.0.1] [--port N] [--home DIR]
     stateset demo [--home DIR]
+    stateset audit verify [--home DIR]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 """
@@ -25,7 +26,7 @@ from servers.common.transports import TRANSPORTS, StaticTokenVerifier, check_exp
 
 logger = logging.getLogger("stateset")
 
-DEFAULT_PORTS = {"wallet": 8701}
+DEFAULT_PORTS = {"wallet": 8701, "governance": 8702}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,13 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
             "streamable HTTP at /mcp (both protocol eras); sse serves the legacy HTTP+SSE transport at /sse. "
             "Set STATESET_HTTP_TOKENS='client:token,...' to require bearer tokens on HTTP."
         ),
-        epilog="environment: STATESET_HOME, STATESET_KEYSTORE_PASSWORD, STATESET_GOVERNANCE_ADDRESS, "
-        "STATESET_CHAIN_ID, STATESET_LOG_LEVEL, STATESET_HTTP_TOKENS",
+        epilog="environment: STATESET_HOME, STATESET_KEYSTORE_PASSWORD, STATESET_CHAIN_ID, STATESET_LOG_LEVEL, "
+        "STATESET_HTTP_TOKENS; wallet: STATESET_GOVERNANCE_ADDRESS, STATESET_SETTLEMENT; "
+        "governance: STATESET_GOVERNANCE_POLICY. See README.md.",
     )
     serve_cmd.add_argument("server", choices=sorted(SERVERS), help="which server to run")
     serve_cmd.add_argument("--transport", choices=TRANSPORTS, default="stdio", help="default: stdio")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
-    serve_cmd.add_argument("--port", type=int, help="HTTP port (default: 8701 for wallet)")
+    serve_cmd.add_argument("--port", type=int, help="HTTP port (default: 8701 wallet, 8702 governance)")
     _add_home(serve_cmd)
 
     demo_cmd = commands.add_parser(
@@ -60,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         "limits, idempotent retries, a governance-approved payment and a multi-sig payment.",
     )
     _add_home(demo_cmd, default_help="a new temporary directory")
+
+    audit_cmd = commands.add_parser("audit", help="inspect governance's hash-chained audit log")
+    audit_actions = audit_cmd.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify_cmd = audit_actions.add_parser(
+        "verify",
+        help="check every entry's hash and link; exit 1 naming the first tampered entry",
+        description="Read governance.db in the data directory and check the audit log's hash chain offline.",
+    )
+    _add_home(verify_cmd)
     return parser
 
 
@@ -79,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.demo import run_demo
 
             return anyio.run(run_demo, args.home, environ)
+        elif args.command == "audit":
+            from servers.governance.app import verify_audit_file
+
+            audit = anyio.run(verify_audit_file, mesh)
+            print(audit.model_dump_json(indent=2))
+            return 0 if audit.intact else 1
     except ConfigError as exc:
         print(f"stateset: configuration error: {exc}", file=sys.stderr)
         return 2

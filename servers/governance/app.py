@@ -21,6 +21,8 @@ from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer
 from servers.common.keystore import KeystoreError, decrypt_account, encrypt_account, load_password
 from servers.common.settings import ConfigError, MeshSettings
+from servers.governance.audit import report, verify
+from servers.governance.models import AuditReport
 from servers.governance.policy import Policy, compile_policy, parse_document
 from servers.governance.server import build_server
 from servers.governance.service import GovernanceService
@@ -58,6 +60,16 @@ async def running(
             tasks.start_soon(service.run_expiry)
             yield GovernanceApp(service, build_server(service, feed))
             tasks.cancel_scope.cancel()
+
+
+async def verify_audit_file(mesh: MeshSettings) -> AuditReport:
+    """Check the hash chain of the audit log in `mesh.home`, without starting a server."""
+    path = mesh.home / GovernanceSettings().database_file
+    if not path.is_file():
+        raise ConfigError(f"there is no governance data at {path}")
+    async with Database.open(path, MIGRATIONS) as db:
+        entries = await GovernanceStore(db).read(lambda tx: tx.audit_entries())
+    return report(verify(entries))
 
 
 def _signing_key(path: Path, password: str, scrypt_n: int) -> Signer:

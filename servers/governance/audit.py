@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from servers.governance.models import AuditReport
+
 GENESIS = "0" * 64
 
 
@@ -60,3 +62,13 @@ def verify(entries: Iterable[Entry]) -> Verdict:
         previous, expected_seq = entry.hash, entry.seq + 1
     head = None if count == 0 else previous
     return Verdict(count, None, f"all {count} entries link and hash correctly", head)
+
+
+def report(verdict: Verdict) -> AuditReport:
+    return AuditReport(
+        entries=verdict.entries,
+        intact=verdict.first_tampered is None,
+        first_tampered=verdict.first_tampered,
+        detail=verdict.detail,
+        head=verdict.head,
+    )

@@ -438,6 +438,8 @@ def _explain(error: jsonschema.ValidationError) -> str:
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "pattern" and "description" in schema:
         return f"{path}: {error.instance!r} is not {schema['description']}"
+    if error.validator == "type" and isinstance(error.instance, int) and schema.get("type") == "string":
+        return f"{path}: {error.instance!r} is a number, not a string; in YAML, quote addresses and amounts"
     if error.validator == "additionalProperties" and "properties" in schema:
         return f"{path}: {error.message}; allowed: {', '.join(schema['properties'])}"
     return f"{path}: {error.message}"

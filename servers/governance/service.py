@@ -19,7 +19,7 @@ from servers.common.receipts import issue_approval
 from servers.governance import approvals
 from servers.governance.alternatives import alternatives
 from servers.governance.approvals import Ballot
-from servers.governance.audit import verify
+from servers.governance.audit import report, verify
 from servers.governance.errors import (
     ApprovalClosedError,
     ApprovalNotFoundError,
@@ -292,14 +292,7 @@ class GovernanceService:
     # audit
 
     async def verify_audit(self) -> AuditReport:
-        verdict = verify(await self._store.read(lambda tx: tx.audit_entries()))
-        return AuditReport(
-            entries=verdict.entries,
-            intact=verdict.first_tampered is None,
-            first_tampered=verdict.first_tampered,
-            detail=verdict.detail,
-            head=verdict.head,
-        )
+        return report(verify(await self._store.read(lambda tx: tx.audit_entries())))
 
     async def audit_tail(self, count: int = 100) -> list[dict[str, Any]]:
         entries = await self._store.read(lambda tx: tx.audit_entries(newest=count))
