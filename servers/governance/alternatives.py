@@ -17,15 +17,16 @@ from dataclasses import replace
 from servers.common.money import format_usdc
 from servers.governance.models import Alternative, Outcome
 from servers.governance.policy import Policy
-from servers.governance.rules import Facts, Request, evaluate, with_amount
+from servers.governance.rules import Facts, Partial, Request
 
 
 def alternatives(policy: Policy, request: Request, facts: Facts, outcome: Outcome) -> list[Alternative]:
     if request.amount is None or outcome == "approved":
         return []
-    amounts = _candidates(policy, request, facts)
+    partial = Partial(policy, request, facts)
+    amounts = sorted((p for p in partial.thresholds(facts) if 0 < p < request.amount), reverse=True)
     found: list[Alternative] = []
-    approvable = _largest(policy, request, facts, amounts, "approved")
+    approvable = _largest(partial, facts, amounts, "approved")
     if approvable is not None:
         found.append(
             Alternative(
@@ -35,7 +36,7 @@ def alternatives(policy: Policy, request: Request, facts: Facts, outcome: Outcom
             )
         )
         parts = math.ceil(request.amount / approvable)
-        if parts > 1 and _split_passes(policy, request, facts, approvable, parts):
+        if parts > 1 and _split_passes(policy, partial, request, facts, approvable, parts):
             found.append(
                 Alternative(
                     kind="split",
@@ -45,9 +46,9 @@ def alternatives(policy: Policy, request: Request, facts: Facts, outcome: Outcom
                 )
             )
     if outcome == "denied":
-        reviewable = _largest(policy, request, facts, amounts, "pending_approval")
+        reviewable = _largest(partial, facts, amounts, "pending_approval")
         if reviewable is not None:
-            workflow = evaluate(policy, with_amount(request, reviewable), facts).workflow
+            workflow = partial.outcome(reviewable, facts)[1]
             found.append(
                 Alternative(
                     kind="request_approval",
@@ -60,33 +61,17 @@ def alternatives(policy: Policy, request: Request, facts: Facts, outcome: Outcom
     return found
 
 
-def _candidates(policy: Policy, request: Request, facts: Facts) -> list[int]:
-    assert request.amount is not None
-    points: set[int] = set()
-    for rule in policy.rules.get(request.type, ()):
-        when = rule.when
-        points.update(x for x in (when.amount_above, when.amount_at_most) if x is not None)
-        if when.velocity is not None and when.velocity.max_amount is not None:
-            used = facts.usage.get(when.velocity.seconds, (0, 0))[1]
-            points.add(when.velocity.max_amount - used)
-    return sorted((p for p in points if 0 < p < request.amount), reverse=True)
+def _largest(partial: Partial, facts: Facts, amounts: list[int], wanted: Outcome) -> int | None:
+    return next((amount for amount in amounts if partial.outcome(amount, facts)[0] == wanted), None)
 
 
-def _largest(policy: Policy, request: Request, facts: Facts, amounts: list[int], wanted: Outcome) -> int | None:
-    for amount in amounts:
-        if evaluate(policy, with_amount(request, amount), facts).outcome == wanted:
-            return amount
-    return None
-
-
-def _split_passes(policy: Policy, request: Request, facts: Facts, part: int, parts: int) -> bool:
+def _split_passes(policy: Policy, partial: Partial, request: Request, facts: Facts, part: int, parts: int) -> bool:
     assert request.amount is not None
     usage = dict(facts.usage)
     remaining = request.amount
     for _ in range(parts):
         amount = min(part, remaining)
-        step = replace(facts, usage=usage)
-        if evaluate(policy, with_amount(request, amount), step).outcome != "approved":
+        if partial.outcome(amount, replace(facts, usage=usage))[0] != "approved":
             return False
         usage = {window: (count + 1, total + amount) for window, (count, total) in _all_windows(policy, request, usage)}
         remaining -= amount

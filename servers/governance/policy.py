@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as clock_time
+from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -229,6 +230,11 @@ class Rule:
     workflow: str | None
     message: str | None
 
+    @cached_property
+    def checks(self) -> tuple[tuple[str, Any], ...]:
+        """The conditions this rule sets, as (name, value), in declaration order."""
+        return tuple((name, value) for name, value in vars(self.when).items() if value is not None)
+
 
 @dataclass(frozen=True)
 class Workflow:
@@ -257,9 +263,20 @@ class Policy:
     workflows: Mapping[str, Workflow]
     compliance: Compliance
 
+    @cached_property
+    def _velocities(self) -> dict[str, tuple[tuple[str, Velocity], ...]]:
+        return {
+            action_type: tuple((r.id, r.when.velocity) for r in rules if r.when.velocity is not None)
+            for action_type, rules in self.rules.items()
+        }
+
+    def velocity_rules(self, action_type: str) -> tuple[tuple[str, Velocity], ...]:
+        """(rule id, velocity limit) of the type's rules that limit velocity."""
+        return self._velocities.get(action_type, ())
+
     def velocity_windows(self, action_type: str) -> frozenset[int]:
         """The velocity windows, in seconds, that rules of this type look at."""
-        return frozenset(r.when.velocity.seconds for r in self.rules.get(action_type, ()) if r.when.velocity)
+        return frozenset(velocity.seconds for _, velocity in self.velocity_rules(action_type))
 
 
 def parse_document(text: str) -> dict[str, Any]:

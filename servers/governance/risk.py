@@ -13,7 +13,7 @@ Levels: below 25 low, below 50 medium, below 75 high, else critical.
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -21,19 +21,19 @@ from servers.common.money import format_usdc
 from servers.governance.models import Risk, RiskFactor, RiskLevel
 
 if TYPE_CHECKING:
-    from servers.governance.policy import Rule
+    from servers.governance.policy import Velocity
     from servers.governance.rules import Facts, Request
 
 THREAT_POINTS = {"none": 0, "low": 10, "elevated": 25, "critical": 50}
 
 
-def assess(request: Request, facts: Facts, rules: Sequence[Rule]) -> Risk:
+def assess(request: Request, facts: Facts, velocities: Sequence[tuple[str, Velocity]]) -> Risk:
     factors = [
         factor
         for factor in (
             _amount(request, facts),
             _counterparty(request, facts),
-            _velocity(request, facts, rules),
+            _velocity(request, facts, velocities),
             _reputation(facts),
             _threat(facts),
         )
@@ -51,13 +51,21 @@ def level(score: int) -> RiskLevel:
     return "high" if score < 75 else "critical"
 
 
+def baseline(history: Sequence[int]) -> tuple[float, float] | None:
+    """Mean and standard deviation of earlier amounts, or None with fewer than 3 (no baseline)."""
+    if len(history) < 3:
+        return None
+    mean = sum(history) / len(history)
+    spread = math.sqrt(sum((x - mean) ** 2 for x in history) / len(history))
+    return mean, spread or 1.0
+
+
 def _amount(request: Request, facts: Facts) -> RiskFactor | None:
     if request.amount is None:
         return None
-    if len(facts.history) < 3:
+    if facts.amount_baseline is None:
         return RiskFactor(name="amount", points=0, detail=f"only {len(facts.history)} earlier amounts: no baseline")
-    mean = statistics.fmean(facts.history)
-    spread = statistics.pstdev(facts.history) or 1.0
+    mean, spread = facts.amount_baseline
     z = (request.amount - mean) / spread
     points = 35 if z >= 3 else 20 if z >= 2 else 10 if z >= 1 else 0
     return RiskFactor(
@@ -69,25 +77,22 @@ def _amount(request: Request, facts: Facts) -> RiskFactor | None:
 
 
 def _counterparty(request: Request, facts: Facts) -> RiskFactor | None:
-    if request.counterparty is None or request.counterparty in facts.known_counterparties:
+    if request.counterparty is None or facts.counterparty_known:
         return None
     return RiskFactor(name="new_counterparty", points=15, detail=f"first action with {request.counterparty}")
 
 
-def _velocity(request: Request, facts: Facts, rules: Sequence[Rule]) -> RiskFactor | None:
+def _velocity(request: Request, facts: Facts, velocities: Sequence[tuple[str, Velocity]]) -> RiskFactor | None:
     worst, detail = 0.0, ""
-    for rule in rules:
-        velocity = rule.when.velocity
-        if velocity is None:
-            continue
+    for rule_id, velocity in velocities:
         count, total = facts.usage.get(velocity.seconds, (0, 0))
-        ratios = []
+        ratio = 0.0
         if velocity.max_count:
-            ratios.append((count + 1) / velocity.max_count)
+            ratio = (count + 1) / velocity.max_count
         if velocity.max_amount:
-            ratios.append((total + (request.amount or 0)) / velocity.max_amount)
-        if ratios and max(ratios) > worst:
-            worst, detail = max(ratios), f"this action would use {max(ratios):.0%} of rule {rule.id}'s limit"
+            ratio = max(ratio, (total + (request.amount or 0)) / velocity.max_amount)
+        if ratio > worst:
+            worst, detail = ratio, f"this action would use {ratio:.0%} of rule {rule_id}'s limit"
     if worst < 0.5:
         return None
     return RiskFactor(name="velocity", points=25 if worst >= 1 else 15 if worst >= 0.8 else 5, detail=detail)

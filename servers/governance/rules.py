@@ -1,20 +1,32 @@
 """Evaluating an action against a compiled policy: compliance first, then the type's rules. Pure.
 
 Deny beats require_approval beats allow. An action type with no rules, or an action no rule allows,
-is denied by default. Every condition reports the values it compared, so a decision explains itself.
+is denied by default. Every condition can report the values it compared, so a decision explains itself;
+the text is built only for the rules a decision cites (or, for `explain`, for all of them).
+
+`Partial` evaluates the parts of a policy that do not depend on the amount once, so asking "what would
+the outcome be for this other amount?" re-checks only amount thresholds, velocity and risk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
 
 from servers.common.money import format_usdc
 from servers.governance.models import Outcome, Risk, ThreatLevel
 from servers.governance.policy import Effect, Policy, Rule, Velocity, Workflow
-from servers.governance.risk import assess
+from servers.governance.risk import assess, baseline
 
 DEFAULT_REPUTATION = 50.0
+AMOUNT_DEPENDENT = frozenset({"amount_above", "amount_at_most", "velocity", "risk_at_least"})
+_PRECEDENCE: tuple[tuple[Effect, Outcome], ...] = (
+    ("deny", "denied"),
+    ("require_approval", "pending_approval"),
+    ("allow", "approved"),
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,13 @@ class Facts:
     """window seconds -> (count, micro-USDC) of the agent's approved and pending actions of this type"""
     history: Sequence[int] = ()
     """amounts of the agent's earlier approved actions of this type"""
-    known_counterparties: frozenset[str] = frozenset()
+    counterparty_known: bool = False
+    """whether the agent was approved before to act with this counterparty"""
+
+    @cached_property
+    def amount_baseline(self) -> tuple[float, float] | None:
+        """Mean and spread of `history`, computed once."""
+        return baseline(self.history)
 
 
 @dataclass(frozen=True)
@@ -63,32 +81,83 @@ class Evaluation:
     reasons: tuple[Finding, ...]
     workflow: Workflow | None
     compliance: tuple[str, ...]
-    traces: tuple[Trace, ...]
     risk: Risk
+    traces: tuple[Trace, ...] = ()
 
 
-def evaluate(policy: Policy, request: Request, facts: Facts) -> Evaluation:
-    risk = assess(request, facts, policy.rules.get(request.type, ()))
+def evaluate(policy: Policy, request: Request, facts: Facts, *, trace: bool = False) -> Evaluation:
+    rules = policy.rules.get(request.type, ())
+    risk = assess(request, facts, policy.velocity_rules(request.type))
     compliance, refusals = _compliance(policy, request)
-    traces = tuple(_trace(rule, request, facts, risk.score) for rule in policy.rules.get(request.type, ()))
+    traces = tuple(_trace(rule, request, facts, risk.score) for rule in rules) if trace else ()
     if refusals:
-        return Evaluation("denied", refusals, None, compliance, traces, risk)
-    if not policy.rules.get(request.type):
+        return Evaluation("denied", refusals, None, compliance, risk, traces)
+    if not rules:
         default = Finding("default_deny", "deny", f"no rule covers action type {request.type!r}; denied by default")
-        return Evaluation("denied", (default,), None, compliance, traces, risk)
-    fired = [(rule, trace) for rule, trace in zip(policy.rules[request.type], traces, strict=True) if trace.matched]
-    for effect, outcome in (("deny", "denied"), ("require_approval", "pending_approval"), ("allow", "approved")):
-        matching = [(rule, trace) for rule, trace in fired if rule.effect == effect]
-        if matching:
-            reasons = tuple(_finding(rule, trace) for rule, trace in matching)
-            workflow = policy.workflows[matching[0][0].workflow or ""] if effect == "require_approval" else None
-            return Evaluation(outcome, reasons, workflow, compliance, traces, risk)  # type: ignore[arg-type]
-    default = Finding("default_deny", "deny", "no rule allows this action; denied by default")
-    return Evaluation("denied", (default,), None, compliance, traces, risk)
+        return Evaluation("denied", (default,), None, compliance, risk, traces)
+    fired = [rule for rule in rules if all(_holds(n, v, request, facts, risk.score) for n, v in rule.checks)]
+    outcome, cited, workflow = _decide(policy, fired)
+    reasons = tuple(_finding(rule, request, facts, risk.score) for rule in cited) or (
+        Finding("default_deny", "deny", "no rule allows this action; denied by default"),
+    )
+    return Evaluation(outcome, reasons, workflow, compliance, risk, traces)
 
 
 def with_amount(request: Request, amount: int) -> Request:
     return replace(request, amount=amount)
+
+
+class Partial:
+    """A policy evaluated for one request except for its amount."""
+
+    def __init__(self, policy: Policy, request: Request, facts: Facts) -> None:
+        self._policy, self._request = policy, request
+        rules = policy.rules.get(request.type, ())
+        self._velocities = policy.velocity_rules(request.type)
+        self._refused = bool(_compliance(policy, request)[1]) or not rules
+        base_risk = assess(request, facts, self._velocities).score
+        self._fired: list[Rule] = []  # rules that fire whatever the amount
+        self._depends: list[tuple[Rule, tuple[tuple[str, Any], ...]]] = []  # rules that may, with their checks
+        for rule in rules:
+            if all(_holds(n, v, request, facts, base_risk) for n, v in rule.checks if n not in AMOUNT_DEPENDENT):
+                checks = tuple((n, v) for n, v in rule.checks if n in AMOUNT_DEPENDENT)
+                if checks:
+                    self._depends.append((rule, checks))
+                else:
+                    self._fired.append(rule)
+        self._needs_risk = any(name == "risk_at_least" for _, checks in self._depends for name, _ in checks)
+
+    def thresholds(self, facts: Facts) -> set[int]:
+        """Amounts where this request's outcome may change: the thresholds and budgets of rules still in play."""
+        points: set[int] = set()
+        for _, checks in self._depends:
+            for name, value in checks:
+                if name in ("amount_above", "amount_at_most"):
+                    points.add(value)
+                elif name == "velocity" and value.max_amount is not None:
+                    points.add(value.max_amount - facts.usage.get(value.seconds, (0, 0))[1])
+        return points
+
+    def outcome(self, amount: int, facts: Facts) -> tuple[Outcome, Workflow | None]:
+        """What the policy decides for this amount, given these facts (usage may differ per call)."""
+        if self._refused:
+            return "denied", None
+        request = with_amount(self._request, amount)
+        risk = assess(request, facts, self._velocities).score if self._needs_risk else 0
+        fired = self._fired + [
+            rule for rule, checks in self._depends if all(_holds(n, v, request, facts, risk) for n, v in checks)
+        ]
+        outcome, _, workflow = _decide(self._policy, fired)
+        return outcome, workflow
+
+
+def _decide(policy: Policy, fired: Sequence[Rule]) -> tuple[Outcome, list[Rule], Workflow | None]:
+    for effect, outcome in _PRECEDENCE:
+        cited = [rule for rule in fired if rule.effect == effect]
+        if cited:
+            workflow = policy.workflows[cited[0].workflow or ""] if effect == "require_approval" else None
+            return outcome, cited, workflow
+    return "denied", [], None
 
 
 def _compliance(policy: Policy, request: Request) -> tuple[tuple[str, ...], tuple[Finding, ...]]:
@@ -103,15 +172,14 @@ def _compliance(policy: Policy, request: Request) -> tuple[tuple[str, ...], tupl
 
     party = request.counterparty
     if party is not None:
+        sanctioned, blocked = party in rules.sanctioned, party in rules.blocked
         check(
             "compliance.sanctioned_counterparty",
-            party in rules.sanctioned,
-            f"counterparty {party} {'is' if party in rules.sanctioned else 'is not'} on the sanctions list",
+            sanctioned,
+            f"counterparty {party} {'is' if sanctioned else 'is not'} on the sanctions list",
         )
         check(
-            "compliance.blocked_counterparty",
-            party in rules.blocked,
-            f"counterparty {party} {'is' if party in rules.blocked else 'is not'} blocked",
+            "compliance.blocked_counterparty", blocked, f"counterparty {party} {'is' if blocked else 'is not'} blocked"
         )
     if request.category is not None:
         blocked = request.category in rules.blocked_categories
@@ -123,9 +191,8 @@ def _compliance(policy: Policy, request: Request) -> tuple[tuple[str, ...], tupl
     where = request.jurisdiction
     if rules.blocked_jurisdictions and where is not None:
         blocked = where in rules.blocked_jurisdictions
-        check(
-            "compliance.jurisdiction_blocked", blocked, f"jurisdiction {where} {'is' if blocked else 'is not'} blocked"
-        )
+        verdict = "is" if blocked else "is not"
+        check("compliance.jurisdiction_blocked", blocked, f"jurisdiction {where} {verdict} blocked")
     if rules.allowed_jurisdictions:
         allowed = where is not None and where in rules.allowed_jurisdictions
         detail = "no jurisdiction given" if where is None else f"jurisdiction {where}"
@@ -137,73 +204,87 @@ def _compliance(policy: Policy, request: Request) -> tuple[tuple[str, ...], tupl
     return tuple(checks), tuple(refusals)
 
 
-def _finding(rule: Rule, trace: Trace) -> Finding:
-    facts = "; ".join(trace.conditions) or "no conditions"
-    return Finding(rule.id, rule.effect, f"{rule.message} ({facts})" if rule.message else facts)
+def _finding(rule: Rule, request: Request, facts: Facts, risk: int) -> Finding:
+    described = "; ".join(_describe(n, v, request, facts, risk) for n, v in rule.checks) or "no conditions"
+    return Finding(rule.id, rule.effect, f"{rule.message} ({described})" if rule.message else described)
 
 
 def _trace(rule: Rule, request: Request, facts: Facts, risk: int) -> Trace:
-    results = [_condition(name, value, request, facts, risk) for name, value in _set_conditions(rule)]
-    return Trace(rule.id, rule.effect, all(ok for ok, _ in results), tuple(text for _, text in results))
+    return Trace(
+        rule.id,
+        rule.effect,
+        all(_holds(n, v, request, facts, risk) for n, v in rule.checks),
+        tuple(_describe(n, v, request, facts, risk) for n, v in rule.checks),
+    )
 
 
-def _set_conditions(rule: Rule) -> list[tuple[str, object]]:
-    when = rule.when
-    return [(name, value) for name, value in vars(when).items() if value is not None]
-
-
-def _condition(name: str, value: object, request: Request, facts: Facts, risk: int) -> tuple[bool, str]:
+def _holds(name: str, value: Any, request: Request, facts: Facts, risk: int) -> bool:
     amount = request.amount
-    if name in ("amount_above", "amount_at_most"):
-        limit = int(value)  # type: ignore[call-overload]
-        if amount is None:
-            return False, f"{name} {format_usdc(limit)} USDC: the action has no amount"
-        ok = amount > limit if name == "amount_above" else amount <= limit
-        relation = {
-            ("amount_above", True): ">",
-            ("amount_above", False): "<=",
-            ("amount_at_most", True): "<=",
-            ("amount_at_most", False): ">",
-        }[(name, ok)]
-        return ok, f"amount {format_usdc(amount)} USDC {relation} {format_usdc(limit)} USDC"
-    if name in ("counterparty_in", "counterparty_not_in", "category_in", "category_not_in"):
-        subject = "counterparty" if name.startswith("counterparty") else "category"
-        given = request.counterparty if subject == "counterparty" else request.category
-        members: frozenset[str] = value  # type: ignore[assignment]
-        inside = given is not None and given in members
-        ok = inside if name.endswith("_in") and not name.endswith("not_in") else not inside
-        listed = ", ".join(sorted(members)[:5]) + (", …" if len(members) > 5 else "")
-        return ok, f"{subject} {given} {'is' if inside else 'is not'} in [{listed}]"
-    if name in ("during", "outside"):
-        inside = value.contains(facts.now)  # type: ignore[attr-defined]
-        ok = inside if name == "during" else not inside
-        return ok, f"now is {'inside' if inside else 'outside'} {value.describe()}"  # type: ignore[attr-defined]
+    if name == "amount_above":
+        return amount is not None and amount > value
+    if name == "amount_at_most":
+        return amount is not None and amount <= value
+    if name == "counterparty_in":
+        return request.counterparty in value
+    if name == "counterparty_not_in":
+        return request.counterparty not in value
+    if name == "category_in":
+        return request.category in value
+    if name == "category_not_in":
+        return request.category not in value
+    if name == "during":
+        return bool(value.contains(facts.now))
+    if name == "outside":
+        return not value.contains(facts.now)
     if name == "velocity":
-        return _velocity(value, request, facts)  # type: ignore[arg-type]
+        count, total = facts.usage.get(value.seconds, (0, 0))
+        over_count = value.max_count is not None and count + 1 > value.max_count
+        return over_count or (value.max_amount is not None and total + (amount or 0) > value.max_amount)
     if name == "reputation_below":
-        reputation = DEFAULT_REPUTATION if facts.reputation is None else facts.reputation
-        unknown = " (unknown, taken as 50)" if facts.reputation is None else ""
-        ok = reputation < float(value)  # type: ignore[arg-type]
-        return ok, f"reputation {reputation:g}{unknown} {'<' if ok else '>='} {value}"
+        return (DEFAULT_REPUTATION if facts.reputation is None else facts.reputation) < float(value)
     if name == "risk_at_least":
-        ok = risk >= int(value)  # type: ignore[call-overload]
-        return ok, f"risk {risk} {'>=' if ok else '<'} {value}"
+        return risk >= int(value)
     raise AssertionError(f"unknown condition {name}")
 
 
-def _velocity(velocity: Velocity, request: Request, facts: Facts) -> tuple[bool, str]:
+def _describe(name: str, value: Any, request: Request, facts: Facts, risk: int) -> str:
+    """The condition with the values it compared, for reasons and traces."""
+    ok, amount = _holds(name, value, request, facts, risk), request.amount
+    if name in ("amount_above", "amount_at_most"):
+        if amount is None:
+            return f"{name} {format_usdc(value)} USDC: the action has no amount"
+        above = amount > value
+        return f"amount {format_usdc(amount)} USDC {'>' if above else '<='} {format_usdc(value)} USDC"
+    if name in ("counterparty_in", "counterparty_not_in", "category_in", "category_not_in"):
+        subject = "counterparty" if name.startswith("counterparty") else "category"
+        given = request.counterparty if subject == "counterparty" else request.category
+        listed = ", ".join(sorted(value)[:5]) + (", …" if len(value) > 5 else "")
+        return f"{subject} {given} {'is' if given in value else 'is not'} in [{listed}]"
+    if name in ("during", "outside"):
+        inside = value.contains(facts.now)
+        return f"now is {'inside' if inside else 'outside'} {value.describe()}"
+    if name == "velocity":
+        return _velocity_text(value, request, facts)
+    if name == "reputation_below":
+        reputation = DEFAULT_REPUTATION if facts.reputation is None else facts.reputation
+        unknown = " (unknown, taken as 50)" if facts.reputation is None else ""
+        return f"reputation {reputation:g}{unknown} {'<' if ok else '>='} {value}"
+    return f"risk {risk} {'>=' if ok else '<'} {value}"
+
+
+def _velocity_text(velocity: Velocity, request: Request, facts: Facts) -> str:
     count, total = facts.usage.get(velocity.seconds, (0, 0))
     count, total = count + 1, total + (request.amount or 0)
-    window = _duration(velocity.seconds)
     over_count = velocity.max_count is not None and count > velocity.max_count
     over_amount = velocity.max_amount is not None and total > velocity.max_amount
+    window = _duration(velocity.seconds)
     parts = []
     if velocity.max_count is not None:
         parts.append(f"{count} actions in {window} {'>' if over_count else '<='} {velocity.max_count}")
     if velocity.max_amount is not None:
         relation = ">" if over_amount else "<="
         parts.append(f"{format_usdc(total)} USDC in {window} {relation} {format_usdc(velocity.max_amount)} USDC")
-    return over_count or over_amount, " and ".join(parts) + " (with this action)"
+    return " and ".join(parts) + " (with this action)"
 
 
 def _duration(seconds: int) -> str:

@@ -90,7 +90,7 @@ class GovernanceService:
         decision_id, now = f"dec_{uuid.uuid4().hex}", self._clock()
 
         def decide(tx: GovernanceTx) -> Decision:
-            facts = self._facts(tx, agent_id, action.type, now)
+            facts = self._facts(tx, agent_id, request, now)
             evaluation = evaluate(policy, request, facts)
             request_hash = approvals.request_hash(decision_id, agent_id, action.model_dump(mode="json"))
             decision = Decision(
@@ -129,8 +129,8 @@ class GovernanceService:
         """What evaluate_action would decide now, rule by rule. Reads only."""
         agent_id = parse_agent_did(agent_id, field="agent_id")
         policy, request, now = self._policy, self._request(action), self._clock()
-        facts = await self._store.read(lambda tx: self._facts(tx, agent_id, action.type, now))
-        evaluation = evaluate(policy, request, facts)
+        facts = await self._store.read(lambda tx: self._facts(tx, agent_id, request, now))
+        evaluation = evaluate(policy, request, facts, trace=True)
         return Explanation(
             outcome=evaluation.outcome,
             reasons=[_reason(finding) for finding in evaluation.reasons],
@@ -337,15 +337,15 @@ class GovernanceService:
             jurisdiction=None if jurisdiction is None else jurisdiction.upper(),
         )
 
-    def _facts(self, tx: GovernanceTx, agent_id: str, action_type: str, now: float) -> Facts:
+    def _facts(self, tx: GovernanceTx, agent_id: str, request: Request, now: float) -> Facts:
         profile = tx.profile(agent_id)
         return Facts(
             now=now,
             reputation=None if profile is None else profile.reputation,
             threat_level="none" if profile is None else profile.threat_level,
-            usage=tx.usage(agent_id, action_type, self._policy.velocity_windows(action_type), now),
-            history=tx.history(agent_id, action_type),
-            known_counterparties=tx.known_counterparties(agent_id),
+            usage=tx.usage(agent_id, request.type, self._policy.velocity_windows(request.type), now),
+            history=tx.history(agent_id, request.type),
+            counterparty_known=request.counterparty is not None and tx.dealt_with(agent_id, request.counterparty),
         )
 
     def _open_approval(self, tx: GovernanceTx, decision: Decision, evaluation: Evaluation, now: float) -> Decision:
@@ -447,23 +447,26 @@ def _reason(finding: Finding) -> Reason:
     return Reason(rule_id=finding.rule_id, effect=finding.effect, message=finding.message)
 
 
+MONITORED_BUDGETS = 3
+
+
 def _monitoring(evaluation: Evaluation, request: Request, facts: Facts, policy: Policy) -> list[str]:
-    notes = []
-    for rule in policy.rules.get(request.type, ()):
-        velocity = rule.when.velocity
-        if velocity is None:
-            continue
+    """The budgets this action uses most (at most three) and the risk factors that counted."""
+    budgets = []
+    for rule_id, velocity in policy.velocity_rules(request.type):
         count, total = facts.usage.get(velocity.seconds, (0, 0))
-        limits = []
-        if velocity.max_count is not None:
-            limits.append(f"{count + 1} of {velocity.max_count} actions")
-        if velocity.max_amount is not None:
-            limits.append(f"{format_usdc(total + (request.amount or 0))} of {format_usdc(velocity.max_amount)} USDC")
-        notes.append(f"{rule.id}: {' and '.join(limits)} with this action")
-    notes += [
-        f"risk {factor.name} +{factor.points}: {factor.detail}" for factor in evaluation.risk.factors if factor.points
-    ]
-    return notes
+        count, total = count + 1, total + (request.amount or 0)
+        used, limits = 0.0, []
+        if velocity.max_count:
+            used = count / velocity.max_count
+            limits.append(f"{count} of {velocity.max_count} actions")
+        if velocity.max_amount:
+            used = max(used, total / velocity.max_amount)
+            limits.append(f"{format_usdc(total)} of {format_usdc(velocity.max_amount)} USDC")
+        budgets.append((used, f"{rule_id}: {' and '.join(limits)} with this action"))
+    budgets.sort(key=lambda budget: budget[0], reverse=True)
+    notes = [note for _, note in budgets[:MONITORED_BUDGETS]]
+    return notes + [f"risk {f.name} +{f.points}: {f.detail}" for f in evaluation.risk.factors if f.points]
 
 
 def _audit_body(decision: Decision) -> dict[str, Any]:

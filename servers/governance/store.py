@@ -43,6 +43,7 @@ MIGRATIONS = (
             created_at REAL NOT NULL
         );
         CREATE INDEX decisions_by_agent ON decisions (agent_id, action_type, created_at);
+        CREATE INDEX decisions_by_counterparty ON decisions (agent_id, counterparty, outcome);
         CREATE TABLE approvals (
             approval_id TEXT PRIMARY KEY,
             decision_id TEXT NOT NULL REFERENCES decisions(decision_id),
@@ -178,18 +179,15 @@ class GovernanceTx:
 
     def usage(self, agent_id: str, action_type: str, windows: Iterable[int], now: float) -> dict[int, tuple[int, int]]:
         """(count, micro-USDC) of the agent's approved and pending actions of the type, per window in seconds."""
-        windows = sorted(windows)
-        if not windows:
-            return {}
-        rows = self._s.all(
-            "SELECT amount, created_at FROM decisions WHERE agent_id = ? AND action_type = ? AND created_at > ?"
-            " AND outcome IN (?, ?)",
-            (agent_id, action_type, now - windows[-1], *COUNTED),
-        )
         usage = {}
         for window in windows:
-            inside = [int(row["amount"] or 0) for row in rows if row["created_at"] > now - window]
-            usage[window] = (len(inside), sum(inside))
+            row = self._s.one(
+                "SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM decisions"
+                " WHERE agent_id = ? AND action_type = ? AND created_at > ? AND outcome IN (?, ?)",
+                (agent_id, action_type, now - window, *COUNTED),
+            )
+            assert row is not None
+            usage[window] = (int(row["n"]), int(row["total"]))
         return usage
 
     def history(self, agent_id: str, action_type: str, limit: int = 100) -> list[int]:
@@ -201,13 +199,13 @@ class GovernanceTx:
         )
         return [int(row["amount"]) for row in rows]
 
-    def known_counterparties(self, agent_id: str) -> frozenset[str]:
-        rows = self._s.all(
-            "SELECT DISTINCT counterparty FROM decisions WHERE agent_id = ? AND outcome = 'approved'"
-            " AND counterparty IS NOT NULL",
-            (agent_id,),
+    def dealt_with(self, agent_id: str, counterparty: str) -> bool:
+        """Whether the agent was ever approved to act with this counterparty."""
+        row = self._s.one(
+            "SELECT 1 FROM decisions WHERE agent_id = ? AND counterparty = ? AND outcome = 'approved' LIMIT 1",
+            (agent_id, counterparty),
         )
-        return frozenset(row["counterparty"] for row in rows)
+        return row is not None
 
     # approvals
 

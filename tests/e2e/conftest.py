@@ -46,14 +46,16 @@ class Served:
 
 
 @contextmanager
-def serving(home: Path, *args: str, env: dict[str, str] | None = None, ready: bool = True) -> Iterator[Served]:
-    """`stateset serve wallet --transport ...` on a free loopback port, stopped on exit."""
+def serving(
+    home: Path, *args: str, env: dict[str, str] | None = None, ready: bool = True, server: str = "wallet"
+) -> Iterator[Served]:
+    """`stateset serve <server> --transport ...` on a free loopback port, stopped on exit."""
     port = free_port()
     log = home / f"server-{port}.log"
     home.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [STATESET, "serve", "wallet", "--port", str(port), *args],
+            [STATESET, "serve", server, "--port", str(port), *args],
             env=env or child_env(home),
             stdout=sink,
             stderr=subprocess.STDOUT,

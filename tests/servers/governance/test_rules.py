@@ -154,7 +154,7 @@ def test_reputation_floor_takes_an_unknown_reputation_as_the_prior() -> None:
 
 
 def test_risk_factors_each_say_why_and_add_up_to_a_level() -> None:
-    quiet = assess(pay(10), facts(reputation=80, known_counterparties=frozenset({PAYEE})), ())  # type: ignore[arg-type]
+    quiet = assess(pay(10), facts(reputation=80, counterparty_known=True), ())  # type: ignore[arg-type]
     assert (quiet.score, quiet.level) == (0, "low")
     history = [10 * USDC, 11 * USDC, 9 * USDC, 10 * USDC]
     loud = assess(pay(100), facts(history=history, threat_level="elevated", reputation=20), ())  # type: ignore[arg-type]
@@ -180,6 +180,6 @@ def test_risk_can_gate_a_rule() -> None:
     gated = policy(
         payment=[{"id": "risky", "effect": "deny", "when": {"risk_at_least": 40}}, {"id": "ok", "effect": "allow"}]
     )
-    calm = facts(reputation=90, known_counterparties=frozenset({PAYEE}))
+    calm = facts(reputation=90, counterparty_known=True)
     assert evaluate(gated, pay(1), calm).outcome == "approved"  # type: ignore[arg-type]
     assert evaluate(gated, pay(1), facts(threat_level="critical")).outcome == "denied"  # type: ignore[arg-type]

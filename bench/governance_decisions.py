@@ -1,0 +1,171 @@
+"""Decisions per second and latency of `evaluate_action` under a 200-rule policy.
+
+    .venv/bin/python bench/governance_decisions.py [--decisions 2000]
+
+The policy has 200 payment rules of every kind (counterparty deny lists, categories with amount
+thresholds, velocity limits over four windows, time windows, reputation and risk gates, allows). Each
+decision is real: facts read from SQLite (velocity per window, history, counterparty), every rule
+evaluated, risk scored, the decision and its audit entry committed, and, for an approved payment,
+the receipt signed. Measured as a call on the service in-process, through the SDK's in-memory client
+(whose check of the result against the output schema is part of the figure), and the evaluator alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from eth_account import Account
+from mcp import Client
+
+from servers.common.db import Database
+from servers.common.feed import ChangeFeed
+from servers.common.identity import Signer, new_agent_did
+from servers.common.logging import configure_logging
+from servers.governance.models import Action
+from servers.governance.policy import compile_policy
+from servers.governance.rules import Facts, Request, evaluate
+from servers.governance.server import build_server
+from servers.governance.service import GovernanceService
+from servers.governance.settings import GovernanceSettings
+from servers.governance.store import MIGRATIONS, GovernanceStore
+
+RULES = 200
+CATEGORIES = [f"category_{n}" for n in range(40)]
+
+
+def policy_with_200_rules(rng: random.Random) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = []
+
+    def add(effect: str, when: dict[str, Any], **extra: Any) -> None:
+        rules.append({"id": f"rule_{len(rules):03d}", "effect": effect, "when": when, **extra})
+
+    for _ in range(60):
+        add("deny", {"counterparty_in": [Account.create().address for _ in range(5)]})
+    for _ in range(40):
+        add(
+            "require_approval",
+            {"category_in": rng.sample(CATEGORIES, 3), "amount_above": str(rng.randint(20, 90))},
+            workflow="review",
+        )
+    for window in ("1h", "6h", "24h", "7d") * 10:
+        add("deny", {"velocity": {"window": window, "max_count": 100_000, "max_amount": "100000000"}})
+    for _ in range(20):
+        add("deny", {"outside": {"from": "00:00", "to": "23:59"}, "category_in": rng.sample(CATEGORIES, 2)})
+    for _ in range(10):
+        add("require_approval", {"reputation_below": rng.randint(5, 20)}, workflow="review")
+    for _ in range(5):
+        add("require_approval", {"risk_at_least": 95}, workflow="review")
+    while len(rules) < RULES - 1:
+        add("allow", {"amount_at_most": str(rng.randint(10, 100)), "category_in": rng.sample(CATEGORIES, 5)})
+    add("allow", {"amount_at_most": "100"})
+    return {
+        "name": "bench-200",
+        "workflows": {"review": {"approvers": ["host"], "required": 1, "timeout": "1h"}},
+        "rules": {"payment": rules},
+    }
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(samples, n=100)
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+async def decisions_through(document: dict[str, Any], decisions: int, rng: random.Random) -> None:
+    """evaluate_action called on the service in-process, then through the in-memory MCP client in both eras."""
+    policy = compile_policy(document)
+    agents = [new_agent_did() for _ in range(20)]
+    payees = [Account.create().address for _ in range(50)]
+    payer = Account.create().address
+
+    def action() -> dict[str, Any]:
+        return {
+            "type": "payment",
+            "amount": str(rng.randint(1, 99)),
+            "payer": payer,
+            "counterparty": rng.choice(payees),
+            "category": rng.choice(CATEGORIES),
+        }
+
+    for mode in ("service", "auto", "legacy"):
+        with tempfile.TemporaryDirectory() as home:
+            async with Database.open(Path(home) / "governance.db", MIGRATIONS) as db:
+                feed = ChangeFeed()
+                service = GovernanceService(
+                    GovernanceStore(db),
+                    Signer(Account.create()),
+                    GovernanceSettings(),
+                    feed,
+                    policy,
+                    time.time(),
+                    chain_id=31337,
+                )
+                outcomes: dict[str, int] = {}
+                latencies = []
+                client_mode = "legacy" if mode == "legacy" else "auto"
+                async with Client(build_server(service, feed), mode=client_mode) as client:  # type: ignore[arg-type]
+                    started = time.perf_counter()
+                    for index in range(decisions):
+                        agent, requested = agents[index % len(agents)], action()
+                        began = time.perf_counter()
+                        if mode == "service":
+                            outcome = (await service.evaluate_action(agent, Action.model_validate(requested))).outcome
+                        else:
+                            result = await client.call_tool("evaluate_action", {"agent_id": agent, "action": requested})
+                            assert not result.is_error and result.structured_content is not None, result.content
+                            outcome = result.structured_content["outcome"]
+                        latencies.append(time.perf_counter() - began)
+                        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                    elapsed = time.perf_counter() - started
+                    where = "service, in-process" if mode == "service" else f"in-memory MCP {client.protocol_version}"
+                p50, p99 = percentiles(latencies)
+                print(
+                    f"evaluate_action, {where}: {decisions / elapsed:.0f} decisions/s, "
+                    f"p50 {p50:.2f} ms, p99 {p99:.2f} ms  outcomes {outcomes}"
+                )
+
+
+def pure(document: dict[str, Any], decisions: int, rng: random.Random) -> None:
+    policy = compile_policy(document)
+    facts = Facts(
+        now=time.time(),
+        usage={3600: (5, 100_000_000), 21600: (9, 2 * 10**8), 86400: (20, 5 * 10**8), 604800: (80, 2 * 10**9)},
+        history=[10**7] * 50,
+        counterparty_known=True,
+    )
+    samples = []
+    for _ in range(decisions):
+        request = Request(
+            "payment", rng.randint(1, 99) * 1_000_000, Account.create().address, rng.choice(CATEGORIES), None
+        )
+        began = time.perf_counter()
+        evaluate(policy, request, facts)
+        samples.append(time.perf_counter() - began)
+    p50, p99 = percentiles(samples)
+    print(f"evaluate() alone, {RULES} rules: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+
+
+async def main(decisions: int) -> None:
+    rng = random.Random(7)
+    document = policy_with_200_rules(rng)
+    print(
+        f"governance, {len(document['rules']['payment'])}-rule payment policy, {decisions} decisions per row, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    pure(document, decisions, rng)
+    await decisions_through(document, decisions, rng)
+
+
+if __name__ == "__main__":
+    configure_logging("WARNING")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=2000)
+    anyio.run(main, parser.parse_args().decisions)
