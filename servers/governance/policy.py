@@ -22,7 +22,8 @@ Conditions: amount_above, amount_at_most (USDC strings), counterparty_in / count
 category_in / category_not_in, during / outside ({days, from, to, timezone}), velocity ({window,
 max_count, max_amount}: fires when this action would exceed either, counting the agent's approved and
 pending actions of the type), reputation_below, risk_at_least. An approver is an Ethereum address,
-a did:pkh, or `host`: the person at the MCP host, asked through elicitation.
+a did:pkh, an agent's did:stateset:agent (its address comes from its profile when it votes), or `host`:
+the person at the MCP host, asked through elicitation.
 
 The version is the SHA-256 of the document's canonical JSON, so the same rules always carry the same
 version, whatever the YAML formatting.
@@ -45,7 +46,7 @@ import jsonschema
 import yaml
 
 from servers.common.errors import InvalidInputError
-from servers.common.identity import parse_address
+from servers.common.identity import AGENT_DID_PREFIX, parse_address, parse_agent_did
 from servers.common.money import parse_usdc
 from servers.governance.errors import PolicyError
 from servers.governance.models import STANDARD_ACTION_TYPES
@@ -397,14 +398,19 @@ def _rule(path: str, spec: dict[str, Any], workflows: Mapping[str, Workflow]) ->
 def _workflow(name: str, spec: dict[str, Any]) -> Workflow:
     approvers = []
     for index, approver in enumerate(spec["approvers"]):
-        if approver == HOST:
-            approvers.append(HOST)
-            continue
-        text = approver.split(":")[-1] if approver.startswith("did:pkh:eip155:") else approver
+        field = f"workflows.{name}.approvers[{index}]"
         try:
-            approvers.append(parse_address(text, field=f"workflows.{name}.approvers[{index}]"))
+            if approver == HOST:
+                approvers.append(HOST)
+            elif approver.startswith(AGENT_DID_PREFIX):  # resolved to the agent's address when it votes
+                approvers.append(parse_agent_did(approver, field=field))
+            else:
+                text = approver.split(":")[-1] if approver.startswith("did:pkh:eip155:") else approver
+                approvers.append(parse_address(text, field=field))
         except InvalidInputError as exc:
-            raise PolicyError(exc.message, hint="an approver is an address, a did:pkh:eip155 DID, or 'host'") from None
+            raise PolicyError(
+                exc.message, hint="an approver is an address, a did:pkh:eip155 or did:stateset:agent DID, or 'host'"
+            ) from None
     if spec["required"] > len(approvers):
         raise PolicyError(
             f"workflows.{name}.required: {spec['required']} approvals cannot come from {len(approvers)} approvers"

@@ -13,7 +13,7 @@ import anyio
 
 from servers.common.errors import InvalidInputError
 from servers.common.feed import Publisher
-from servers.common.identity import Signer, parse_address, parse_agent_did
+from servers.common.identity import AGENT_DID_PREFIX, Signer, parse_address, parse_agent_did
 from servers.common.money import format_usdc
 from servers.common.receipts import issue_approval
 from servers.governance import approvals
@@ -155,8 +155,7 @@ class GovernanceService:
 
     async def vote(self, approval_id: str, approver: str, signature: str | None, *, approve: bool) -> Decision:
         """Record one approver's vote; at the quorum the decision is approved (and a payment's receipt issued)."""
-        if approver != HOST:
-            approver = parse_address(approver, field="approver")
+        approver = _approver(approver)
         await self.expire_due()  # a request past its deadline is closed before anyone may vote on it
         now = self._clock()
 
@@ -173,7 +172,7 @@ class GovernanceService:
                     approve=approve,
                     expires_at=int(row.expires_at),
                 )
-                approvals.check_signature(typed, approver=approver, signature=signature)
+                approvals.check_signature(typed, approver=_signing_address(tx, approver), signature=signature)
             elif approver != HOST:
                 raise ApproverRefusedError(f"{approver} must sign its vote", hint="sign approval.to_sign")
             ballot = Ballot(approver, approve, now)
@@ -382,14 +381,13 @@ class GovernanceService:
         return decision.model_copy(update={"approval": approval, "conditions": conditions})
 
     def _excluded(self, tx: GovernanceTx, agent_id: str) -> list[str]:
-        """Separation of duties: the requester's own address and those of agents with the same owner."""
+        """Separation of duties: the requester and agents with the same owner, by DID and by address."""
         profile = tx.profile(agent_id)
-        if profile is None:
-            return []
-        excluded = {profile.address} if profile.address else set()
-        if profile.owner:
-            excluded.update(tx.owner_addresses(profile.owner))
-        return sorted(a for a in excluded if a)
+        colleagues = [] if profile is None or profile.owner is None else tx.owner_agents(profile.owner)
+        excluded = {agent_id} | {identity for pair in colleagues for identity in pair if identity}
+        if profile is not None and profile.address:
+            excluded.add(profile.address)
+        return sorted(excluded)
 
     def _approve(self, decision: Decision, now: float) -> Decision:
         """An approved payment gets its receipt, bound to payer, payee, amount and a short expiry."""
@@ -413,6 +411,27 @@ class GovernanceService:
             f"before {_time(expires_at).isoformat()}; the receipt pays once",
         ]
         return decision.model_copy(update={"receipt": receipt, "conditions": [*decision.conditions, *conditions]})
+
+
+def _approver(text: str) -> str:
+    """An approver as workflows list them: `host`, an agent DID, or a checksummed address (from a did:pkh too)."""
+    if text == HOST:
+        return HOST
+    if text.startswith(AGENT_DID_PREFIX):
+        return parse_agent_did(text, field="approver")
+    return parse_address(text.split(":")[-1] if text.startswith("did:pkh:eip155:") else text, field="approver")
+
+
+def _signing_address(tx: GovernanceTx, approver: str) -> str:
+    """The address whose signature counts for this approver: an agent DID signs with its profile's address."""
+    if not approver.startswith(AGENT_DID_PREFIX):
+        return approver
+    profile = tx.profile(approver)
+    if profile is None or profile.address is None:
+        raise ApproverRefusedError(
+            f"approver {approver} has no address on record", hint="record it with set_agent_profile first"
+        )
+    return profile.address
 
 
 def _open_request(tx: GovernanceTx, approval_id: str, approver: str) -> tuple[Decision, ApprovalRow]:

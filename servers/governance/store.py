@@ -145,10 +145,10 @@ class GovernanceTx:
             (profile.agent_id, profile.owner, profile.address, profile.reputation, profile.threat_level, at),
         )
 
-    def owner_addresses(self, owner: str) -> list[str]:
-        """Addresses of every agent of this owner."""
-        rows = self._s.all("SELECT address FROM profiles WHERE owner = ? AND address IS NOT NULL", (owner,))
-        return [row["address"] for row in rows]
+    def owner_agents(self, owner: str) -> list[tuple[str, str | None]]:
+        """(agent DID, address) of every agent of this owner."""
+        rows = self._s.all("SELECT agent_id, address FROM profiles WHERE owner = ?", (owner,))
+        return [(row["agent_id"], row["address"]) for row in rows]
 
     # decisions
 

@@ -257,7 +257,7 @@ async def test_the_requester_and_agents_of_the_same_owner_may_not_approve(client
         client, "set_agent_profile", profile={"agent_id": colleague, "owner": "acme", "address": APPROVERS[0].address}
     )
     decision = await pending(client, harness)
-    assert decision["approval"]["excluded"] == sorted([PAYER.address, APPROVERS[0].address])
+    assert decision["approval"]["excluded"] == sorted([PAYER.address, APPROVERS[0].address, harness.agent, colleague])
     message = await refused(
         client,
         "submit_approval",
@@ -268,6 +268,28 @@ async def test_the_requester_and_agents_of_the_same_owner_may_not_approve(client
     assert "it is the requester or an agent of the same owner" in message
     await vote(client, decision, 1)
     assert (await vote(client, decision, 2))["outcome"] == "approved"
+
+
+async def test_an_agent_did_approver_signs_with_the_address_on_its_profile(client: Client, harness: Harness) -> None:
+    approver_agent, key = new_agent_did(), Account.create()
+    policy = {
+        "name": "agents-approve",
+        "workflows": {"peer": {"approvers": [approver_agent], "required": 1, "timeout": "1h"}},
+        "rules": {"payment": [{"id": "review", "effect": "require_approval", "workflow": "peer"}]},
+    }
+    await call(client, "set_policy", policy=policy)
+    decision = await pending(client, harness)
+    to_sign = decision["approval"]["to_sign"]["approve"]
+    arguments = {
+        "approval_id": decision["approval"]["approval_id"],
+        "approver": approver_agent,
+        "signature": sign(key, to_sign),
+    }
+    assert "has no address on record" in await refused(client, "submit_approval", **arguments)
+    await call(client, "set_agent_profile", profile={"agent_id": approver_agent, "address": Account.create().address})
+    assert "is not " in await refused(client, "submit_approval", **arguments)  # signed by a key not on record
+    await call(client, "set_agent_profile", profile={"agent_id": approver_agent, "address": key.address})
+    assert (await call(client, "submit_approval", **arguments))["outcome"] == "approved"
 
 
 async def test_velocity_and_history_come_from_earlier_decisions(client: Client, harness: Harness) -> None:
