@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from mcp import Client
+
+from tests.helpers import ERAS
 
 # scrypt at its production cost takes half a second per wallet; tests use the smallest cost eth-account allows.
 os.environ.setdefault("STATESET_KEYSTORE_SCRYPT_N", "1024")
@@ -32,3 +37,16 @@ class ManualClock:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture(params=list(ERAS))
+def era(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def client(harness: Any, era: str) -> AsyncIterator[Client]:
+    """An in-memory client of the package's `harness` server, in each protocol era."""
+    async with Client(harness.server, mode=ERAS[era]) as connected:  # type: ignore[arg-type]
+        assert connected.protocol_version == era
+        yield connected

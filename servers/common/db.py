@@ -90,6 +90,31 @@ class _Write(Generic[T]):
         return self.result  # type: ignore[return-value]  # set whenever error is None
 
 
+class Queries:
+    """A server's SQL, bound to one transaction's session. Subclasses add the queries."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+
+Q = TypeVar("Q", bound=Queries)
+
+
+class Store(Generic[Q]):
+    """Runs a server's use cases, each as one transaction on the database thread (see `Database`)."""
+
+    queries: type[Q]
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def write(self, work: Callable[[Q], T]) -> T:
+        return await self._db.write(lambda session: work(self.queries(session)))
+
+    async def read(self, work: Callable[[Q], T]) -> T:
+        return await self._db.read(lambda session: work(self.queries(session)))
+
+
 class Database:
     """A migrated SQLite file, used one transaction at a time."""
 

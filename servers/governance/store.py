@@ -11,11 +11,11 @@ Tables:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from servers.common.db import Database, Migration, Session
+from servers.common.db import Migration, Queries, Store
 from servers.governance import audit
 from servers.governance.approvals import Ballot
 from servers.governance.models import AgentProfile, ApprovalStatus, Decision
@@ -100,22 +100,8 @@ class ApprovalRow:
     expires_at: float
 
 
-class GovernanceStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def write(self, work: Callable[[GovernanceTx], T]) -> T:
-        return await self._db.write(lambda session: work(GovernanceTx(session)))
-
-    async def read(self, work: Callable[[GovernanceTx], T]) -> T:
-        return await self._db.read(lambda session: work(GovernanceTx(session)))
-
-
-class GovernanceTx:
+class GovernanceTx(Queries):
     """Queries inside one transaction. Synchronous: it runs on the database thread."""
-
-    def __init__(self, session: Session) -> None:
-        self._s = session
 
     # policies
 
@@ -268,6 +254,10 @@ class GovernanceTx:
             )
             for row in rows
         ]
+
+
+class GovernanceStore(Store[GovernanceTx]):
+    queries = GovernanceTx
 
 
 def _profile(row: Any) -> AgentProfile:

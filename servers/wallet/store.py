@@ -18,11 +18,11 @@ Tables:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from servers.common.db import Database, Migration, Row, Session
+from servers.common.db import Migration, Queries, Row, Store
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import MultiSig, SpendingRules
 from servers.wallet.models import EntryKind, PaymentReceipt, ProposalStatus, TreasuryStrategy
@@ -197,26 +197,8 @@ class EntryRecord:
     at: float
 
 
-T = TypeVar("T")
-
-
-class WalletStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def write(self, work: Callable[[WalletTx], T]) -> T:
-        """Run `work` as one write transaction on the database thread (see servers.common.db)."""
-        return await self._db.write(lambda session: work(WalletTx(session)))
-
-    async def read(self, work: Callable[[WalletTx], T]) -> T:
-        return await self._db.read(lambda session: work(WalletTx(session)))
-
-
-class WalletTx:
+class WalletTx(Queries):
     """Queries inside one transaction. Synchronous: it runs on the database thread."""
-
-    def __init__(self, session: Session) -> None:
-        self._s = session
 
     # wallets
 
@@ -512,6 +494,10 @@ class WalletTx:
         )
         assert row is not None
         return {key: int(row[key]) for key in ("held", "funded", "paid_out", "in_flight")}
+
+
+class WalletStore(Store[WalletTx]):
+    queries = WalletTx
 
 
 def _wallet(row: Row) -> WalletRecord:

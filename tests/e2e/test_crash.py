@@ -13,7 +13,7 @@ from mcp import Client
 
 from servers.common.keystore import decrypt_account
 from tests.e2e.conftest import serving
-from tests.servers.wallet.conftest import call, sign
+from tests.helpers import call, sign
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 from servers.common.identity import new_agent_did
 from servers.common.surface import FORBIDDEN
 from tests.e2e.conftest import STATESET, child_env, serving
-from tests.servers.wallet.conftest import ERAS, call
+from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -13,7 +13,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.e2e.conftest import STATESET, child_env, serving
-from tests.servers.wallet.conftest import ERAS, call
+from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -8,7 +8,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.e2e.conftest import STATESET, child_env
-from tests.servers.wallet.conftest import ERAS, call
+from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

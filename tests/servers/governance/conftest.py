@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from servers.common.db import Database
@@ -22,7 +21,7 @@ from servers.governance.service import GovernanceService
 from servers.governance.settings import GovernanceSettings
 from servers.governance.store import MIGRATIONS, GovernanceStore
 from tests.conftest import ManualClock
-from tests.servers.wallet.conftest import ERAS, call, refused, sign
+from tests.helpers import ERAS, call, refused, sign
 
 __all__ = ["ERAS", "call", "refused", "sign"]
 
@@ -106,15 +105,3 @@ async def harness(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Harness]:
             clock=clock,
         )
         yield Harness(service, build_server(service, feed), clock, governance, db, new_agent_did())
-
-
-@pytest.fixture(params=list(ERAS))
-def era(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def client(harness: Harness, era: str) -> AsyncIterator[Client]:
-    async with Client(harness.server, mode=ERAS[era]) as connected:  # type: ignore[arg-type]
-        assert connected.protocol_version == era
-        yield connected

@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
-from mcp_types import CallToolResult
 
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
@@ -26,9 +24,9 @@ from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
 from servers.wallet.store import MIGRATIONS, WalletStore
 from tests.conftest import TEST_SCRYPT_N, ManualClock
+from tests.helpers import call
 
 CHAIN_ID = 31337
-ERAS = {"2026-07-28": "auto", "2025-11-25": "legacy"}
 
 
 @dataclass
@@ -63,10 +61,6 @@ class Harness:
         return receipt.model_dump(mode="json")
 
 
-def sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
-    return "0x" + bytes(account.sign_message(encode_typed_data(full_message=typed_data)).signature).hex()
-
-
 @pytest.fixture
 async def harness(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Harness]:
     governance: LocalAccount = Account.create()
@@ -82,37 +76,6 @@ async def harness(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Harness]:
             clock=clock,
         )
         yield Harness(service, build_server(service, feed), feed, clock, governance, db)
-
-
-@pytest.fixture(params=list(ERAS))
-def era(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def client(harness: Harness, era: str) -> AsyncIterator[Client]:
-    async with Client(harness.server, mode=ERAS[era]) as connected:  # type: ignore[arg-type]
-        assert connected.protocol_version == era
-        yield connected
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    """Call a tool that must succeed; its structured result."""
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def refused(client: Client, tool: str, **arguments: Any) -> str:
-    """Call a tool that must fail with a tool error; its message without the SDK's prefix."""
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, f"{tool} succeeded: {result.structured_content}"
-    return text(result).removeprefix(f"Error executing tool {tool}: ")
-
-
-def text(result: CallToolResult) -> str:
-    return " ".join(getattr(block, "text", "") for block in result.content)
 
 
 async def new_wallet(client: Client, *, fund: str | None = "1000", **settings: Any) -> str:

@@ -30,7 +30,7 @@ from servers.wallet.settlement import ChainSettlement
 from servers.wallet.store import MIGRATIONS, WalletStore
 from tests.conftest import TEST_SCRYPT_N
 from tests.e2e.conftest import STATESET, child_env, free_port, serving
-from tests.servers.wallet.conftest import call, refused, sign
+from tests.helpers import call, refused, sign
 
 pytestmark = pytest.mark.anyio
 

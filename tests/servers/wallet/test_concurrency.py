@@ -8,7 +8,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.servers.wallet.conftest import call, new_wallet
+from tests.helpers import call
+from tests.servers.wallet.conftest import new_wallet
 
 pytestmark = pytest.mark.anyio
 

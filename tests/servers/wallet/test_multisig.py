@@ -9,7 +9,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from mcp import Client
 
-from tests.servers.wallet.conftest import Harness, call, new_wallet, refused, sign
+from tests.helpers import call, refused, sign
+from tests.servers.wallet.conftest import Harness, new_wallet
 
 pytestmark = pytest.mark.anyio
 

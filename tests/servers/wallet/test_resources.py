@@ -12,7 +12,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
-from tests.servers.wallet.conftest import Harness, call, new_wallet
+from tests.helpers import call
+from tests.servers.wallet.conftest import Harness, new_wallet
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,8 @@ from mcp import Client
 
 from servers.common.keystore import decrypt_account
 from servers.wallet.store import WalletStore
-from tests.servers.wallet.conftest import Harness, call, new_wallet, refused
+from tests.helpers import call, refused
+from tests.servers.wallet.conftest import Harness, new_wallet
 
 pytestmark = pytest.mark.anyio
 

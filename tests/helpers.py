@@ -1,0 +1,37 @@
+"""Calling MCP tools in tests: results that must succeed, errors that must be refusals, EIP-712 signing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from mcp import Client
+from mcp_types import CallToolResult
+
+# protocol version -> the Client mode that negotiates it
+ERAS = {"2026-07-28": "auto", "2025-11-25": "legacy"}
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; its structured result."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def refused(client: Client, tool: str, **arguments: Any) -> str:
+    """Call a tool that must fail with a tool error; its message without the SDK's prefix."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"{tool} succeeded: {result.structured_content}"
+    return text(result).removeprefix(f"Error executing tool {tool}: ")
+
+
+def text(result: CallToolResult) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+def sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
+    """Sign eth_signTypedData_v4 JSON as any Ethereum wallet would."""
+    return "0x" + bytes(account.sign_message(encode_typed_data(full_message=typed_data)).signature).hex()
