@@ -6,6 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
 from eth_account import Account
@@ -372,3 +373,17 @@ async def test_resources_hold_the_policy_pending_requests_decisions_and_audit(cl
     with pytest.raises(MCPError) as caught:
         await client.read_resource("governance://decisions/dec_missing")
     assert caught.value.code == types.INVALID_PARAMS
+
+
+async def test_votes_and_decisions_notify_subscribers(harness: Harness) -> None:
+    async with Client(harness.server) as actor, Client(harness.server) as watcher:
+        decision = await pending(actor, harness)
+        uris = [f"governance://decisions/{decision['decision_id']}", "governance://approvals/pending"]
+        async with watcher.listen(resource_subscriptions=uris) as events:
+            await vote(actor, decision, 0)
+            seen: set[str] = set()
+            with anyio.fail_after(5):
+                async for event in events:
+                    seen.add(event.uri)  # type: ignore[attr-defined]
+                    if seen == set(uris):
+                        break
