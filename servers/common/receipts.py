@@ -1,10 +1,14 @@
-"""The governance approval receipt: what the governance server signs and the wallet accepts, once.
+"""Signed instructions one server hands another: EIP-712 under the mesh domain, amounts in micro-USDC.
 
     ApprovalReceipt(string decisionId, address payer, address payee, uint256 amount, uint256 expiresAt)
 
-EIP-712 under the mesh domain; the amount is uint256 micro-USDC, the expiry Unix seconds. It approves
-exactly one payment: that payer, that payee, that amount, before that time. The wallet checks the
-binding and the signer, and refuses a decision id it has seen before.
+Governance signs it; it approves exactly one payment: that payer, that payee, that amount, before that
+time. The wallet checks the binding and the signer, and refuses a decision id it has seen before.
+
+    SlashOrder(string incidentId, address wallet, uint256 amount, address recipient, uint256 expiresAt)
+
+The reputation server signs it; it moves up to `amount` of the wallet's stake to `recipient`, once per
+incident: the wallet answers a repeated incident id with the first result.
 """
 
 from __future__ import annotations
@@ -79,4 +83,69 @@ def issue_approval(
         amount=amount,
         expires_at=expires_at,
         signature=governance.sign(typed),
+    )
+
+
+SLASH_FIELDS = (
+    ("incidentId", "string"),
+    ("wallet", "address"),
+    ("amount", "uint256"),
+    ("recipient", "address"),
+    ("expiresAt", "uint256"),
+)
+
+
+class SlashOrder(BaseModel):
+    """An order from the reputation server to slash a wallet's stake for one incident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incident_id: str = Field(min_length=1, max_length=128, description="The incident; one slash per incident")
+    wallet: Address
+    amount: UsdcAmount = Field(description="The most to take from the stake")
+    recipient: Address = Field(description="Where the slashed stake goes")
+    expires_at: int = Field(ge=0, description="Unix seconds after which the order is void")
+    signature: str = Field(description="65-byte EIP-712 signature, 0x-hex, by the reputation server's address")
+
+    def typed_data(self, chain_id: int) -> TypedData:
+        return slash_order(
+            chain_id,
+            incident_id=self.incident_id,
+            wallet=self.wallet,
+            amount=self.amount,
+            recipient=self.recipient,
+            expires_at=self.expires_at,
+        )
+
+
+def slash_order(
+    chain_id: int, *, incident_id: str, wallet: str, amount: int, recipient: str, expires_at: int
+) -> TypedData:
+    return TypedData(
+        "SlashOrder",
+        SLASH_FIELDS,
+        mesh_domain(chain_id),
+        {
+            "incidentId": incident_id,
+            "wallet": wallet,
+            "amount": amount,
+            "recipient": recipient,
+            "expiresAt": expires_at,
+        },
+    )
+
+
+def issue_slash_order(
+    reputation: Signer, chain_id: int, *, incident_id: str, wallet: str, amount: int, recipient: str, expires_at: int
+) -> SlashOrder:
+    typed = slash_order(
+        chain_id, incident_id=incident_id, wallet=wallet, amount=amount, recipient=recipient, expires_at=expires_at
+    )
+    return SlashOrder.model_construct(
+        incident_id=incident_id,
+        wallet=wallet,
+        amount=amount,
+        recipient=recipient,
+        expires_at=expires_at,
+        signature=reputation.sign(typed),
     )

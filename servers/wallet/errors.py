@@ -14,11 +14,11 @@ class WalletNotFoundError(NotFoundError):
 
 
 class InsufficientFundsError(MeshError):
-    def __init__(self, address: str, available: int, amount: int) -> None:
+    def __init__(self, address: str, held: int, amount: int, *, bucket: str = "available") -> None:
+        needs = "the payment needs" if bucket == "available" else "that needs"
         super().__init__(
-            f"wallet {address} has {format_usdc(available)} USDC available; "
-            f"the payment needs {format_usdc(amount)} USDC",
-            hint="fund the wallet or pay less",
+            f"wallet {address} has {format_usdc(held)} USDC {bucket}; {needs} {format_usdc(amount)} USDC",
+            hint="fund the wallet or pay less" if bucket == "available" else "use at most what is there",
         )
 
 
@@ -81,3 +81,7 @@ class FaucetUnavailableError(MeshError):
             f"fund_wallet credits the local ledger only; this server settles on {settlement}",
             hint="send USDC to the wallet's address on that chain; it is credited when the transfer is mined",
         )
+
+
+class SlashRefusedError(MeshError):
+    """A slash order that is not signed by the trusted reputation key, names another wallet, or has expired."""

@@ -4,8 +4,11 @@
     available ── reserve ─▶ reserved ── settle ─▶ payee
                             reserved ── release ─▶ available
     available ◀── rebalance ──▶ staked, liquidity
+    available ── stake ─▶ staked ── unstake ─▶ available
+                          staked ── slash ─▶ recipient
 
-Every move keeps each bucket at or above zero, and only `pay`, `settle`, `credit` change the total.
+Every move keeps each bucket at or above zero, and only `pay`, `settle`, `slash`, `credit` change the
+total.
 """
 
 from __future__ import annotations
@@ -58,6 +61,19 @@ class Balances:
         """Pay out money that a proposal reserved."""
         self._require_reserved(amount)
         return replace(self, reserved=self.reserved - amount)
+
+    def stake(self, amount: int) -> Balances:
+        self._require_available(amount)
+        return replace(self, available=self.available - amount, staked=self.staked + amount)
+
+    def unstake(self, amount: int) -> Balances:
+        if amount > self.staked:
+            raise InsufficientFundsError(self.address, self.staked, amount, bucket="staked")
+        return replace(self, available=self.available + amount, staked=self.staked - amount)
+
+    def slash(self, amount: int) -> Balances:
+        """Take up to `amount` of the stake (never more than there is)."""
+        return replace(self, staked=self.staked - min(amount, self.staked))
 
     def rebalance(self, available: int, staked: int, liquidity: int) -> Balances:
         if min(available, staked, liquidity) < 0 or available + staked + liquidity != self.managed:

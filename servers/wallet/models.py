@@ -12,15 +12,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from servers.common.identity import Address
 from servers.common.money import Usdc, UsdcAmount
-from servers.common.receipts import ApprovalReceipt
+from servers.common.receipts import ApprovalReceipt, SlashOrder
 
-__all__ = ["ApprovalReceipt"]  # the wire type of the `approval` argument; defined with its EIP-712 form
+__all__ = ["ApprovalReceipt", "SlashOrder"]  # wire types of arguments, defined with their EIP-712 forms
 
 TreasuryStrategy = Literal["conservative", "balanced", "aggressive"]
 Bucket = Literal["available", "staked", "liquidity"]
 PaymentStatus = Literal["pending", "settled", "failed"]
 ProposalStatus = Literal["pending", "executed", "expired", "failed"]
-EntryKind = Literal["fund", "deposit", "payment_out", "payment_in", "refund", "reserve", "release", "treasury"]
+EntryKind = Literal[
+    "fund",
+    "deposit",
+    "payment_out",
+    "payment_in",
+    "refund",
+    "reserve",
+    "release",
+    "treasury",
+    "stake",
+    "unstake",
+    "slash",
+]
 
 Memo = Annotated[str, Field(max_length=256, description="Free text kept with the payment, at most 256 characters")]
 IdempotencyKey = Annotated[
@@ -175,3 +187,15 @@ class TreasuryPlan(BaseModel):
     target: Allocation
     moves: list[Move]
     applied: bool
+
+
+class SlashResult(BaseModel):
+    """What a slash order took; a repeated incident id returns the first result."""
+
+    incident_id: str
+    wallet: str
+    amount: Usdc = Field(description="What was taken: the order's amount, or all the stake if it held less")
+    recipient: str
+    staked_after: Usdc
+    payment: PaymentReceipt | None = Field(description="The transfer to the recipient; none when nothing was staked")
+    replayed: bool = False

@@ -21,6 +21,8 @@ from servers.wallet.models import (
     MultiSigPolicy,
     PaymentReceipt,
     Proposal,
+    SlashOrder,
+    SlashResult,
     TransactionPage,
     TreasuryPlan,
     TreasuryStrategy,
@@ -148,6 +150,21 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
     ) -> Proposal:
         """Add a signer's signature to a proposal; the payment executes when the threshold is reached."""
         return await service.sign_proposal(proposal_id=proposal_id, signer=signer, signature=signature)
+
+    @server.tool(annotations=REBALANCE)
+    async def stake(address: WalletAddress, amount: UsdcAmount) -> Balance:
+        """Lock available USDC as stake: it backs the agent's reputation and can be slashed for misconduct."""
+        return await service.stake(address, amount)
+
+    @server.tool(annotations=REBALANCE)
+    async def unstake(address: WalletAddress, amount: UsdcAmount) -> Balance:
+        """Release staked USDC back to available."""
+        return await service.unstake(address, amount)
+
+    @server.tool(annotations=MOVE_MONEY)
+    async def slash_stake(order: SlashOrder) -> SlashResult:
+        """Carry out a slash order signed by the trusted reputation server: once per incident id."""
+        return await service.slash_stake(order)
 
     @server.tool(annotations=REBALANCE)
     async def optimize_treasury(

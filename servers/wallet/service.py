@@ -14,13 +14,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 
 from servers.common.errors import InvalidInputError
 from servers.common.feed import Publisher
-from servers.common.identity import Signer, TypedData, parse_agent_did
+from servers.common.identity import Signer, TypedData, parse_agent_did, recover_signer
 from servers.common.keystore import KeyRing
 from servers.wallet import authorizations, treasury, views
 from servers.wallet.authorizations import SignedTransfer
@@ -32,6 +32,7 @@ from servers.wallet.errors import (
     ProposalClosedError,
     ProposalNotFoundError,
     SignatureRejectedError,
+    SlashRefusedError,
     WalletNotFoundError,
 )
 from servers.wallet.ledger import Balances
@@ -44,6 +45,8 @@ from servers.wallet.models import (
     Move,
     PaymentReceipt,
     Proposal,
+    SlashOrder,
+    SlashResult,
     TransactionPage,
     TreasuryPlan,
     TreasuryStrategy,
@@ -382,6 +385,90 @@ class WalletService:
                 await self.expire_due_proposals()
             except Exception:
                 logger.exception("expiring due proposals failed; retrying in %.0f s", interval_seconds)
+
+    # stake
+
+    async def stake(self, address: str, amount: int) -> Balance:
+        """Lock available money as stake (slashable by the trusted reputation server)."""
+        return await self._move_stake(address, amount, "stake")
+
+    async def unstake(self, address: str, amount: int) -> Balance:
+        return await self._move_stake(address, amount, "unstake")
+
+    async def slash_stake(self, order: SlashOrder) -> SlashResult:
+        """Move up to `order.amount` of the wallet's stake to the recipient, once per incident."""
+        trusted = self._settings.reputation_address
+        if trusted is None:
+            raise SlashRefusedError(
+                "this wallet server trusts no reputation address, so it cannot accept slash orders",
+                hint="start it with STATESET_REPUTATION_ADDRESS set to the reputation server's address",
+            )
+        if recover_signer(order.typed_data(self._chain_id), order.signature, field="order.signature") != trusted:
+            raise SlashRefusedError(
+                f"slash order {order.incident_id!r} is not signed by the trusted reputation address"
+            )
+        signer = await self._signer(order.wallet)
+        now = self._clock()
+
+        def slash(tx: WalletTx) -> SlashResult:
+            prior = tx.slash_result(order.incident_id)
+            if prior is not None:
+                return prior.model_copy(update={"replayed": True})
+            if order.expires_at <= now:
+                raise SlashRefusedError(f"slash order {order.incident_id!r} expired at {order.expires_at}")
+            wallet = _require(tx, order.wallet)
+            taken = min(order.amount, wallet.balances.staked)
+            payment = None
+            if taken:
+                transfer = SignedTransfer.sign(
+                    signer, self._settlement.transfer_domain, payee=order.recipient, amount=taken, now=now
+                )
+                payment = record_payment(
+                    tx,
+                    transfer,
+                    wallet.balances.slash(taken),
+                    settlement=self._settlement,
+                    memo=f"slash for incident {order.incident_id}",
+                    now=now,
+                    idempotency_key=None,
+                    fingerprint=None,
+                    approval_id=None,
+                    proposal_id=None,
+                    kind="slash",
+                )
+            result = SlashResult(
+                incident_id=order.incident_id,
+                wallet=order.wallet,
+                amount=taken,
+                recipient=order.recipient,
+                staked_after=wallet.balances.staked - taken,
+                payment=payment,
+            )
+            tx.record_slash(result, now)
+            return result
+
+        result = await self._store.write(slash)
+        if result.replayed:
+            return result
+        if result.payment is not None and result.payment.status == "pending":
+            result = result.model_copy(update={"payment": await self._settlement.finish(result.payment)})
+        logger.info("slashed %d micro-USDC of %s for incident %s", result.amount, order.wallet, order.incident_id)
+        await self._publisher.publish(views.payment_uris(order.wallet, order.recipient, None))
+        return result
+
+    async def _move_stake(self, address: str, amount: int, kind: Literal["stake", "unstake"]) -> Balance:
+        now = self._clock()
+
+        def move(tx: WalletTx) -> Balances:
+            current = _require(tx, address).balances
+            balances = current.stake(amount) if kind == "stake" else current.unstake(amount)
+            tx.save_balances(balances)
+            tx.add_entries([(address, kind, amount, None, None, "", balances.available, now)])
+            return balances
+
+        balances = await self._store.write(move)
+        await self._publish_wallet(address, "balance", "transactions")
+        return views.balance(balances)
 
     # treasury
 

@@ -35,6 +35,8 @@ class WalletSettings(BaseModel):
 
     governance_address: str | None = None
     """The only key whose approval receipts this wallet accepts. Unset: payments that need one are refused."""
+    reputation_address: str | None = None
+    """The only key whose slash orders this wallet accepts. Unset: every slash order is refused."""
     proposal_ttl_seconds: int = DEFAULT_PROPOSAL_TTL_SECONDS
     """How long a multi-sig proposal can collect signatures; the expiry is inside the signed data."""
     chain: ChainSettings | None = None
@@ -44,8 +46,10 @@ class WalletSettings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WalletSettings:
         raw = environ.get("STATESET_GOVERNANCE_ADDRESS") or None
+        reputation = environ.get("STATESET_REPUTATION_ADDRESS") or None
         return cls(
             governance_address=None if raw is None else _address(raw, "STATESET_GOVERNANCE_ADDRESS"),
+            reputation_address=None if reputation is None else _address(reputation, "STATESET_REPUTATION_ADDRESS"),
             proposal_ttl_seconds=env_int(
                 environ, "STATESET_WALLET_PROPOSAL_TTL_SECONDS", DEFAULT_PROPOSAL_TTL_SECONDS, minimum=60
             ),

@@ -28,7 +28,7 @@ from servers.wallet import views
 from servers.wallet.authorizations import SignedTransfer
 from servers.wallet.chain import ChainUnavailableError, IncomingTransfer, SettlementRefusedError, UsdcChain
 from servers.wallet.ledger import Balances
-from servers.wallet.models import PaymentReceipt
+from servers.wallet.models import EntryKind, PaymentReceipt
 from servers.wallet.store import EntryRow, WalletStore, WalletTx
 
 logger = logging.getLogger(__name__)
@@ -198,8 +198,13 @@ def record_payment(
     fingerprint: str | None,
     approval_id: str | None,
     proposal_id: str | None,
+    kind: EntryKind = "payment_out",
 ) -> PaymentReceipt:
-    """Record a payment whose payer's `balances` are already debited: settled at once, or pending."""
+    """Record a payment whose payer's `balances` are already debited: settled at once, or pending.
+
+    A payment counts against the daily limit unless a proposal already counted it, or it is a slash
+    (`kind="slash"`): the reputation system's penalty, not the agent's spending.
+    """
     payer, settled = balances.address, settlement.immediate
     receipt = PaymentReceipt(
         payment_id=transfer.payment_id,
@@ -227,10 +232,10 @@ def record_payment(
         receipt=receipt,
         at=now,
     )
-    if proposal_id is None:  # a proposal's budget was counted when it reserved the money
+    if proposal_id is None and kind == "payment_out":  # a proposal's budget was counted when it reserved
         tx.insert_spend(payer, transfer.amount, now, transfer.payment_id)
     entries: list[EntryRow] = [
-        (payer, "payment_out", transfer.amount, transfer.payee, transfer.payment_id, memo, balances.available, now)
+        (payer, kind, transfer.amount, transfer.payee, transfer.payment_id, memo, balances.available, now)
     ]
     if settled:
         entries += _credit_payee(tx, receipt, now)

@@ -11,6 +11,7 @@ Tables:
 - `entries`: the append-only history each wallet's transactions resource and list_transactions page through.
 - `proposals`, `proposal_signatures`: multi-sig proposals and who signed them.
 - `used_approvals`: governance receipts already spent; the primary key makes a second use impossible.
+- `slashes`: each incident's slash result; the primary key makes a second slash for an incident impossible.
 - `deposits`, `chain_cursor`: with chain settlement, the incoming transfers already credited (each log
   once) and the last block scanned for them.
 """
@@ -25,7 +26,7 @@ from typing import Any
 from servers.common.db import Migration, Queries, Row, Store
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import MultiSig, SpendingRules
-from servers.wallet.models import EntryKind, PaymentReceipt, ProposalStatus, TreasuryStrategy
+from servers.wallet.models import EntryKind, PaymentReceipt, ProposalStatus, SlashResult, TreasuryStrategy
 
 MIGRATIONS = (
     Migration(
@@ -130,6 +131,18 @@ MIGRATIONS = (
         CREATE TABLE chain_cursor (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             block INTEGER NOT NULL
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "slashes",
+        """
+        CREATE TABLE slashes (
+            incident_id TEXT PRIMARY KEY,
+            wallet TEXT NOT NULL REFERENCES wallets(address),
+            result TEXT NOT NULL,
+            at REAL NOT NULL
         );
         """,
     ),
@@ -457,6 +470,17 @@ class WalletTx(Queries):
             (now, wallet, wallet),
         )
         return [(row["proposal_id"], row["wallet"], int(row["amount"])) for row in rows]
+
+    # slashes
+
+    def slash_result(self, incident_id: str) -> SlashResult | None:
+        row = self._s.one("SELECT result FROM slashes WHERE incident_id = ?", (incident_id,))
+        return None if row is None else SlashResult.model_validate_json(row["result"])
+
+    def record_slash(self, result: SlashResult, at: float) -> None:
+        self._s.run(
+            "INSERT INTO slashes VALUES (?, ?, ?, ?)", (result.incident_id, result.wallet, result.model_dump_json(), at)
+        )
 
     # chain settlement
 

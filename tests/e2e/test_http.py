@@ -56,7 +56,7 @@ async def test_with_tokens_configured_every_mcp_request_needs_one(tmp_path: Path
         for era in ERAS.values():
             http = create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
             async with http, Client(streamable_http_client(f"{served.base}/mcp", http_client=http), mode=era) as client:  # type: ignore[arg-type]
-                assert len((await client.list_tools()).tools) == 9
+                assert len((await client.list_tools()).tools) == 12
         assert TOKEN not in served.log.read_text()
 
 
@@ -67,7 +67,7 @@ async def test_sse_also_requires_the_token(tmp_path: Path) -> None:
         async with Client(
             sse_client(f"{served.base}/sse", headers={"Authorization": f"Bearer {TOKEN}"}), read_timeout_seconds=30
         ) as client:
-            assert len((await client.list_tools()).tools) == 9
+            assert len((await client.list_tools()).tools) == 12
 
 
 def test_serving_beyond_loopback_without_tokens_is_refused(tmp_path: Path) -> None:

@@ -26,6 +26,9 @@ TOOLS = {
     "propose_transaction",
     "sign_proposal",
     "optimize_treasury",
+    "stake",
+    "unstake",
+    "slash_stake",
 }
 
 
