@@ -26,7 +26,7 @@ from servers.common.transports import TRANSPORTS, StaticTokenVerifier, check_exp
 
 logger = logging.getLogger("stateset")
 
-DEFAULT_PORTS = {"wallet": 8701, "governance": 8702}
+DEFAULT_PORTS = {"wallet": 8701, "governance": 8702, "reputation": 8703, "discovery": 8704}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("server", choices=sorted(SERVERS), help="which server to run")
     serve_cmd.add_argument("--transport", choices=TRANSPORTS, default="stdio", help="default: stdio")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
-    serve_cmd.add_argument("--port", type=int, help="HTTP port (default: 8701 wallet, 8702 governance)")
+    serve_cmd.add_argument(
+        "--port", type=int, help="HTTP port (default: 8701 wallet, 8702 governance, 8703 reputation, 8704 discovery)"
+    )
     _add_home(serve_cmd)
 
     demo_cmd = commands.add_parser(

@@ -23,6 +23,8 @@ Opener = Callable[[MeshSettings, Mapping[str, str]], AbstractAsyncContextManager
 SERVERS: dict[str, str] = {
     "wallet": "servers.wallet.app",
     "governance": "servers.governance.app",
+    "reputation": "servers.reputation.app",
+    "discovery": "servers.discovery.app",
 }
 
 

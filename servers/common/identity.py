@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import rfc8785
 from coincurve import PrivateKey
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
@@ -86,9 +87,33 @@ def parse_agent_did(text: object, *, field: str = "owner") -> str:
     )
 
 
+def _validate_agent_did(value: Any, info: ValidationInfo) -> str:
+    return parse_agent_did(value, field=info.field_name or "agent_id")
+
+
+AgentDid = Annotated[
+    str,
+    PlainValidator(_validate_agent_did),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^did:stateset:agent:[0-9a-fA-F-]{36}$",
+            "description": "An agent DID, did:stateset:agent:<uuid>",
+        }
+    ),
+]
+"""An agent DID on input; always the canonical (lowercase uuid) form in Python."""
+
+
 def did_pkh(address: str, chain_id: int) -> str:
     """The same account as a `did:pkh` (CAIP-10), for systems that speak W3C DIDs."""
     return f"did:pkh:eip155:{chain_id}:{to_checksum_address(address)}"
+
+
+def content_hash(document: Any) -> str:
+    """keccak256 of the document's RFC 8785 canonical JSON, 0x-hex: the bytes32 a signature binds a whole
+    document with (an agent card, a rating), whatever key order or spacing the signer's JSON had."""
+    return "0x" + bytes(keccak(rfc8785.dumps(document))).hex()
 
 
 def mesh_domain(chain_id: int) -> dict[str, Any]:

@@ -130,3 +130,25 @@ class KeyRing:
                 signer = self._signers[address] = Signer(account)
         self._opening.pop(address, None)
         return signer
+
+
+async def server_key(path: Path, data_dir: Path, environ: Mapping[str, str], *, scrypt_n: int, role: str) -> Signer:
+    """A server's own signing key (governance, reputation): created on first run as a 0600 keystore in
+    `path`, decrypted once per process. A key that cannot be opened is a `ConfigError` naming the file."""
+    password = load_password(data_dir, environ)
+    return await anyio.to_thread.run_sync(_server_key, path, password, scrypt_n, role)
+
+
+def _server_key(path: Path, password: str, scrypt_n: int, role: str) -> Signer:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
+        except KeystoreError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    account: LocalAccount = Account.create()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(encrypt_account(account, password, scrypt_n=scrypt_n))
+    logger.info("created %s key %s in %s", role, account.address, path)
+    return Signer(account)

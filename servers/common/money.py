@@ -7,6 +7,7 @@ integer is ambiguous between USDC and micro-USDC.
 Two pydantic types carry the rule to the wire:
 
 - `UsdcAmount` for tool inputs: validates a strictly positive decimal string and yields an `int`.
+- `UsdcPrice` for inputs that may be zero, such as a price.
 - `Usdc` for outputs: an `int` of micro-USDC that serializes as a decimal string.
 """
 
@@ -82,6 +83,19 @@ UsdcAmount = Annotated[
     WithJsonSchema(_SCHEMA),
 ]
 """A strictly positive USDC amount on input: a decimal string on the wire, micro-USDC in Python."""
+
+
+def _validate_price(value: Any, info: ValidationInfo) -> int:
+    return parse_usdc(value, field=info.field_name or "amount", allow_zero=True)
+
+
+UsdcPrice = Annotated[
+    int,
+    PlainValidator(_validate_price),
+    PlainSerializer(format_usdc, return_type=str),
+    WithJsonSchema(_SCHEMA | {"description": "USDC as a decimal string with at most 6 decimals; '0' is allowed"}),
+]
+"""A USDC amount that may be zero (a price, a ceiling): a decimal string on the wire, micro-USDC in Python."""
 
 
 def _read_output(value: Any) -> Any:

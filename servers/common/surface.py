@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
@@ -14,7 +14,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, TypeAdapter
 
-from servers.common.errors import MeshError, NotFoundError
+from servers.common.changes import ChangePage
+from servers.common.errors import InvalidInputError, MeshError, NotFoundError
 from servers.common.feed import ChangeFeed
 
 
@@ -88,3 +89,22 @@ def resource_errors() -> Iterator[None]:
         raise ResourceNotFoundError(exc.message) from exc
     except MeshError as exc:
         raise ResourceError(str(exc)) from exc
+
+
+def serve_change_log(server: MCPServer[Any], scheme: str, page: Callable[[int], Awaitable[ChangePage]]) -> None:
+    """The two resources of a change log (servers.common.changes): its head and its pages."""
+
+    @server.resource(f"{scheme}://changes", title="Change log", mime_type="application/json")
+    async def changes_head() -> str:
+        """The newest sequence number; subscribe to this resource to hear of every change."""
+        return to_json((await page(2**62)).model_copy(update={"more": False}))
+
+    @server.resource(f"{scheme}://changes/{{after}}", title="Changes after a cursor", mime_type="application/json")
+    async def changes_page(after: str) -> str:
+        """Up to 500 entries after sequence number `after`, oldest first; `more` says whether to read on."""
+        with resource_errors():
+            if not after.isdigit():
+                raise InvalidInputError(
+                    f"cursor {after!r} is not a sequence number", hint="use 0 to read from the start"
+                )
+            return to_json(await page(int(after)))

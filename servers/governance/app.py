@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
-from eth_account import Account
 from mcp.server.mcpserver import MCPServer
 
 from servers.common.db import Database
 from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
-from servers.common.identity import Signer
-from servers.common.keystore import KeystoreError, decrypt_account, encrypt_account, load_password
+from servers.common.keystore import server_key
 from servers.common.settings import ConfigError, MeshSettings
 from servers.governance.audit import report, verify
 from servers.governance.models import AuditReport
@@ -45,8 +41,8 @@ async def running(
     """Open governance's data, key and policy, and serve them until the block exits."""
     settings = GovernanceSettings.from_env(environ)
     data_dir = mesh.data_dir()
-    signer = await anyio.to_thread.run_sync(
-        _signing_key, data_dir / settings.keystore_file, load_password(data_dir, environ), mesh.keystore_scrypt_n
+    signer = await server_key(
+        data_dir / settings.keystore_file, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role="governance"
     )
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
         store = GovernanceStore(db)
@@ -70,22 +66,6 @@ async def verify_audit_file(mesh: MeshSettings) -> AuditReport:
     async with Database.open(path, MIGRATIONS) as db:
         entries = await GovernanceStore(db).read(lambda tx: tx.audit_entries())
     return report(verify(entries))
-
-
-def _signing_key(path: Path, password: str, scrypt_n: int) -> Signer:
-    """Governance's own key: created on first run as a 0600 keystore, decrypted once per process."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        try:
-            return Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
-        except KeystoreError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    account = Account.create()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(encrypt_account(account, password, scrypt_n=scrypt_n))
-    logger.info("created governance key %s in %s", account.address, path)
-    return Signer(account)
 
 
 async def _active_policy(store: GovernanceStore, settings: GovernanceSettings, now: float) -> tuple[Policy, float]:

@@ -1,0 +1,191 @@
+"""Reaching another mesh server: calling its tools, and following its change log.
+
+A `Peer` is another server as this one sees it: in-process (its `MCPServer`, when both run in one
+process, as in `stateset up` and the tests) or over streamable HTTP (`STATESET_<NAME>_URL`, with
+`STATESET_<NAME>_TOKEN` when the peer requires a bearer token). Every call opens its own short-lived
+client, so a peer that restarts is simply reached again on the next call.
+
+`follow` keeps a replica of a peer's change log (servers.common.changes): it listens for updates to
+`<scheme>://changes` (2026-07-28 `subscriptions/listen`, or 2025-11-25 `resources/subscribe`), reads every
+page after its cursor, and hands each page to the follower, which applies it and saves the cursor in one
+transaction. It reconnects with backoff for as long as the server runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning
+
+from servers.common.changes import Change, ChangePage
+from servers.common.errors import MeshError
+from servers.common.logging import register_secret
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class PeerUnavailableError(MeshError):
+    """The peer could not be reached or did not answer; the same call may succeed later."""
+
+
+class PeerRefusedError(MeshError):
+    """The peer answered with a tool error; its message says why."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another mesh server this one calls."""
+
+    name: str
+    target: MCPServer[Any] | str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    mode: str = "auto"  # "legacy" pins the 2025-11-25 handshake
+    timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, name: str, environ: Mapping[str, str]) -> Peer | None:
+        """The peer named by `STATESET_<NAME>_URL` (and `_TOKEN`), or None when it is not configured."""
+        url = environ.get(f"STATESET_{name.upper()}_URL") or None
+        if url is None:
+            return None
+        token = environ.get(f"STATESET_{name.upper()}_TOKEN") or None
+        if token is not None:
+            register_secret(token)
+        return cls(name, url, token=token)
+
+    def __str__(self) -> str:
+        where = self.target if isinstance(self.target, str) else "in this process"
+        return f"the {self.name} server ({where})"
+
+    @asynccontextmanager
+    async def connect(self, *, message_handler: Any = None) -> AsyncIterator[Client]:
+        options: dict[str, Any] = {
+            "mode": self.mode,
+            "read_timeout_seconds": self.timeout_seconds,
+            "message_handler": message_handler,
+            "cache": None,  # a replica must see every change, never a cached read
+        }
+        if not isinstance(self.target, str):
+            async with Client(self.target, **options) as client:
+                yield client
+            return
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        timeout = httpx2.Timeout(self.timeout_seconds, read=300.0)
+        async with (
+            create_mcp_http_client(headers=headers, timeout=timeout) as http,
+            Client(streamable_http_client(self.target, http_client=http), **options) as client,
+        ):
+            yield client
+
+    async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        """Call one of the peer's tools; its structured result.
+
+        Raises:
+            PeerRefusedError: the tool answered with an error.
+            PeerUnavailableError: the peer could not be reached or the call timed out.
+        """
+        try:
+            with anyio.fail_after(self.timeout_seconds):
+                async with self.connect() as client:
+                    result = await client.call_tool(tool, arguments)
+        except MeshError:
+            raise
+        except Exception as exc:  # transport, protocol and timeout failures all mean "try again later"
+            raise PeerUnavailableError(f"{self} did not answer {tool}: {_describe(exc)}") from exc
+        if result.is_error:
+            message = " ".join(getattr(block, "text", "") for block in result.content)
+            raise PeerRefusedError(f"{self} refused {tool}: {message.removeprefix(f'Error executing tool {tool}: ')}")
+        structured: dict[str, Any] | None = result.structured_content
+        if structured is None:
+            raise PeerUnavailableError(f"{self} answered {tool} without a structured result")
+        return structured
+
+
+async def read_json(client: Client, uri: str) -> Any:
+    result = await client.read_resource(uri)
+    content = result.contents[0]
+    if not isinstance(content, types.TextResourceContents):
+        raise PeerUnavailableError(f"{uri} is not a JSON text resource")
+    return json.loads(content.text)
+
+
+Apply = Callable[[list[Change], int], Awaitable[None]]
+"""Applies a page of changes and saves the cursor (the last entry's seq) in one transaction."""
+
+
+async def follow(
+    peer: Peer,
+    scheme: str,
+    *,
+    cursor: Callable[[], Awaitable[int]],
+    apply: Apply,
+    retry_seconds: float = 1.0,
+) -> None:
+    """Keep applying `scheme`'s change log from `peer` until cancelled, reconnecting with backoff."""
+    head_uri = f"{scheme}://changes"
+    backoff = retry_seconds
+    while True:
+        try:
+            async with _updates(peer, head_uri) as (client, updates):
+                logger.info("following %s's %s", peer, head_uri)
+                backoff = retry_seconds
+                await _catch_up(client, scheme, cursor, apply)
+                async for _ in updates:
+                    await _catch_up(client, scheme, cursor, apply)
+        except Exception as exc:
+            logger.warning("following %s failed (%s); retrying in %.0f s", peer, _describe(exc), backoff)
+        await anyio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+async def _catch_up(client: Client, scheme: str, cursor: Callable[[], Awaitable[int]], apply: Apply) -> None:
+    after = await cursor()
+    while True:
+        page = ChangePage.model_validate(await read_json(client, f"{scheme}://changes/{after}"))
+        if page.changes:
+            after = page.changes[-1].seq
+            await apply(page.changes, after)
+        if not page.more:
+            return
+
+
+@asynccontextmanager
+async def _updates(peer: Peer, uri: str) -> AsyncIterator[tuple[Client, AsyncIterator[object]]]:
+    """A connected client and the stream of update events for `uri`, in whichever era was negotiated."""
+    send, receive = anyio.create_memory_object_stream[object](16)
+
+    async def on_message(message: Any) -> None:  # 2025-11-25: notifications arrive on the session
+        if isinstance(message, types.ResourceUpdatedNotification) and message.params.uri == uri:
+            with anyio.move_on_after(0):  # a full buffer already holds a wake-up; dropping this one loses nothing
+                await send.send(message)
+
+    async with send, receive, peer.connect(message_handler=on_message) as client:
+        if client.protocol_version >= "2026-07-28":
+            async with client.listen(resource_subscriptions=[uri]) as events:
+                yield client, events
+        else:
+            with warnings.catch_warnings():  # the 2025-11-25 era is what this branch is for
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await client.session.subscribe_resource(uri)
+            yield client, receive
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _describe(exc.exceptions[0])
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

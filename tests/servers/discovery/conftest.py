@@ -1,0 +1,55 @@
+"""A discovery server on a real SQLite file, reached through the SDK's in-memory `Client` in either era."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from servers.common.db import Database
+from servers.common.feed import ChangeFeed
+from servers.discovery.planning import load_templates
+from servers.discovery.server import build_server
+from servers.discovery.service import DiscoveryService
+from servers.discovery.settings import DEFAULT_TEMPLATES, DiscoverySettings
+from servers.discovery.store import MIGRATIONS, DiscoveryStore
+from tests.agents import CHAIN_ID
+from tests.conftest import ManualClock
+
+
+@dataclass
+class Harness:
+    service: DiscoveryService
+    server: MCPServer[Any]
+    clock: ManualClock
+    db: Database
+    feed: ChangeFeed
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Harness]:
+    async with open_discovery(tmp_path / "discovery.db", clock) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def open_discovery(
+    path: Path, clock: ManualClock, settings: DiscoverySettings | None = None
+) -> AsyncIterator[Harness]:
+    """Open (or reopen) a discovery server on `path`, as `stateset serve discovery` would."""
+    async with Database.open(path, MIGRATIONS) as db:
+        feed = ChangeFeed()
+        service = await DiscoveryService.open(
+            DiscoveryStore(db),
+            settings or DiscoverySettings(),
+            feed,
+            load_templates(DEFAULT_TEMPLATES),
+            chain_id=CHAIN_ID,
+            clock=clock,
+        )
+        yield Harness(service, build_server(service, feed), clock, db, feed)
