@@ -13,6 +13,8 @@ from mcp import Client
 from servers.common.identity import Signer, new_agent_did
 from servers.discovery.cards import card_typed_data, deregistration_typed_data, heartbeat_typed_data
 from servers.discovery.models import AgentCard
+from servers.reputation.models import Feedback
+from servers.reputation.ratings import rating_typed_data
 from tests.helpers import call
 
 CHAIN_ID = 31337
@@ -73,6 +75,35 @@ class MeshAgent:
             "availability": availability,
             "signature": Signer(self.account).sign(typed),
         }
+
+    def rating(
+        self,
+        agent: MeshAgent,
+        interaction_id: str,
+        outcomes: dict[str, int],
+        *,
+        evidence: Any = None,
+        feedback: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """record_interaction's arguments: this agent rates `agent`, signed with this agent's key."""
+        typed = rating_typed_data(
+            agent_id=agent.agent_id,
+            rater_id=self.agent_id,
+            interaction_id=interaction_id,
+            outcomes=outcomes,
+            feedback=Feedback.model_validate(feedback or {}),
+            evidence=evidence,
+            chain_id=CHAIN_ID,
+        )
+        arguments: dict[str, Any] = {
+            "agent_id": agent.agent_id,
+            "rater_id": self.agent_id,
+            "interaction_id": interaction_id,
+            "outcomes": outcomes,
+            "evidence": evidence,
+            "signature": Signer(self.account).sign(typed),
+        }
+        return arguments if feedback is None else arguments | {"feedback": feedback}
 
     def deregistration(self, at: int) -> dict[str, Any]:
         typed = deregistration_typed_data(self.agent_id, at=at, chain_id=CHAIN_ID)

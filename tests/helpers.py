@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from mcp import Client
@@ -35,3 +38,12 @@ def text(result: CallToolResult) -> str:
 def sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
     """Sign eth_signTypedData_v4 JSON as any Ethereum wallet would."""
     return "0x" + bytes(account.sign_message(encode_typed_data(full_message=typed_data)).signature).hex()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait (up to 5 s) until `check()` holds: for changes that reach another server through its follower."""
+    with anyio.fail_after(5):
+        for _ in itertools.count():
+            if await check():
+                return
+            await anyio.sleep(0.01)

@@ -17,7 +17,7 @@ import json
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,8 +171,8 @@ async def _updates(peer: Peer, uri: str) -> AsyncIterator[tuple[Client, AsyncIte
 
     async def on_message(message: Any) -> None:  # 2025-11-25: notifications arrive on the session
         if isinstance(message, types.ResourceUpdatedNotification) and message.params.uri == uri:
-            with anyio.move_on_after(0):  # a full buffer already holds a wake-up; dropping this one loses nothing
-                await send.send(message)
+            with suppress(anyio.WouldBlock):  # a full buffer already holds a wake-up; dropping this one loses nothing
+                send.send_nowait(message)
 
     async with send, receive, peer.connect(message_handler=on_message) as client:
         if client.protocol_version >= "2026-07-28":

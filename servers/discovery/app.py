@@ -14,10 +14,9 @@ from mcp.server.mcpserver import MCPServer
 
 from servers.common.clock import Clock
 from servers.common.db import Database
-from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
 from servers.common.peers import Peer, follow
-from servers.common.settings import ConfigError, MeshSettings
+from servers.common.settings import MeshSettings
 from servers.discovery.planning import load_templates
 from servers.discovery.server import build_server
 from servers.discovery.service import DiscoveryService
@@ -44,10 +43,7 @@ async def running(
     """Open the registry and serve it until the block exits, following the reputation server if one is
     given or configured (STATESET_REPUTATION_URL)."""
     settings = DiscoverySettings.from_env(environ)
-    try:
-        templates = load_templates(settings.templates_file)
-    except MeshError as exc:
-        raise ConfigError(exc.message) from None
+    templates = load_templates(settings.templates_file)
     reputation = reputation or Peer.from_env("reputation", environ)
     async with Database.open(mesh.data_dir() / settings.database_file, MIGRATIONS) as db:
         feed = ChangeFeed()

@@ -12,10 +12,10 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from servers.common.errors import InvalidInputError, NotFoundError
+from servers.common.settings import ConfigError, load_yaml
 from servers.discovery.errors import UnassignableError
 from servers.discovery.models import Assignment, Candidate, FindResult, Requirements, Subtask, Task
 
@@ -40,22 +40,14 @@ def load_templates(path: Path) -> dict[str, Template]:
     """The named task templates in a YAML file; each is checked as coordinate_task would check it.
 
     Raises:
-        InvalidInputError: naming the file, the path inside it and what is wrong.
+        ConfigError: naming the file, the path inside it and what is wrong.
     """
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        templates = Templates.model_validate(document).templates
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInputError(f"{path}: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInputError(f"{path}: {where}: {first['msg']}") from None
+    templates = load_yaml(path, Templates).templates
     for name, template in templates.items():
         try:
             ordered(template.subtasks)
         except InvalidInputError as exc:
-            raise InvalidInputError(f"{path}: template {name!r}: {exc.message}") from None
+            raise ConfigError(f"{path}: templates.{name}: {exc.message}") from None
     return templates
 
 

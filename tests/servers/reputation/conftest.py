@@ -1,0 +1,122 @@
+"""Reputation with its real peers, in one process: a discovery server it learns agents from (and which
+follows its standings), and a wallet server that holds stake and trusts its slash orders. Every server
+has its own SQLite file; peers reach each other through the SDK's in-memory client, in the test's era."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from eth_account import Account
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+
+from servers.common.db import Database
+from servers.common.feed import ChangeFeed
+from servers.common.identity import Signer
+from servers.common.keystore import KeyRing
+from servers.common.peers import Peer, follow
+from servers.reputation.directory import Directory
+from servers.reputation.server import build_server
+from servers.reputation.service import ReputationService
+from servers.reputation.settings import ReputationSettings
+from servers.reputation.store import MIGRATIONS, ReputationStore
+from servers.wallet import server as wallet_server
+from servers.wallet import store as wallet_store
+from servers.wallet.service import WalletService
+from servers.wallet.settings import WalletSettings
+from tests.agents import CHAIN_ID, MeshAgent, register
+from tests.conftest import TEST_SCRYPT_N, ManualClock
+from tests.helpers import ERAS, call
+from tests.servers.discovery.conftest import Harness as DiscoveryHarness
+from tests.servers.discovery.conftest import open_discovery
+
+
+@dataclass
+class Mesh:
+    server: MCPServer[Any]  # reputation's, for the shared `client` fixture
+    service: ReputationService
+    feed: ChangeFeed
+    discovery: DiscoveryHarness
+    wallet: MCPServer[Any]
+    clock: ManualClock
+    address: str  # reputation's signing address
+
+    async def agent(self, name: str, **fields: Any) -> MeshAgent:
+        """A registered agent (registration is discovery's business, done through its own surface)."""
+        agent = MeshAgent(name, fields.pop("capabilities", ["analysis"]), **fields)
+        async with Client(self.discovery.server) as discovery:
+            await register(discovery, agent)
+        return agent
+
+    async def funded_agent(self, name: str, usdc: str, **fields: Any) -> MeshAgent:
+        """A registered agent whose card names a fresh wallet holding `usdc`."""
+        async with Client(self.wallet) as wallet:
+            created = await call(wallet, "create_wallet", label=name, daily_limit="1000", per_transaction_limit="1000")
+            await call(wallet, "fund_wallet", address=created["address"], amount=usdc)
+        return await self.agent(name, wallet=created["address"], **fields)
+
+
+@asynccontextmanager
+async def open_mesh(tmp_path: Path, clock: ManualClock, era: str, *, with_wallet: bool = True) -> AsyncIterator[Mesh]:
+    signer = Signer(Account.create())
+    mode = ERAS[era]
+    async with (
+        open_discovery(tmp_path / "discovery.db", clock) as discovery,
+        Database.open(tmp_path / "wallet.db", wallet_store.MIGRATIONS) as wallet_db,
+        Database.open(tmp_path / "reputation.db", MIGRATIONS) as db,
+        anyio.create_task_group() as tasks,
+    ):
+        wallet_feed = ChangeFeed()
+        wallet = WalletService(
+            wallet_store.WalletStore(wallet_db),
+            KeyRing("wallet-password", scrypt_n=TEST_SCRYPT_N),
+            WalletSettings(reputation_address=signer.address),
+            wallet_feed,
+            chain_id=CHAIN_ID,
+            clock=clock,
+        )
+        wallet_mcp = wallet_server.build_server(wallet, wallet_feed)
+        store, feed = ReputationStore(db), ChangeFeed()
+        directory = Directory(store, Peer("discovery", discovery.server, mode=mode), clock=clock)
+        service = ReputationService(
+            store,
+            directory,
+            signer,
+            ReputationSettings.default(),
+            feed,
+            wallet=Peer("wallet", wallet_mcp, mode=mode) if with_wallet else None,
+            chain_id=CHAIN_ID,
+            clock=clock,
+        )
+        server = build_server(service, feed)
+        # the two replicas, as `running` starts them: reputation follows discovery, and discovery reputation
+        tasks.start_soon(
+            lambda: follow(
+                Peer("discovery", discovery.server, mode=mode),
+                "discovery",
+                cursor=directory.cursor,
+                apply=directory.apply,
+            )
+        )
+        tasks.start_soon(
+            lambda: follow(
+                Peer("reputation", server, mode=mode),
+                "reputation",
+                cursor=discovery.service.reputation_cursor,
+                apply=discovery.service.apply_reputation,
+            )
+        )
+        yield Mesh(server, service, feed, discovery, wallet_mcp, clock, signer.address)
+        tasks.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, clock: ManualClock, era: str) -> AsyncIterator[Mesh]:
+    async with open_mesh(tmp_path, clock, era) as mesh:
+        yield mesh
