@@ -3,6 +3,7 @@
     stateset serve <server> [--transport stdio|http|sse] [--host 127.0.0.1] [--port N] [--home DIR]
     stateset demo [--home DIR]
     stateset audit verify [--home DIR]
+    stateset address governance|reputation [--home DIR]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 """
@@ -10,6 +11,7 @@ Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -19,13 +21,18 @@ from pathlib import Path
 import anyio
 
 from servers import SERVERS, opener
+from servers.common.keystore import server_key
 from servers.common.logging import configure_logging
 from servers.common.settings import ConfigError, MeshSettings
 from servers.common.surface import package_version
 from servers.common.transports import TRANSPORTS, StaticTokenVerifier, check_exposure, serve
+from servers.governance import settings as governance_settings
+from servers.reputation import settings as reputation_settings
 
 logger = logging.getLogger("stateset")
 
+# servers whose own key signs what others trust -> the keystore file in the data directory
+SIGNING_KEYS = {"governance": governance_settings.KEYSTORE_FILE, "reputation": reputation_settings.KEYSTORE_FILE}
 DEFAULT_PORTS = {"wallet": 8701, "governance": 8702, "reputation": 8703, "discovery": 8704}
 
 
@@ -73,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read governance.db in the data directory and check the audit log's hash chain offline.",
     )
     _add_home(verify_cmd)
+
+    address_cmd = commands.add_parser(
+        "address",
+        help="print the address a server signs with, creating its key on first use",
+        description="Print the address whose signatures wallets trust: STATESET_GOVERNANCE_ADDRESS for approval "
+        "receipts, STATESET_REPUTATION_ADDRESS for slash orders. The key is created in the data directory if absent.",
+    )
+    address_cmd.add_argument("server", choices=sorted(SIGNING_KEYS), help="which server's key")
+    _add_home(address_cmd)
     return parser
 
 
@@ -98,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             audit = anyio.run(verify_audit_file, mesh)
             print(audit.model_dump_json(indent=2))
             return 0 if audit.intact else 1
+        elif args.command == "address":
+            data_dir = mesh.data_dir()
+            path = data_dir / SIGNING_KEYS[args.server]
+            key = anyio.run(
+                functools.partial(
+                    server_key, path, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role=args.server
+                )
+            )
+            print(key.address)
     except ConfigError as exc:
         print(f"stateset: configuration error: {exc}", file=sys.stderr)
         return 2

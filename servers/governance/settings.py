@@ -11,6 +11,7 @@ from servers.common.settings import ConfigError, env_int
 
 # The policy shipped in the source tree; STATESET_GOVERNANCE_POLICY names another.
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "configs" / "governance" / "default.yaml"
+KEYSTORE_FILE = "governance.keystore.json"  # governance's own key, in the data directory
 ADMIN_SCOPE = "governance:admin"
 HOST_SCOPE = "governance:host"  # over HTTP with tokens, who may answer for the person at the host
 
@@ -24,7 +25,7 @@ class GovernanceSettings(BaseModel):
     receipt_ttl_seconds: int = 600
     """How long an approval receipt stays valid for the wallet."""
     database_file: str = "governance.db"
-    keystore_file: str = "governance.keystore.json"
+    keystore_file: str = KEYSTORE_FILE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GovernanceSettings:

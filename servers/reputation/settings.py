@@ -16,6 +16,7 @@ from servers.reputation.models import Severity, ViolationType
 from servers.reputation.scoring import DIMENSIONS, Dimension, ScoringParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reputation" / "default.yaml"
+KEYSTORE_FILE = "reputation.keystore.json"  # reputation's own key, in the data directory
 ADMIN_SCOPE = "reputation:admin"  # over HTTP with tokens, who may record violations
 
 
@@ -108,7 +109,7 @@ class ReputationSettings(BaseModel):
     refresh_seconds: int = 3600
     """How often standings are brought forward in time, so followers see scores fade and crossings are caught."""
     database_file: str = "reputation.db"
-    keystore_file: str = "reputation.keystore.json"
+    keystore_file: str = KEYSTORE_FILE
 
     @classmethod
     def default(cls) -> ReputationSettings:

@@ -47,10 +47,15 @@ class Served:
 
 @contextmanager
 def serving(
-    home: Path, *args: str, env: dict[str, str] | None = None, ready: bool = True, server: str = "wallet"
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready: bool = True,
+    server: str = "wallet",
+    port: int | None = None,
 ) -> Iterator[Served]:
-    """`stateset serve <server> --transport ...` on a free loopback port, stopped on exit."""
-    port = free_port()
+    """`stateset serve <server> --transport ...` on a loopback port (a free one unless given), stopped on exit."""
+    port = port or free_port()
     log = home / f"server-{port}.log"
     home.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as sink:

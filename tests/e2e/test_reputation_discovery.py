@@ -1,0 +1,123 @@
+"""Wallet, discovery and reputation as three `stateset serve` processes talking over streamable HTTP:
+registrations reach reputation, standings reach discovery, and a slash ordered while the wallet is down
+and the reputation server is then killed is carried out once, after both come back."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from tests.agents import MeshAgent
+from tests.e2e.conftest import STATESET, child_env, free_port, serving
+from tests.helpers import ERAS, call, eventually, refused
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+def reputation_address(home: Path) -> str:
+    result = subprocess.run(
+        [STATESET, "address", "reputation", "--home", str(home)],
+        env=child_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
+    homes = {name: tmp_path / name for name in ("wallet", "discovery", "reputation")}
+    ports = {name: free_port() for name in homes}
+    url = {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}
+    signer = reputation_address(homes["reputation"])
+    envs = {
+        "wallet": child_env(homes["wallet"], STATESET_REPUTATION_ADDRESS=signer),
+        "discovery": child_env(homes["discovery"], STATESET_REPUTATION_URL=url["reputation"]),
+        "reputation": child_env(
+            homes["reputation"],
+            STATESET_DISCOVERY_URL=url["discovery"],
+            STATESET_WALLET_URL=url["wallet"],
+            STATESET_REPUTATION_SLASH_RETRY_SECONDS="1",
+        ),
+    }
+
+    def serve(name: str):  # type: ignore[no-untyped-def]
+        return serving(homes[name], "--transport", "http", env=envs[name], server=name, port=ports[name])
+
+    def client(name: str) -> Client:
+        return Client(url[name], mode=ERAS[era], read_timeout_seconds=30)  # type: ignore[arg-type]
+
+    worker, rater = MeshAgent("worker", ["audit"]), MeshAgent("rater", ["audit"])
+    with serve("wallet") as wallet_process, serve("discovery"), serve("reputation") as reputation_process:
+        async with client("wallet") as wallet:
+            created = await call(
+                wallet, "create_wallet", label="worker", daily_limit="500", per_transaction_limit="500"
+            )
+            await call(wallet, "fund_wallet", address=created["address"], amount="100")
+        worker.wallet = created["address"]
+        async with client("discovery") as discovery:
+            for agent in (worker, rater):
+                await call(discovery, "register_agent", **agent.registration())
+        async with client("reputation") as reputation:
+            rated = await call(reputation, "record_interaction", **rater.rating(worker, "job-1", {"reliability": 100}))
+            assert rated["reputation"]["score"] > 50
+            assert (await call(reputation, "stake", agent_id=worker.agent_id, amount="50"))["staked"] == "50"
+            first = await call(
+                reputation,
+                "slash_reputation",
+                agent_id=worker.agent_id,
+                violation_type="MissedDeadline",
+                severity="Major",
+                incident_id="late-1",
+            )
+            assert (first["stake"]["status"], first["stake"]["taken"]) == ("settled", "2.5")
+
+        async def discovery_sees(lcb: float) -> bool:
+            async with client("discovery") as discovery:
+                record = await call(discovery, "get_agent", agent_id=worker.agent_id)
+            return record["reputation"] is not None and record["reputation"]["lcb"] == lcb
+
+        await eventually(lambda: discovery_sees(first["reputation"]["lcb"]))
+
+        wallet_process.process.terminate()
+        wallet_process.process.wait(10)
+        async with client("reputation") as reputation:
+            pending = await call(
+                reputation,
+                "slash_reputation",
+                agent_id=worker.agent_id,
+                violation_type="FinancialMisconduct",
+                severity="Critical",
+                incident_id="fraud-1",
+            )
+            assert pending["stake"]["status"] == "pending" and "did not answer" in pending["stake"]["detail"]
+            message = await refused(reputation, "unstake", agent_id=worker.agent_id, amount="1")
+            assert "stake is held until the slash for incident 'fraud-1' is settled" in message
+        reputation_process.kill()  # a crash with the order issued and not yet carried out
+
+    with serve("wallet"), serve("discovery"), serve("reputation"):
+        async with client("reputation") as reputation:
+
+            async def slashed() -> bool:
+                stake = await call(reputation, "get_stake", agent_id=worker.agent_id)
+                return bool(stake["staked"] == "33.25")  # 47.5 less 30 %
+
+            await eventually(slashed)
+            replay = await call(
+                reputation,
+                "slash_reputation",
+                agent_id=worker.agent_id,
+                violation_type="FinancialMisconduct",
+                severity="Critical",
+                incident_id="fraud-1",
+            )
+            assert replay["replayed"] and replay["stake"]["status"] == "settled" and replay["stake"]["taken"] == "14.25"
+            assert (await call(reputation, "get_reputation", agent_id=worker.agent_id))["incidents"] == 2
+        async with client("wallet") as wallet:
+            balance = await call(wallet, "get_balance", address=worker.wallet)
+            assert (balance["staked"], balance["available"], balance["total"]) == ("33.25", "50", "83.25")
