@@ -45,3 +45,6 @@ def configure_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # httpx logs every request at INFO; calls to peers would drown the server's own lines.
+    if level == "INFO":
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
