@@ -5,11 +5,17 @@ and the reputation server is then killed is carried out once, after both come ba
 from __future__ import annotations
 
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
 
+from servers.common.surface import FORBIDDEN
 from tests.agents import MeshAgent
 from tests.e2e.conftest import STATESET, child_env, free_port, serving
 from tests.helpers import ERAS, call, eventually, refused
@@ -53,7 +59,7 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
         return Client(url[name], mode=ERAS[era], read_timeout_seconds=30)  # type: ignore[arg-type]
 
     worker, rater = MeshAgent("worker", ["audit"]), MeshAgent("rater", ["audit"])
-    with serve("wallet") as wallet_process, serve("discovery"), serve("reputation") as reputation_process:
+    with serve("wallet") as wallet_process, serve("reputation") as reputation_process, serve("discovery"):
         async with client("wallet") as wallet:
             created = await call(
                 wallet, "create_wallet", label="worker", daily_limit="500", per_transaction_limit="500"
@@ -121,3 +127,59 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
         async with client("wallet") as wallet:
             balance = await call(wallet, "get_balance", address=worker.wallet)
             assert (balance["staked"], balance["available"], balance["total"]) == ("33.25", "50", "83.25")
+
+
+async def test_with_tokens_discovery_follows_with_its_own_and_only_admins_slash(tmp_path: Path) -> None:
+    admin, agent_token, follower = "operator-token-0123456789", "agent-token-0123456789abc", "discovery-token-012345678"
+    tokens = f"operator:{admin}@reputation:admin,agent:{agent_token},discovery:{follower}"
+    ports = {"discovery": free_port(), "reputation": free_port()}
+    url = {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}
+    discovery_env = child_env(
+        tmp_path / "discovery", STATESET_REPUTATION_URL=url["reputation"], STATESET_REPUTATION_TOKEN=follower
+    )
+    reputation_env = child_env(
+        tmp_path / "reputation", STATESET_HTTP_TOKENS=tokens, STATESET_DISCOVERY_URL=url["discovery"]
+    )
+    worker, rater = MeshAgent("worker", ["audit"]), MeshAgent("rater", ["audit"])
+
+    @asynccontextmanager
+    async def client(name: str, token: str | None = None) -> AsyncIterator[Client]:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with (
+            create_mcp_http_client(headers=headers) as http,
+            Client(streamable_http_client(url[name], http_client=http), read_timeout_seconds=30) as connected,
+        ):
+            yield connected
+
+    http = ("--transport", "http")
+    with (  # reputation first, so discovery's follower finds it at once
+        serving(tmp_path / "reputation", *http, env=reputation_env, server="reputation", port=ports["reputation"]),
+        serving(tmp_path / "discovery", *http, env=discovery_env, server="discovery", port=ports["discovery"]),
+    ):
+        async with client("discovery") as discovery:
+            for agent in (worker, rater):
+                await call(discovery, "register_agent", **agent.registration())
+        async with client("reputation", agent_token) as reputation:
+            rated = await call(reputation, "record_interaction", **rater.rating(worker, "job", {"reliability": 100}))
+            slash = {"agent_id": worker.agent_id, "violation_type": "MissedDeadline", "severity": "Minor"}
+            with pytest.raises(MCPError) as caught:
+                await reputation.call_tool("slash_reputation", slash | {"incident_id": "i-1"})
+            assert caught.value.code == FORBIDDEN and "reputation:admin" in caught.value.message
+        async with client("reputation", admin) as reputation:
+            report = await call(
+                reputation,
+                "slash_reputation",
+                agent_id=worker.agent_id,
+                violation_type="MissedDeadline",
+                severity="Minor",
+                incident_id="i-1",
+            )
+            assert report["stake"]["status"] == "none"  # the card names no wallet
+
+        async def discovery_sees(lcb: float) -> bool:
+            async with client("discovery") as discovery:
+                record = await call(discovery, "get_agent", agent_id=worker.agent_id)
+            return record["reputation"] is not None and record["reputation"]["lcb"] == lcb
+
+        assert rated["reputation"]["lcb"] != report["reputation"]["lcb"]
+        await eventually(lambda: discovery_sees(report["reputation"]["lcb"]))

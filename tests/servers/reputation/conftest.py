@@ -63,7 +63,9 @@ class Mesh:
 
 
 @asynccontextmanager
-async def open_mesh(tmp_path: Path, clock: ManualClock, era: str, *, with_wallet: bool = True) -> AsyncIterator[Mesh]:
+async def open_mesh(
+    tmp_path: Path, clock: ManualClock, era: str, *, settings: ReputationSettings | None = None
+) -> AsyncIterator[Mesh]:
     signer = Signer(Account.create())
     mode = ERAS[era]
     async with (
@@ -88,9 +90,9 @@ async def open_mesh(tmp_path: Path, clock: ManualClock, era: str, *, with_wallet
             store,
             directory,
             signer,
-            ReputationSettings.default(),
+            settings or ReputationSettings.default(),
             feed,
-            wallet=Peer("wallet", wallet_mcp, mode=mode) if with_wallet else None,
+            wallet=Peer("wallet", wallet_mcp, mode=mode),
             chain_id=CHAIN_ID,
             clock=clock,
         )

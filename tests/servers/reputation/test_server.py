@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,9 +12,11 @@ from eth_account import Account
 from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated
 
+from servers.reputation.settings import ReputationSettings
 from tests.agents import MeshAgent
+from tests.conftest import ManualClock
 from tests.helpers import call, eventually, refused
-from tests.servers.reputation.conftest import Mesh
+from tests.servers.reputation.conftest import Mesh, open_mesh
 
 pytestmark = pytest.mark.anyio
 
@@ -347,3 +350,19 @@ async def test_time_fades_scores_and_refresh_republishes_them(client: Client, ha
     assert faded["evidence"] == pytest.approx(rated["reputation"]["evidence"] / 2, abs=1e-3)
     page = await read_json(client, "reputation://changes/0")
     assert page["changes"][-1]["body"]["score"] == faded["score"]
+
+
+async def test_rising_above_the_bonus_bound_is_announced_once(tmp_path: Path, clock: ManualClock, era: str) -> None:
+    default = ReputationSettings.default()
+    scoring = default.config.scoring.model_copy(update={"bonus_above": 30.0})
+    settings = default.model_copy(update={"config": default.config.model_copy(update={"scoring": scoring})})
+    async with open_mesh(tmp_path, clock, era, settings=settings) as mesh, Client(mesh.server) as client:
+        star = await mesh.agent("star")
+        bonuses = []
+        for n in range(8):
+            rater = await mesh.agent(f"fan-{n}")
+            receipt = await call(client, "record_interaction", **rater.rating(star, f"job-{n}", ALL_GOOD))
+            bonuses += [(n, e["kind"], e["lcb"]) for e in receipt["events"]]
+        assert len(bonuses) == 1 and bonuses[0][1] == "bonus" and bonuses[0][2] > 30
+        assert (await call(client, "get_reputation", agent_id=star.agent_id))["bonus"]
+        assert [e["kind"] for e in await read_json(client, "reputation://events")] == ["bonus"]
