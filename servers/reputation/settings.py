@@ -63,8 +63,8 @@ class ViolationConfig(BaseModel):
             _basis_points(text, severity)
         return self
 
-    def slash_basis_points(self, severity: str) -> int:
-        return _basis_points(self.stake_slash_percent[severity], severity)  # type: ignore[index]
+    def slash_basis_points(self, severity: Severity) -> int:
+        return _basis_points(self.stake_slash_percent[severity], severity)
 
 
 def _basis_points(text: str, severity: str) -> int:
