@@ -122,6 +122,9 @@ def check_exposure(host: str, token_verifier: TokenVerifier | None) -> None:
         )
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+
 async def serve(
     server: MCPServer[Any],
     transport: TransportName,
@@ -135,7 +138,17 @@ async def serve(
         await server.run_stdio_async()
         return
     app = http_app(server, transport, host=host, token_verifier=token_verifier)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        # Listen streams and legacy SSE streams stay open until the client leaves; without a bound,
+        # SIGTERM would wait for every subscriber (another server's follower) to go away first.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
     path = MCP_PATH if transport == "http" else SSE_PATH
     logger.info("serving %s over %s at http://%s:%d%s", server.name, transport, host, port, path)
     await uvicorn.Server(config).serve()

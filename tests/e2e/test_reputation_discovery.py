@@ -183,3 +183,42 @@ async def test_with_tokens_discovery_follows_with_its_own_and_only_admins_slash(
 
         assert rated["reputation"]["lcb"] != report["reputation"]["lcb"]
         await eventually(lambda: discovery_sees(report["reputation"]["lcb"]))
+
+
+async def test_a_follower_does_not_hold_up_shutdown_and_catches_up_after_a_restart(tmp_path: Path) -> None:
+    ports = {"discovery": free_port(), "reputation": free_port()}
+    url = {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}
+    reputation_env = child_env(tmp_path / "reputation", STATESET_DISCOVERY_URL=url["discovery"])
+    discovery_env = child_env(tmp_path / "discovery", STATESET_REPUTATION_URL=url["reputation"])
+    worker, first, second = (
+        MeshAgent("worker", ["audit"]),
+        MeshAgent("first", ["audit"]),
+        MeshAgent("second", ["audit"]),
+    )
+    http = ("--transport", "http")
+
+    def reputation_server():  # type: ignore[no-untyped-def]
+        return serving(
+            tmp_path / "reputation", *http, env=reputation_env, server="reputation", port=ports["reputation"]
+        )
+
+    async def discovery_sees(lcb: float) -> bool:
+        async with Client(url["discovery"]) as discovery:
+            record = await call(discovery, "get_agent", agent_id=worker.agent_id)
+        return record["reputation"] is not None and record["reputation"]["lcb"] == lcb
+
+    with serving(tmp_path / "discovery", *http, env=discovery_env, server="discovery", port=ports["discovery"]):
+        async with Client(url["discovery"]) as discovery:
+            for agent in (worker, first, second):
+                await call(discovery, "register_agent", **agent.registration())
+        with reputation_server() as reputation_process:
+            async with Client(url["reputation"]) as reputation:
+                rated = await call(reputation, "record_interaction", **first.rating(worker, "a", {"reliability": 90}))
+            await eventually(lambda: discovery_sees(rated["reputation"]["lcb"]))
+            reputation_process.process.terminate()  # discovery's listen stream is still open
+            reputation_process.process.wait(10)  # raises TimeoutExpired if the open stream holds up the shutdown
+            assert "Waiting for connections to close" in reputation_process.log.read_text()
+        with reputation_server():
+            async with Client(url["reputation"]) as reputation:
+                again = await call(reputation, "record_interaction", **second.rating(worker, "b", {"reliability": 90}))
+            await eventually(lambda: discovery_sees(again["reputation"]["lcb"]))
