@@ -96,6 +96,8 @@ async def test_a_rating_must_be_signed_by_the_raters_registered_key(client: Clie
     assert "registered address" in await refused(client, "record_interaction", **altered)
     evidence = rater.rating(worker, "t", {"reliability": 10}, evidence={"late": True}) | {"evidence": {"late": False}}
     assert "registered address" in await refused(client, "record_interaction", **evidence)
+    bulky = rater.rating(worker, "t", {"reliability": 10}, evidence={"log": "x" * 20_000})
+    assert "more than the 16384 kept" in await refused(client, "record_interaction", **bulky)
     assert (await call(client, "get_reputation", agent_id=worker.agent_id))["ratings"] == 0
 
 
