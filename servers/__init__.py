@@ -25,6 +25,7 @@ SERVERS: dict[str, str] = {
     "governance": "servers.governance.app",
     "reputation": "servers.reputation.app",
     "discovery": "servers.discovery.app",
+    "salesforce": "adapters.salesforce.app",
 }
 
 

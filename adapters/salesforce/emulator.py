@@ -105,6 +105,7 @@ SCHEMA = {
         "00Q",
         _AUDIT
         | {
+            "Salutation": FieldSpec("picklist", "Salutation", values=("Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", "Mx.")),
             "FirstName": FieldSpec("string", "First Name", length=40),
             "LastName": FieldSpec("string", "Last Name", required=True, length=80),
             "Name": FieldSpec("string", "Full Name", writable=False, length=121),

@@ -1,0 +1,259 @@
+"""An async Salesforce REST client: OAuth, retries that never duplicate, errors that say what failed.
+
+- Tokens come from `{login_url}/services/oauth2/token` by client credentials or a JWT bearer assertion;
+  every data call then goes to the `instance_url` the token answer names. Tokens carry no expiry: a 401
+  INVALID_SESSION_ID gets one new token and one retry.
+- 429, 503 and UNABLE_TO_LOCK_ROW mean the platform applied nothing, so the call is repeated with
+  backoff. A connection that fails before the request is sent is repeated too. A write whose answer is
+  lost after it was sent is repeated only when it is idempotent (PATCH, an upsert by external ID);
+  a lost create raises OutcomeUnknownError instead of risking a second record.
+- Error arrays become PlatformRejectedError listing each errorCode, message and fields.
+- `Sforce-Limit-Info` is read from every answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx2
+import jwt
+
+from adapters.base import (
+    AuthenticationError,
+    ErrorDetail,
+    OutcomeUnknownError,
+    PlatformRejectedError,
+    PlatformUnavailableError,
+)
+from adapters.retry import Backoff
+from adapters.salesforce.settings import SalesforceSettings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF = Backoff()
+RETRYABLE_STATUS = {429, 503}
+RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
+# Failures that happen before a request leaves this machine: repeating cannot duplicate anything.
+NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class Session:
+    access_token: str
+    instance_url: str
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    used: int
+    limit: int
+
+
+class SalesforceClient:
+    def __init__(self, settings: SalesforceSettings, *, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+        self.settings = settings
+        self._backoff = backoff
+        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds)
+        self._session: Session | None = None
+        self._renewing = anyio.Lock()
+        self.api_usage: ApiUsage | None = None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def data_path(self) -> str:
+        return f"/services/data/v{self.settings.api_version}"
+
+    # auth
+
+    async def authenticate(self) -> Session:
+        """A new token (and instance URL) from the token endpoint."""
+        settings = self.settings
+        form: dict[str, str]
+        if settings.auth == "jwt":
+            assert settings.private_key is not None and settings.username is not None
+            claims = {
+                "iss": settings.client_id,
+                "sub": settings.username,
+                "aud": settings.audience,
+                "exp": int(time.time()) + 180,
+            }
+            assertion = jwt.encode(claims, settings.private_key.get_secret_value(), algorithm="RS256")
+            form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+        else:
+            assert settings.client_secret is not None
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": settings.client_id,
+                "client_secret": settings.client_secret.get_secret_value(),
+            }
+        url = f"{settings.login_url}/services/oauth2/token"
+        try:
+            response = await self._http.post(url, data=form, headers={"Accept": "application/json"})
+        except httpx2.TransportError as exc:
+            raise PlatformUnavailableError(f"Salesforce's token endpoint {url} did not answer: {exc!r}") from None
+        if response.status_code != 200:
+            try:
+                body = response.json()
+                reason = f"{body.get('error')}: {body.get('error_description')}"
+            except ValueError:
+                reason = f"HTTP {response.status_code}"
+            raise AuthenticationError(
+                f"Salesforce refused the {settings.auth.replace('_', ' ')} credentials of client "
+                f"{settings.client_id} at {url} ({reason})",
+                hint="check STATESET_SALESFORCE_CLIENT_ID and the secret or key, and that the app is approved",
+            )
+        body = response.json()
+        session = Session(body["access_token"], body["instance_url"].rstrip("/"))
+        self._session = session
+        logger.info("authenticated to Salesforce; instance %s", session.instance_url)
+        return session
+
+    async def _current_session(self, stale: Session | None = None) -> Session:
+        """The session to use; a fresh one when `stale` is the one that was just refused."""
+        async with self._renewing:  # concurrent 401s renew once
+            if self._session is None or self._session is stale:
+                await self.authenticate()
+            assert self._session is not None
+            return self._session
+
+    # requests
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx2.Response:
+        """Call the data API (`path` below /services/data/vNN.N, or a full /services/... path).
+
+        Raises:
+            PlatformRejectedError, PlatformUnavailableError, OutcomeUnknownError, AuthenticationError
+        """
+        repeatable = method in ("GET", "PATCH", "DELETE") if idempotent is None else idempotent
+        full_path = path if path.startswith("/services/") else f"{self.data_path}{path}"
+        session = await self._current_session()
+        renewed = False
+        for attempt in range(1, self._backoff.attempts + 1):
+            headers = {"Authorization": f"Bearer {session.access_token}", "Accept": "application/json"}
+            try:
+                response = await self._http.request(
+                    method, session.instance_url + full_path, json=json, params=params, headers=headers
+                )
+            except NOT_SENT as exc:
+                failure = f"{exc!r}"
+                if attempt < self._backoff.attempts:
+                    await anyio.sleep(self._backoff.delay(attempt))
+                    continue
+                raise PlatformUnavailableError(f"Salesforce did not answer {method} {full_path}: {failure}") from None
+            except httpx2.TransportError as exc:
+                if not repeatable:
+                    raise OutcomeUnknownError(
+                        f"the connection broke after {method} {full_path} was sent ({exc!r}); it may or may not "
+                        "have been applied, so it was not repeated",
+                        hint="look the record up before trying again, or pass an idempotency_key",
+                    ) from None
+                if attempt < self._backoff.attempts:
+                    await anyio.sleep(self._backoff.delay(attempt))
+                    continue
+                raise PlatformUnavailableError(f"Salesforce did not answer {method} {full_path}: {exc!r}") from None
+            self._note_usage(response)
+            if response.status_code < 400:
+                return response
+            details = _details(response)
+            codes = {detail.code for detail in details}
+            if response.status_code == 401 and "INVALID_SESSION_ID" in codes and not renewed:
+                session, renewed = await self._current_session(stale=session), True
+                continue
+            if (
+                response.status_code in RETRYABLE_STATUS or codes & RETRYABLE_CODES
+            ) and attempt < self._backoff.attempts:
+                delay = self._backoff.delay(attempt, response.headers.get("retry-after"))
+                logger.info(
+                    "Salesforce answered %s to %s %s; retrying in %.2f s",
+                    response.status_code,
+                    method,
+                    full_path,
+                    delay,
+                )
+                await anyio.sleep(delay)
+                continue
+            raise PlatformRejectedError("Salesforce", response.status_code, details)
+        raise PlatformUnavailableError(f"Salesforce kept failing {method} {full_path}")  # pragma: no cover
+
+    def _note_usage(self, response: httpx2.Response) -> None:
+        header = response.headers.get("sforce-limit-info", "")
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == "api-usage" and "/" in value:
+                used, limit = value.split("/", 1)
+                if used.isdigit() and limit.isdigit():
+                    self.api_usage = ApiUsage(int(used), int(limit))
+
+    # records
+
+    async def create(self, sobject: str, fields: dict[str, Any], *, request_id: str | None = None) -> tuple[str, bool]:
+        """The new record's id, and whether it was created now (False: an earlier try with the same request id
+        already created it). With a request id and an idempotency field, the create is an upsert by it."""
+        id_field = self.settings.idempotency_field
+        if request_id is not None and id_field is not None:
+            response = await self.request("PATCH", f"/sobjects/{sobject}/{id_field}/{request_id}", json=fields)
+            body = response.json()
+            return body["id"], response.status_code == 201
+        response = await self.request("POST", f"/sobjects/{sobject}/", json=fields)
+        return response.json()["id"], True
+
+    async def get(self, sobject: str, record_id: str, fields: list[str] | None = None) -> dict[str, Any]:
+        params = {"fields": ",".join(fields)} if fields else None
+        record: dict[str, Any] = (await self.request("GET", f"/sobjects/{sobject}/{record_id}", params=params)).json()
+        return record
+
+    async def update(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+        await self.request("PATCH", f"/sobjects/{sobject}/{record_id}", json=fields)
+
+    async def query(self, soql: str, *, max_records: int) -> tuple[int, list[dict[str, Any]], bool]:
+        """(totalSize, records, complete): the pages of the query, following nextRecordsUrl, up to max_records."""
+        page = (await self.request("GET", "/query", params={"q": soql})).json()
+        total, records = int(page["totalSize"]), list(page["records"])
+        while not page["done"] and len(records) < max_records:
+            page = (await self.request("GET", page["nextRecordsUrl"])).json()
+            records.extend(page["records"])
+        complete = page["done"] and len(records) <= max_records
+        return total, records[:max_records], complete
+
+    async def updated_ids(self, sobject: str, start: str, end: str) -> list[str]:
+        response = await self.request("GET", f"/sobjects/{sobject}/updated/", params={"start": start, "end": end})
+        ids: list[str] = response.json()["ids"]
+        return ids
+
+    async def limits(self) -> dict[str, Any]:
+        body: dict[str, Any] = (await self.request("GET", "/limits")).json()
+        return body
+
+
+def _details(response: httpx2.Response) -> list[ErrorDetail]:
+    try:
+        body = response.json()
+    except ValueError:
+        return [ErrorDetail(f"HTTP_{response.status_code}", response.text[:200] or response.reason_phrase)]
+    if isinstance(body, list):
+        return [
+            ErrorDetail(
+                str(item.get("errorCode") or item.get("statusCode") or "UNKNOWN"),
+                str(item.get("message", "")),
+                tuple(item.get("fields") or ()),
+            )
+            for item in body
+            if isinstance(item, dict)
+        ]
+    if isinstance(body, dict) and "error" in body:
+        return [ErrorDetail(str(body["error"]), str(body.get("error_description", "")))]
+    return [ErrorDetail(f"HTTP_{response.status_code}", str(body)[:200])]
