@@ -33,7 +33,14 @@ logger = logging.getLogger("stateset")
 
 # servers whose own key signs what others trust -> the keystore file in the data directory
 SIGNING_KEYS = {"governance": governance_settings.KEYSTORE_FILE, "reputation": reputation_settings.KEYSTORE_FILE}
-DEFAULT_PORTS = {"wallet": 8701, "governance": 8702, "reputation": 8703, "discovery": 8704, "salesforce": 8705, "sap": 8706}
+DEFAULT_PORTS = {
+    "wallet": 8701,
+    "governance": 8702,
+    "reputation": 8703,
+    "discovery": 8704,
+    "salesforce": 8705,
+    "sap": 8706,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 WATCHED = ("Lead", "Opportunity")
 SYSTEM_FIELDS = {"attributes", "LastModifiedDate", "SystemModstamp"}
 EVENTS_URI = "salesforce://events"
-MAX_CHANGES_PER_POLL = 200
 
 
 def record_uri(sobject: str, record_id: str) -> str:
@@ -176,7 +175,7 @@ class SalesforceAdapter:
         return events
 
     async def _poll(self, sobject: str) -> list[ChangeEvent]:
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = datetime.now(UTC)
         end = now.isoformat()
         start = await self._store.read(lambda tx: tx.watermark(sobject))
         if start is None:  # the first poll only sets where the feed begins
@@ -184,7 +183,7 @@ class SalesforceAdapter:
             return []
         if datetime.fromisoformat(start) < now - timedelta(days=29):
             start = (now - timedelta(days=29)).isoformat()  # the API looks back 30 days at most
-        ids = (await self.client.updated_ids(sobject, start, end))[:MAX_CHANGES_PER_POLL]
+        ids, covered = await self.client.updated_ids(sobject, start, end)
         records = {record_id: await self.client.get(sobject, record_id) for record_id in ids}
         received, at = utc(self._clock()), self._clock()
 
@@ -217,7 +216,7 @@ class SalesforceAdapter:
                 {"ChangeEventHeader": header.model_dump(), "fields": fields, "received_at": received.isoformat()}
                 for header, fields in changes
             ]
-            seqs = tx.save_changes(sobject, end, snapshots, payloads, at)
+            seqs = tx.save_changes(sobject, _iso(covered), snapshots, payloads, at)
             return [
                 ChangeEvent(seq=seq, received_at=received, header=header, fields=fields)
                 for seq, (header, fields) in zip(seqs, changes, strict=True)
@@ -253,6 +252,11 @@ class SalesforceAdapter:
                     self.client.settings.poll_seconds,
                 )
             await anyio.sleep(self.client.settings.poll_seconds)
+
+
+def _iso(stamp: str) -> str:
+    """A Salesforce date-time (2026-01-15T09:00:00.000+0000) as ISO 8601 that Python reads back."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").isoformat() if "+0000" in stamp else stamp
 
 
 def _epoch_ms(stamp: str | None) -> int:

@@ -229,10 +229,11 @@ class SalesforceClient:
         complete = page["done"] and len(records) <= max_records
         return total, records[:max_records], complete
 
-    async def updated_ids(self, sobject: str, start: str, end: str) -> list[str]:
-        response = await self.request("GET", f"/sobjects/{sobject}/updated/", params={"start": start, "end": end})
-        ids: list[str] = response.json()["ids"]
-        return ids
+    async def updated_ids(self, sobject: str, start: str, end: str) -> tuple[list[str], str]:
+        """IDs of the records changed between start and end, and up to when the answer is complete
+        (Salesforce may cover less than asked: the next window starts there)."""
+        body = (await self.request("GET", f"/sobjects/{sobject}/updated/", params={"start": start, "end": end})).json()
+        return list(body["ids"]), str(body.get("latestDateCovered") or end)
 
     async def limits(self) -> dict[str, Any]:
         body: dict[str, Any] = (await self.request("GET", "/limits")).json()

@@ -508,6 +508,8 @@ async def _versions(request: Request, org: SalesforceOrg) -> Response:
 async def _token(request: Request, org: SalesforceOrg) -> Response:
     form = await request.form()
     grant = str(form.get("grant_type", ""))
+    # logged without the secret or the assertion: the request log is readable by anyone who can reach it
+    org.requests.append({"method": "POST", "path": request.url.path, "query": "", "body": {"grant_type": grant}})
 
     def refuse(error: str, description: str, status: int = 400) -> Response:
         return JSONResponse({"error": error, "error_description": description}, status_code=status)
@@ -687,7 +689,7 @@ async def _updated(request: Request, org: SalesforceOrg) -> Response:
         stamp = datetime.strptime(record["SystemModstamp"], "%Y-%m-%dT%H:%M:%S.%f%z")
         if start <= stamp <= end:
             ids.append(record["Id"])
-    return JSONResponse({"ids": ids, "latestDateCovered": end.strftime("%Y-%m-%dT%H:%M:%S.000+0000")})
+    return JSONResponse({"ids": ids, "latestDateCovered": end.isoformat()})
 
 
 async def _limits(request: Request, org: SalesforceOrg) -> Response:

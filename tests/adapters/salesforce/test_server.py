@@ -1,0 +1,166 @@
+"""The Salesforce adapter through MCP in both protocol eras, against the emulator over HTTP: the exact
+payloads the org received, errors with their codes, idempotent creates, change events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.subscriptions import ResourceUpdated
+
+from adapters.salesforce.emulator import Fault
+from tests.adapters.salesforce.conftest import Harness, posted
+from tests.helpers import call, refused
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {"create_lead", "update_opportunity", "get_record", "create_record", "update_record", "query", "get_limits"}
+
+
+async def read_json(client: Client, uri: str) -> Any:
+    result = await client.read_resource(uri)
+    return json.loads(result.contents[0].text)  # type: ignore[union-attr]
+
+
+async def opportunity(client: Client) -> str:
+    created = await call(
+        client,
+        "create_record",
+        sobject="Opportunity",
+        fields={"Name": "Paper for 2027", "StageName": "Prospecting", "CloseDate": "2027-01-31"},
+    )
+    return str(created["id"])
+
+
+async def test_the_surface(client: Client, harness: Harness) -> None:
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS
+    assert tools["query"].annotations.read_only_hint  # type: ignore[union-attr]
+    assert "SANDBOX" in (client.instructions or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Ada Lovelace", {"FirstName": "Ada", "LastName": "Lovelace"}),
+        ("Cher", {"LastName": "Cher"}),
+        ("Ludwig van Beethoven", {"FirstName": "Ludwig", "LastName": "van Beethoven"}),
+        ("García Márquez, Gabriel", {"FirstName": "Gabriel", "LastName": "García Márquez"}),
+        ("Dr. Jane   Doe", {"Salutation": "Dr.", "FirstName": "Jane", "LastName": "Doe"}),
+    ],
+)
+async def test_create_lead_sends_exactly_these_fields(
+    client: Client, harness: Harness, name: str, expected: dict[str, str]
+) -> None:
+    lead = await call(client, "create_lead", name=name, email="someone@acme.example", company="Acme")
+    assert posted(harness.org, "POST", "/sobjects/Lead") == [
+        expected | {"Email": "someone@acme.example", "Company": "Acme"}
+    ]
+    assert lead["last_name"] == expected["LastName"] and lead["first_name"] == expected.get("FirstName")
+    assert lead["status"] == "Open - Not Contacted" and lead["created"]
+    stored = harness.org.records["Lead"][lead["id"]]
+    assert stored["Name"] == " ".join(filter(None, [expected.get("FirstName"), expected["LastName"]]))
+
+
+async def test_update_opportunity_sends_the_stage_and_the_exact_amount(client: Client, harness: Harness) -> None:
+    opportunity_id = await opportunity(client)
+    updated = await call(client, "update_opportunity", id=opportunity_id, stage="Closed Won", amount="1234567890123.45")
+    assert posted(harness.org, "PATCH", f"/sobjects/Opportunity/{opportunity_id}") == [
+        {"StageName": "Closed Won", "Amount": 1234567890123.45}
+    ]
+    record = updated["record"]
+    assert (record["StageName"], record["IsWon"], record["Probability"]) == ("Closed Won", True, 100)
+    assert record["Amount"] == 1234567890123.45
+    message = await refused(client, "update_opportunity", id=opportunity_id, stage="Won-ish")
+    assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: Stage: bad value for restricted picklist field: Won-ish" in message
+    assert "(fields: StageName)" in message
+    assert "pattern" in await refused(client, "update_opportunity", id=opportunity_id, stage="Closed Won", amount="1e3")
+
+
+async def test_records_read_write_and_query_through_mcp(client: Client, harness: Harness) -> None:
+    account = await call(client, "create_record", sobject="Account", fields={"Name": "Acme", "Industry": "Paper"})
+    fetched = await call(client, "get_record", sobject="Account", id=account["id"][:15], fields=["Name"])
+    assert fetched["record"]["Name"] == "Acme" and "Industry" not in fetched["record"]
+    changed = await call(client, "update_record", sobject="Account", id=account["id"], fields={"Industry": "Pulp"})
+    assert changed["record"]["Industry"] == "Pulp"
+    for n in range(4):
+        await call(client, "create_lead", name=f"Person {n}", email=f"p{n}@acme.example", company="Acme")
+    found = await call(client, "query", soql="SELECT Id, LastName FROM Lead WHERE Company = 'Acme' ORDER BY LastName")
+    assert found["total_size"] == 4 and found["complete"]
+    assert [r["LastName"] for r in found["records"]] == ["0", "1", "2", "3"]
+    limits = await call(client, "get_limits")
+    assert limits["sandbox"] and limits["api_requests_used"] > 0 and limits["api_requests_limit"] == 15_000
+
+
+async def test_salesforce_errors_surface_with_code_message_and_fields(client: Client, harness: Harness) -> None:
+    message = await refused(client, "create_record", sobject="Lead", fields={"Company": "Acme", "Shoe_Size__c": 9})
+    assert message == (
+        "Salesforce refused the request (HTTP 400): "
+        "INVALID_FIELD: No such column 'Shoe_Size__c' on sobject of type Lead"
+    )
+    message = await refused(client, "get_record", sobject="Lead", id="00Q5g0000004C93")
+    assert "NOT_FOUND: The requested resource does not exist" in message
+    message = await refused(client, "get_record", sobject="Lead", id="0065g0000004C93")
+    assert "MALFORMED_ID: Lead ID: id value of incorrect type: 0065g0000004C93 (fields: Id)" in message
+    assert "MALFORMED_QUERY" in await refused(client, "query", soql="SELEKT Id FROM Lead")
+    assert "INVALID_FIELD" in await refused(client, "query", soql="SELECT Nope FROM Lead")
+    message = await refused(client, "create_lead", name="   ", email="x@y.example", company="Acme")
+    assert "name '   ' is empty" in message
+    assert harness.org.records["Lead"] == {}
+
+
+async def test_an_idempotency_key_creates_one_lead_however_often_it_is_sent(client: Client, harness: Harness) -> None:
+    harness.org.inject(Fault(drop=True, after_commit=True, method="PATCH"))  # the first answer is lost
+    arguments = {"name": "Ada Lovelace", "email": "ada@engines.example", "company": "Engines", "idempotency_key": "k1"}
+    first = await call(client, "create_lead", **arguments)
+    again = await call(client, "create_lead", **arguments)
+    assert again["id"] == first["id"] and not again["created"]
+    assert len(harness.org.records["Lead"]) == 1
+    stored = harness.org.records["Lead"][first["id"]]
+    assert stored["StateSet_Request_Id__c"] == "k1"
+    other = await refused(client, "create_lead", **(arguments | {"company": "Other"}))
+    assert "idempotency key 'k1' was used for another create" in other
+
+
+async def test_without_a_key_a_lost_create_is_reported_not_repeated(client: Client, harness: Harness) -> None:
+    harness.org.inject(Fault(drop=True, after_commit=True, method="POST"))
+    message = await refused(client, "create_lead", name="Ada Lovelace", email="ada@engines.example", company="Engines")
+    assert "may or may not have been applied, so it was not repeated" in message
+    assert len(harness.org.records["Lead"]) == 1
+
+
+async def test_changes_become_change_events_and_resource_updates(client: Client, harness: Harness) -> None:
+    adapter = harness.adapter
+    assert await adapter.poll_changes() == []  # the first poll marks where the feed starts
+    lead = await call(client, "create_lead", name="Ada Lovelace", email="ada@engines.example", company="Engines")
+    opportunity_id = await opportunity(client)
+    async with Client(harness.server) as watcher:
+        listening = watcher.protocol_version >= "2026-07-28"
+        if listening:
+            async with watcher.listen(resource_subscriptions=["salesforce://events"]) as updates:
+                events = await adapter.poll_changes()
+                with anyio.fail_after(5):
+                    update = await updates.__anext__()
+                assert isinstance(update, ResourceUpdated) and update.uri == "salesforce://events"
+        else:
+            events = await adapter.poll_changes()
+    assert [(e.header.entityName, e.header.changeType) for e in events] == [
+        ("Lead", "CREATE"),
+        ("Opportunity", "CREATE"),
+    ]
+    assert events[0].header.recordIds == [lead["id"]] and "Company" in events[0].header.changedFields
+
+    await call(client, "update_opportunity", id=opportunity_id, stage="Negotiation/Review", amount="900")
+    (changed,) = await adapter.poll_changes()
+    assert changed.header.changeType == "UPDATE"
+    assert sorted(changed.header.changedFields) == ["Amount", "Probability", "StageName"]
+    assert changed.fields == {"StageName": "Negotiation/Review", "Amount": 900, "Probability": 90}
+    assert await adapter.poll_changes() == []  # nothing new, nothing published
+
+    feed = await read_json(client, "salesforce://events")
+    assert [e["ChangeEventHeader"]["changeType"] for e in feed] == ["UPDATE", "CREATE", "CREATE"]
+    record = await read_json(client, f"salesforce://records/Opportunity/{opportunity_id}")
+    assert record["record"]["StageName"] == "Negotiation/Review"
