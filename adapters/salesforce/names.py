@@ -61,8 +61,6 @@ def split_name(name: str) -> PersonName:
         first, last = None, words[0]
     else:
         first, last = words[0], " ".join(words[1:])
-    if not last:
-        raise InvalidInputError(f"name {name!r} has no last name", hint="Salesforce requires one")
     if first is not None and len(first) > FIRST_NAME_MAX:
         raise InvalidInputError(f"first name {first!r} is longer than Salesforce's {FIRST_NAME_MAX} characters")
     if len(last) > LAST_NAME_MAX:

@@ -189,7 +189,8 @@ class _Parser:
                 values.append(self.value())
             if not self.punct(")"):
                 raise MalformedQuery(f"expected ) at {self._where()}")
-            return lambda r: (_get(r, field) in values) != negate
+            folded = [_fold(v) for v in values]
+            return lambda r: (_fold(_get(r, field)) in folded) != negate
         if negate:
             raise MalformedQuery(f"expected IN after NOT at {self._where()}")
         if self.keyword("LIKE"):
@@ -221,6 +222,11 @@ class _Parser:
         if kind == "word" and text.lower() in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[text.lower()]
         raise MalformedQuery(f"expected a value at {text!r}")
+
+
+def _fold(value: Any) -> Any:
+    """Text compares without regard to case in SOQL."""
+    return value.lower() if isinstance(value, str) else value
 
 
 def _get(record: Record, field: str) -> Any:
