@@ -44,3 +44,10 @@ async def serving(
             yield url
         finally:
             server.should_exit = True
+
+
+async def run(app: ASGIApp, *, host: str, port: int, name: str) -> None:
+    """Serve `app` in the foreground until SIGINT or SIGTERM (`stateset emulate`)."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    logger.info("%s listening at http://%s:%d (a sandbox: nothing here reaches a real system)", name, host, port)
+    await uvicorn.Server(config).serve()

@@ -4,6 +4,7 @@
     stateset demo [--home DIR]
     stateset audit verify [--home DIR]
     stateset address governance|reputation [--home DIR]
+    stateset emulate salesforce|sap [--host 127.0.0.1] [--port N]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 """
@@ -16,16 +17,19 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 
 import anyio
 
+from adapters import EMULATORS
+from adapters.emulation import run
 from servers import SERVERS, opener
 from servers.common.keystore import server_key
 from servers.common.logging import configure_logging
 from servers.common.settings import ConfigError, MeshSettings
 from servers.common.surface import package_version
-from servers.common.transports import TRANSPORTS, StaticTokenVerifier, check_exposure, serve
+from servers.common.transports import LOOPBACK_HOSTS, TRANSPORTS, StaticTokenVerifier, check_exposure, serve
 from servers.governance import settings as governance_settings
 from servers.reputation import settings as reputation_settings
 
@@ -96,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     address_cmd.add_argument("server", choices=sorted(SIGNING_KEYS), help="which server's key")
     _add_home(address_cmd)
+
+    emulate_cmd = commands.add_parser(
+        "emulate",
+        help="run a sandbox Salesforce or SAP on loopback, for the adapters and their tests",
+        description="Serve an emulator of the platform's API that enforces its rules (auth, required fields, "
+        "errors, paging, CSRF for SAP), in memory. `stateset serve salesforce|sap` starts one by itself when no "
+        "credentials are configured. Test hooks are under /_emulator/.",
+    )
+    emulate_cmd.add_argument("platform", choices=sorted(EMULATORS), help="which platform")
+    emulate_cmd.add_argument("--host", default="127.0.0.1", choices=sorted(LOOPBACK_HOSTS), help="loopback only")
+    emulate_cmd.add_argument("--port", type=int, default=0, help="default: the adapter's port plus 100")
     return parser
 
 
@@ -107,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     environ = dict(os.environ)
     try:
-        mesh = MeshSettings.from_env(environ, home=args.home)
+        mesh = MeshSettings.from_env(environ, home=getattr(args, "home", None))
         configure_logging(mesh.log_level)
         if args.command == "serve":
             anyio.run(_serve, args, mesh, environ)
@@ -130,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             print(key.address)
+        elif args.command == "emulate":
+            module = import_module(EMULATORS[args.platform])
+            port = args.port or DEFAULT_PORTS[args.platform] + 100
+            anyio.run(
+                functools.partial(
+                    run, module.sandbox_app(), host=args.host, port=port, name=f"{args.platform} emulator"
+                )
+            )
     except ConfigError as exc:
         print(f"stateset: configuration error: {exc}", file=sys.stderr)
         return 2

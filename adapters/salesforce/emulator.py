@@ -374,6 +374,11 @@ def _derived(sobject: str, record: dict[str, Any]) -> dict[str, Any]:
 Handler = Callable[[Request, SalesforceOrg], Awaitable[Response]]
 
 
+def sandbox_app() -> Starlette:
+    """A fresh, empty sandbox org."""
+    return build_app(SalesforceOrg())
+
+
 def build_app(org: SalesforceOrg) -> Starlette:
     """The org's REST API and OAuth endpoint as an ASGI app."""
 
