@@ -5,4 +5,5 @@
 
 EMULATORS = {
     "salesforce": "adapters.salesforce.emulator",
+    "sap": "adapters.sap.emulator",
 }

@@ -1,0 +1,762 @@
+"""A sandbox SAP S/4HANA on loopback: the released purchase order API (API_PURCHASEORDER_PROCESS_SRV,
+OData V2) with the session and CSRF rules a real Gateway enforces, and an Event Mesh queue.
+
+What it enforces (shared/reference/salesforce-and-sap.md §5.2):
+- Basic auth, or a bearer token from /sap/bc/sec/oauth2/token (client credentials); otherwise 401 with
+  the NetWeaver realm. `sap-client` (query or header) picks the client; only the configured one exists.
+- Sessions: a request without a valid session cookie gets a new session (SAP_SESSIONID_<SID>_<client>,
+  sap-XSRF_<SID>_<client>). GET or HEAD with `X-CSRF-Token: Fetch` answers the session's token. Every
+  POST, PUT, PATCH, MERGE and DELETE needs that token with that session's cookie; otherwise 403,
+  `x-csrf-token: Required`, text/plain `CSRF token validation failed`.
+- V2 JSON: `d`, `results`, `__metadata`, `__deferred`, `__count`, /Date()/, decimals as strings;
+  $filter, $select, $expand, $top, $skip, $orderby, $inlinecount, $format; unsupported options are 400.
+- Purchase orders by deep insert with `to_PurchaseOrderItem`: numbers from the range 4500000000, items
+  10, 20, ...; unknown properties 400 (with propertyref), missing business fields 400 with a T100-style
+  code and errordetails, decimals checked against their precision. PATCH/MERGE 204, PUT replaces,
+  DELETE 405. With `etags` on, A_PurchaseOrder declares a concurrency token: If-Match is required (428)
+  and must be current (412).
+- Errors in the V2 envelope: error.code, error.message.{lang,value}, innererror.{application,
+  transactionid, timestamp, Error_Resolution, errordetails}.
+- Events: each create and change puts a CloudEvent (sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1
+  or .Changed.v1, data holding only the key) on an Event Mesh queue, consumed with
+  POST /messagingrest/v1/queues/{queue}/messages/consumption.
+
+Test hooks under /_emulator/ (also methods on `SapSystem`): expire sessions, queue faults, list requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from adapters.sap import odata
+
+SERVICE = "API_PURCHASEORDER_PROCESS_SRV"
+SERVICE_PATH = f"/sap/opu/odata/sap/{SERVICE}"
+SID = "S4H"
+CREATED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1"
+CHANGED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Changed.v1"
+QUEUE = "stateset/purchase-orders"
+MODIFYING = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
+
+
+@dataclass(frozen=True)
+class Prop:
+    edm: str
+    label: str
+    length: int = 0  # Edm.String
+    precision: tuple[int, int] | None = None  # Edm.Decimal: (digits, scale)
+    creatable: bool = True
+    updatable: bool = True
+    required: bool = False
+
+
+HEADER: dict[str, Prop] = {
+    "PurchaseOrder": Prop("Edm.String", "Purchase Order", 10, creatable=False, updatable=False),
+    "CompanyCode": Prop("Edm.String", "Company Code", 4, required=True),
+    "PurchaseOrderType": Prop("Edm.String", "Purchasing Doc. Type", 4, required=True),
+    "Supplier": Prop("Edm.String", "Supplier", 10, required=True),
+    "PurchasingOrganization": Prop("Edm.String", "Purch. organization", 4, required=True),
+    "PurchasingGroup": Prop("Edm.String", "Purchasing Group", 3, required=True),
+    "DocumentCurrency": Prop("Edm.String", "Currency", 5),
+    "PaymentTerms": Prop("Edm.String", "Terms of Payment", 4),
+    "PurchaseOrderDate": Prop("Edm.DateTime", "Purchase Order Date"),
+    "Language": Prop("Edm.String", "Language Key", 2),
+    "IncotermsClassification": Prop("Edm.String", "Incoterms", 3),
+    "CorrespncExternalReference": Prop("Edm.String", "Your Reference", 12),
+    "CreatedByUser": Prop("Edm.String", "Created By", 12, creatable=False, updatable=False),
+    "CreationDate": Prop("Edm.DateTime", "Created On", creatable=False, updatable=False),
+    "LastChangeDateTime": Prop("Edm.DateTimeOffset", "Last Changed", creatable=False, updatable=False),
+    "PurchasingProcessingStatus": Prop("Edm.String", "Processing Status", 2, creatable=False, updatable=False),
+    "PurchasingDocumentDeletionCode": Prop("Edm.String", "Deletion Indicator", 1, creatable=False, updatable=False),
+}
+ITEM: dict[str, Prop] = {
+    "PurchaseOrder": Prop("Edm.String", "Purchase Order", 10, creatable=False, updatable=False),
+    "PurchaseOrderItem": Prop("Edm.String", "Item", 5, creatable=False, updatable=False),
+    "Material": Prop("Edm.String", "Material", 40),
+    "Plant": Prop("Edm.String", "Plant", 4, required=True),
+    "OrderQuantity": Prop("Edm.Decimal", "Order Quantity", precision=(13, 3), required=True),
+    "PurchaseOrderQuantityUnit": Prop("Edm.String", "Order Unit", 3, required=True),
+    "NetPriceAmount": Prop("Edm.Decimal", "Net Price", precision=(12, 3), required=True),
+    "NetPriceQuantity": Prop("Edm.Decimal", "Price Unit", precision=(5, 0)),
+    "DocumentCurrency": Prop("Edm.String", "Currency", 5, creatable=False, updatable=False),
+    "MaterialGroup": Prop("Edm.String", "Material Group", 9),
+    "PurchaseOrderItemText": Prop("Edm.String", "Short Text", 40),
+    "AccountAssignmentCategory": Prop("Edm.String", "Acct Assignment Cat.", 1),
+    "TaxCode": Prop("Edm.String", "Tax Code", 2),
+    "StorageLocation": Prop("Edm.String", "Storage Location", 4),
+}
+ENTITY_SETS = (
+    "A_PurchaseOrder",
+    "A_PurchaseOrderItem",
+    "A_PurchaseOrderNote",
+    "A_PurchaseOrderItemNote",
+    "A_PurchaseOrderScheduleLine",
+    "A_PurOrdAccountAssignment",
+    "A_PurOrdPricingElement",
+)
+
+
+class ODataError(Exception):
+    """An answer in the SAP Gateway V2 error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+    def response(self) -> JSONResponse:
+        transaction = uuid.uuid4().hex.upper()
+        body = {
+            "error": {
+                "code": self.code,
+                "message": {"lang": "en", "value": self.message},
+                "innererror": {
+                    "application": {
+                        "component_id": "MM-PUR-PO",
+                        "service_namespace": "/SAP/",
+                        "service_id": SERVICE,
+                        "service_version": "0001",
+                    },
+                    "transactionid": transaction,
+                    "timestamp": datetime.now(UTC).strftime("%Y%m%d%H%M%S.%f")[:-3],
+                    "Error_Resolution": {
+                        "SAP_Transaction": 'For backend administrators: use ADT feed reader "SAP Gateway Error Log" or run transaction /IWFND/ERROR_LOG on SAP Gateway hub system and search for entries with the timestamp above for more details',  # noqa: E501
+                        "SAP_Note": "See SAP Note 1797736 for error analysis (https://service.sap.com/sap/support/notes/1797736)",
+                    },
+                    "errordetails": self.details
+                    or [
+                        {
+                            "code": self.code,
+                            "message": self.message,
+                            "propertyref": "",
+                            "severity": "error",
+                            "target": "",
+                        }
+                    ],
+                },
+            }
+        }
+        return JSONResponse(body, status_code=self.status)
+
+
+@dataclass
+class Fault:
+    status: int = 503
+    code: str = "/IWFND/CM_BEC/026"
+    message: str = "No work process is available"
+    latency_ms: int = 0
+    drop: bool = False
+    after_commit: bool = False
+    method: str | None = None
+
+    def matches(self, method: str) -> bool:
+        return self.method is None or self.method == method
+
+
+@dataclass
+class Session:
+    token: str
+    user: str
+
+
+@dataclass
+class SapSystem:
+    """The emulated system's state, in memory: a sandbox starts empty."""
+
+    users: dict[str, str] = field(default_factory=lambda: {"STATESET": "sandbox-password"})
+    oauth_clients: dict[str, str] = field(default_factory=lambda: {"stateset-sandbox": "sandbox-secret"})
+    client: str = "100"
+    etags: bool = False
+    sessions: dict[str, Session] = field(default_factory=dict)
+    bearer_tokens: dict[str, str] = field(default_factory=dict)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    queues: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {QUEUE: []})
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    csrf_fetches: int = 0
+    next_number: int = 4500000000
+
+    @property
+    def session_cookie(self) -> str:
+        return f"SAP_SESSIONID_{SID}_{self.client}"
+
+    def expire_sessions(self) -> None:
+        self.sessions.clear()
+
+    def inject(self, fault: Fault, times: int = 1) -> None:
+        self.faults.extend(Fault(**vars(fault)) for _ in range(times))
+
+    # purchase orders
+
+    def create(self, body: dict[str, Any], user: str) -> str:
+        items_in = body.pop("to_PurchaseOrderItem", None)
+        if isinstance(items_in, dict):
+            items_in = items_in.get("results")
+        header = _typed(HEADER, body, "A_PurchaseOrderType", creating=True)
+        items = [_typed(ITEM, item, "A_PurchaseOrderItemType", creating=True) for item in items_in or []]
+        problems = [HEADER[name].label for name, prop in HEADER.items() if prop.required and not header.get(name)]
+        if not items:
+            problems.append("at least one item")
+        details = [_detail("ME/083", f"Enter {problem}", "") for problem in problems]
+        for position, item in enumerate(items, start=1):
+            missing = [
+                ITEM[name].label for name, prop in ITEM.items() if prop.required and item.get(name) in (None, "")
+            ]
+            if not item.get("Material") and not (item.get("PurchaseOrderItemText") and item.get("MaterialGroup")):
+                missing.append("Material or Short Text and Material Group")
+            details += [_detail("ME/083", f"Item {position * 10}: enter {label}", "") for label in missing]
+        if details:
+            raise ODataError(400, "ME/083", details[0]["message"], details)
+        number = str(self.next_number)
+        self.next_number += 1
+        now = datetime.now(UTC)
+        blank = {name: _initial(prop) for name, prop in HEADER.items()}
+        self.orders[number] = (
+            blank
+            | header
+            | {
+                "PurchaseOrder": number,
+                "CreatedByUser": user,
+                "CreationDate": now.replace(hour=0, minute=0, second=0, microsecond=0),
+                "LastChangeDateTime": now,
+                "PurchasingProcessingStatus": "02",
+            }
+        )
+        currency = self.orders[number]["DocumentCurrency"]
+        self.items[number] = [
+            {name: _initial(prop) for name, prop in ITEM.items()}
+            | {"NetPriceQuantity": Decimal(1)}
+            | item
+            | {"PurchaseOrder": number, "PurchaseOrderItem": str(10 * index), "DocumentCurrency": currency}
+            for index, item in enumerate(items, start=1)
+        ]
+        self._event(CREATED_TYPE, number)
+        return number
+
+    def update(self, number: str, body: dict[str, Any], *, replace: bool) -> None:
+        order = self.order(number)
+        if "to_PurchaseOrderItem" in body:
+            raise ODataError(400, "/IWBEP/CM_MGW_RT/022", "Deep update is not supported; change items one by one")
+        changes = _typed(HEADER, body, "A_PurchaseOrderType", creating=False)
+        if replace:
+            order.update({name: _initial(prop) for name, prop in HEADER.items() if prop.updatable})
+        order.update(changes | {"LastChangeDateTime": datetime.now(UTC)})
+        self._event(CHANGED_TYPE, number)
+
+    def update_item(self, number: str, item_number: str, body: dict[str, Any]) -> None:
+        item = self.item(number, item_number)
+        item.update(_typed(ITEM, body, "A_PurchaseOrderItemType", creating=False))
+        self.orders[number]["LastChangeDateTime"] = datetime.now(UTC)
+        self._event(CHANGED_TYPE, number)
+
+    def order(self, number: str) -> dict[str, Any]:
+        order = self.orders.get(number)
+        if order is None:
+            raise ODataError(404, "/IWBEP/CM_MGW_RT/020", "Resource not found for segment 'A_PurchaseOrder'.")
+        return order
+
+    def item(self, number: str, item_number: str) -> dict[str, Any]:
+        for item in self.items.get(number, []):
+            if item["PurchaseOrderItem"] == item_number.lstrip("0"):
+                return item
+        raise ODataError(404, "/IWBEP/CM_MGW_RT/020", "Resource not found for segment 'A_PurchaseOrderItem'.")
+
+    def etag(self, number: str) -> str:
+        stamp = self.order(number)["LastChangeDateTime"].strftime("%Y-%m-%dT%H%%3A%M%%3A%S.%fZ")
+        return f"W/\"datetimeoffset'{stamp}'\""
+
+    def _event(self, kind: str, number: str) -> None:
+        self.queues[QUEUE].append(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "type": kind,
+                "source": f"/default/sap.s4.beh/{SID}{self.client}",
+                "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "datacontenttype": "application/json",
+                "data": {"PurchaseOrder": number},
+            }
+        )
+
+
+def _detail(code: str, message: str, target: str) -> dict[str, str]:
+    return {"code": code, "message": message, "propertyref": target, "severity": "error", "target": target}
+
+
+def _initial(prop: Prop) -> Any:
+    """ABAP initial values: what SAP returns for a field nobody set."""
+    if prop.edm == "Edm.Decimal":
+        return Decimal(0)
+    if prop.edm == "Edm.Boolean":
+        return False
+    if prop.edm in ("Edm.DateTime", "Edm.DateTimeOffset"):
+        return None
+    return ""
+
+
+def _typed(props: dict[str, Prop], body: dict[str, Any], type_name: str, *, creating: bool) -> dict[str, Any]:
+    values = {}
+    for name, raw in body.items():
+        if name == "__metadata":
+            continue
+        prop = props.get(name)
+        if prop is None:
+            message = f"Property '{name}' does not exist in type '{SERVICE}.{type_name}'"
+            raise ODataError(
+                400, "/IWBEP/CM_MGW_RT/004", message, [_detail("/IWBEP/CX_MGW_MED_EXCEPTION", message, name)]
+            )
+        if not (prop.creatable if creating else prop.updatable):
+            continue  # read-only properties in a payload are ignored, as Gateway does
+        try:
+            value = odata.from_json(raw, prop.edm, name)
+        except ValueError as exc:
+            raise ODataError(
+                400, "/IWBEP/CM_MGW_RT/005", str(exc), [_detail("/IWBEP/CX_MGW_MED_EXCEPTION", str(exc), name)]
+            ) from None
+        if prop.length and isinstance(value, str) and len(value) > prop.length:
+            message = f"Property '{name}' value '{value}' is longer than {prop.length} characters"
+            raise ODataError(
+                400, "/IWBEP/CM_MGW_RT/006", message, [_detail("/IWBEP/CX_MGW_BUSI_EXCEPTION", message, name)]
+            )
+        if prop.precision and isinstance(value, Decimal):
+            digits, scale = prop.precision
+            exponent = value.as_tuple().exponent
+            decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+            whole = len(str(abs(int(value)))) if int(value) else 0
+            if decimals > scale or whole > digits - scale or value < 0:
+                message = f"Property '{name}' value {value} exceeds Edm.Decimal({digits},{scale}) or is negative"
+                raise ODataError(
+                    400, "/IWBEP/CM_MGW_RT/006", message, [_detail("/IWBEP/CX_MGW_BUSI_EXCEPTION", message, name)]
+                )
+        values[name] = value
+    return values
+
+
+# HTTP
+
+
+Handler = Callable[[Request, SapSystem, str], Awaitable[Response]]
+
+
+def sandbox_app() -> Starlette:
+    """A fresh, empty sandbox system."""
+    return build_app(SapSystem())
+
+
+def build_app(system: SapSystem) -> Starlette:
+    def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            body = await request.body()
+            method = request.headers.get("x-http-method", request.method).upper()
+            system.requests.append(
+                {
+                    "method": method,
+                    "path": request.url.path,
+                    "query": str(request.url.query),
+                    "body": _json_or_text(body),
+                    "headers": {
+                        k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")
+                    },
+                }
+            )
+            try:
+                user = _authenticate(request, system)
+                client = request.query_params.get("sap-client") or request.headers.get("sap-client") or system.client
+                if client != system.client:
+                    raise ODataError(400, "/IWFND/CM_CONSUMER/101", f"Client {client} is not available in this system")
+                session_id = request.cookies.get(system.session_cookie)
+                session = system.sessions.get(session_id or "")
+                new_cookies: dict[str, str] = {}
+                if session is None or session.user != user:
+                    session_id, session = secrets.token_hex(16), Session(secrets.token_urlsafe(18), user)
+                    system.sessions[session_id] = session
+                    new_cookies = {
+                        system.session_cookie: session_id,
+                        f"sap-XSRF_{SID}_{system.client}": secrets.token_urlsafe(12),
+                        "sap-usercontext": f"sap-client={system.client}",
+                    }
+                fetch = request.headers.get("x-csrf-token", "").lower() == "fetch"
+                if method in MODIFYING:
+                    sent = request.headers.get("x-csrf-token", "")
+                    if new_cookies or not sent or not secrets.compare_digest(sent, session.token):
+                        response: Response = PlainTextResponse(
+                            "CSRF token validation failed", status_code=403, headers={"x-csrf-token": "Required"}
+                        )
+                        return _with_cookies(response, new_cookies)
+                fault = next((f for f in system.faults if f.matches(method)), None)
+                if fault is not None:
+                    system.faults.remove(fault)
+                    if fault.latency_ms:
+                        await asyncio.sleep(fault.latency_ms / 1000)
+                    if not fault.after_commit and (fault.drop or fault.status):
+                        return _with_cookies(_fault_response(fault), new_cookies)
+                if method in MODIFYING and body and "json" not in request.headers.get("content-type", ""):
+                    raise ODataError(415, "/IWBEP/CM_MGW_RT/007", "Content-Type must be application/json")
+                response = await handler(request, system, method)
+                if fault is not None and fault.after_commit:
+                    response = _fault_response(fault)
+                if fetch:
+                    system.csrf_fetches += 1
+                    response.headers["x-csrf-token"] = session.token
+                response.headers["dataserviceversion"] = "2.0"
+                return _with_cookies(response, new_cookies)
+            except ODataError as error:
+                return error.response()
+
+        return endpoint
+
+    routes = [
+        Route("/sap/bc/sec/oauth2/token", partial(_token, system=system), methods=["POST"]),
+        Route(f"{SERVICE_PATH}/", guarded(_service_document), methods=["GET", "HEAD"]),
+        Route(f"{SERVICE_PATH}/$metadata", guarded(_metadata), methods=["GET", "HEAD"]),
+        Route(f"{SERVICE_PATH}/A_PurchaseOrder", guarded(_orders), methods=["GET", "POST"]),
+        Route(
+            f"{SERVICE_PATH}/{{key:path}}", guarded(_entity), methods=["GET", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
+        ),
+        Route(
+            "/messagingrest/v1/queues/{queue:path}/messages/consumption",
+            partial(_consume, system=system),
+            methods=["POST"],
+        ),
+        Route("/_emulator/expire-sessions", partial(_hook, action=system.expire_sessions), methods=["POST"]),
+        Route("/_emulator/faults", partial(_add_faults, system=system), methods=["POST"]),
+        Route("/_emulator/requests", partial(_requests, system=system), methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _json_or_text(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
+def _with_cookies(response: Response, cookies: dict[str, str]) -> Response:
+    for name, value in cookies.items():
+        response.set_cookie(name, value, path="/", httponly=True)
+    return response
+
+
+def _authenticate(request: Request, system: SapSystem) -> str:
+    header = request.headers.get("authorization", "")
+    if header.startswith("Basic "):
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            user, password = "", ""
+        if user.upper() in system.users and secrets.compare_digest(system.users[user.upper()], password):
+            return user.upper()
+    elif header.startswith("Bearer "):
+        holder = system.bearer_tokens.get(header[7:].strip())
+        if holder is not None:
+            return holder
+    raise _Unauthorized(system)
+
+
+class _Unauthorized(ODataError):
+    def __init__(self, system: SapSystem) -> None:
+        super().__init__(401, "/IWFND/CM_CONSUMER/401", "Logon failed")
+        self.realm = f'Basic realm="SAP NetWeaver Application Server [{SID}/{system.client}]"'
+
+    def response(self) -> JSONResponse:
+        response = super().response()
+        response.headers["www-authenticate"] = self.realm
+        return response
+
+
+def _fault_response(fault: Fault) -> Response:
+    if fault.drop:
+        return _DroppedResponse()
+    return ODataError(fault.status, fault.code, fault.message).response()
+
+
+class _DroppedResponse(Response):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        await send({"type": "http.response.body", "body": b'{"d":', "more_body": True})
+        raise ConnectionAbortedError("the emulator dropped the connection on purpose")
+
+
+async def _hook(request: Request, action: Callable[[], None]) -> Response:
+    action()
+    return Response(status_code=204)
+
+
+async def _add_faults(request: Request, system: SapSystem) -> Response:
+    spec = await request.json()
+    times = int(spec.pop("times", 1))
+    system.inject(Fault(**spec), times)
+    return Response(status_code=204)
+
+
+async def _requests(request: Request, system: SapSystem) -> Response:
+    return JSONResponse(system.requests)
+
+
+async def _token(request: Request, system: SapSystem) -> Response:
+    form = await request.form()
+    client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+    basic = request.headers.get("authorization", "")
+    if basic.startswith("Basic "):
+        client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+    if form.get("grant_type") != "client_credentials":
+        return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+    if client_id not in system.oauth_clients or not secrets.compare_digest(system.oauth_clients[client_id], secret):
+        return JSONResponse(
+            {"error": "invalid_client", "error_description": "Client authentication failed"}, status_code=401
+        )
+    token = secrets.token_urlsafe(32)
+    system.bearer_tokens[token] = "STATESET"
+    return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": 3600, "scope": SERVICE})
+
+
+async def _consume(request: Request, system: SapSystem) -> Response:
+    try:
+        _authenticate(request, system)
+    except ODataError as error:
+        return error.response()
+    queue = system.queues.get(request.path_params["queue"])
+    if queue is None:
+        return JSONResponse({"message": f"queue {request.path_params['queue']} not found"}, status_code=404)
+    if not queue:
+        return Response(status_code=204)
+    message = queue.pop(0)
+    return JSONResponse(
+        message, headers={"x-message-id": message["id"], "content-type": "application/cloudevents+json"}
+    )
+
+
+# OData handlers
+
+
+def _base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}{SERVICE_PATH}"
+
+
+async def _service_document(request: Request, system: SapSystem, method: str) -> Response:
+    return JSONResponse({"d": {"EntitySets": list(ENTITY_SETS)}})
+
+
+async def _metadata(request: Request, system: SapSystem, method: str) -> Response:
+    return Response(metadata(system.etags), media_type="application/xml")
+
+
+def metadata(etags: bool) -> str:
+    """EDMX 1.0 for the two entity types the emulator serves, with sap: annotations."""
+
+    def properties(props: dict[str, Prop]) -> str:
+        lines = []
+        for name, prop in props.items():
+            facets = f' MaxLength="{prop.length}"' if prop.length else ""
+            if prop.precision:
+                facets += f' Precision="{prop.precision[0]}" Scale="{prop.precision[1]}"'
+            if etags and name == "LastChangeDateTime" and props is HEADER:
+                facets += ' ConcurrencyMode="Fixed"'
+            lines.append(
+                f'<Property Name="{name}" Type="{prop.edm}" Nullable="{str(prop.edm != "Edm.String").lower()}"{facets}'
+                f' sap:label="{prop.label}" sap:creatable="{str(prop.creatable).lower()}"'
+                f' sap:updatable="{str(prop.updatable).lower()}"/>'
+            )
+        return "\n".join(lines)
+
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<edmx:Edmx Version="1.0" xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx"
+ xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata" xmlns:sap="http://www.sap.com/Protocols/SAPData">
+<edmx:DataServices m:DataServiceVersion="2.0">
+<Schema Namespace="{SERVICE}" xml:lang="en" sap:schema-version="1" xmlns="http://schemas.microsoft.com/ado/2008/09/edm">
+<EntityType Name="A_PurchaseOrderType" sap:content-version="1">
+<Key><PropertyRef Name="PurchaseOrder"/></Key>
+{properties(HEADER)}
+<NavigationProperty Name="to_PurchaseOrderItem" Relationship="{SERVICE}.assoc_PO_Items"
+ FromRole="FromRole_PO" ToRole="ToRole_Items"/>
+</EntityType>
+<EntityType Name="A_PurchaseOrderItemType" sap:content-version="1">
+<Key><PropertyRef Name="PurchaseOrder"/><PropertyRef Name="PurchaseOrderItem"/></Key>
+{properties(ITEM)}
+</EntityType>
+<EntityContainer Name="{SERVICE}_Entities" m:IsDefaultEntityContainer="true">
+<EntitySet Name="A_PurchaseOrder" EntityType="{SERVICE}.A_PurchaseOrderType" sap:deletable="false"/>
+<EntitySet Name="A_PurchaseOrderItem" EntityType="{SERVICE}.A_PurchaseOrderItemType" sap:deletable="false"/>
+</EntityContainer>
+</Schema>
+</edmx:DataServices>
+</edmx:Edmx>
+"""
+
+
+SUPPORTED_OPTIONS = {
+    "$filter",
+    "$select",
+    "$expand",
+    "$top",
+    "$skip",
+    "$orderby",
+    "$inlinecount",
+    "$format",
+    "sap-client",
+    "sap-language",
+}
+
+
+def _options(request: Request) -> dict[str, str]:
+    unknown = [name for name in request.query_params if name.startswith("$") and name not in SUPPORTED_OPTIONS]
+    if unknown:
+        raise ODataError(400, "/IWBEP/CM_MGW_RT/051", f"System query option '{unknown[0]}' is not supported")
+    fmt = request.query_params.get("$format", "json")
+    if fmt != "json":
+        raise ODataError(400, "/IWBEP/CM_MGW_RT/052", f"$format={fmt} is not supported by this service; use json")
+    return dict(request.query_params)
+
+
+def _shape(
+    request: Request, system: SapSystem, order: dict[str, Any], expand: bool, select: list[str] | None
+) -> dict[str, Any]:
+    base = _base(request)
+    uri = f"{base}/A_PurchaseOrder('{order['PurchaseOrder']}')"
+    metadata: dict[str, str] = {"id": uri, "uri": uri, "type": f"{SERVICE}.A_PurchaseOrderType"}
+    if system.etags:
+        metadata["etag"] = system.etag(order["PurchaseOrder"])
+    shaped: dict[str, Any] = {"__metadata": metadata}
+    for name, prop in HEADER.items():
+        if select is None or name in select:
+            shaped[name] = odata.to_json(order[name], prop.edm)
+    if expand:
+        shaped["to_PurchaseOrderItem"] = {
+            "results": [_shape_item(request, item) for item in system.items[order["PurchaseOrder"]]]
+        }
+    elif select is None or "to_PurchaseOrderItem" in select:
+        shaped["to_PurchaseOrderItem"] = {"__deferred": {"uri": f"{uri}/to_PurchaseOrderItem"}}
+    return shaped
+
+
+def _shape_item(request: Request, item: dict[str, Any]) -> dict[str, Any]:
+    key = f"PurchaseOrder='{item['PurchaseOrder']}',PurchaseOrderItem='{item['PurchaseOrderItem']}'"
+    uri = f"{_base(request)}/A_PurchaseOrderItem({key})"
+    shaped: dict[str, Any] = {"__metadata": {"id": uri, "uri": uri, "type": f"{SERVICE}.A_PurchaseOrderItemType"}}
+    for name, prop in ITEM.items():
+        shaped[name] = odata.to_json(item[name], prop.edm)
+    return shaped
+
+
+def _selection(options: dict[str, str]) -> tuple[bool, list[str] | None]:
+    expand = options.get("$expand", "")
+    if expand and expand != "to_PurchaseOrderItem":
+        raise ODataError(400, "/IWBEP/CM_MGW_RT/030", f"Navigation property '{expand}' does not exist")
+    select = [s.strip() for s in options["$select"].split(",")] if options.get("$select") else None
+    for name in select or []:
+        if name not in HEADER and name != "to_PurchaseOrderItem":
+            raise ODataError(
+                400, "/IWBEP/CM_MGW_RT/004", f"Property '{name}' does not exist in type '{SERVICE}.A_PurchaseOrderType'"
+            )
+    return bool(expand), select
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise ODataError(400, "/IWBEP/CM_MGW_RT/010", "Malformed JSON in the request body") from None
+    if not isinstance(body, dict):
+        raise ODataError(400, "/IWBEP/CM_MGW_RT/010", "The request body must be a JSON object")
+    return body
+
+
+async def _orders(request: Request, system: SapSystem, method: str) -> Response:
+    if method == "POST":
+        number = system.create(await _body(request), _user(request, system))
+        uri = f"{_base(request)}/A_PurchaseOrder('{number}')"
+        return JSONResponse(
+            {"d": _shape(request, system, system.orders[number], True, None)},
+            status_code=201,
+            headers={"location": uri},
+        )
+    options = _options(request)
+    expand, select = _selection(options)
+    entities = list(system.orders.values())
+    if options.get("$filter"):
+        try:
+            predicate = odata.parse_filter(options["$filter"], {name: p.edm for name, p in HEADER.items()})
+        except odata.ODataSyntaxError as exc:
+            raise ODataError(400, "/IWBEP/CM_MGW_RT/050", f"Invalid $filter: {exc}") from None
+        entities = [e for e in entities if predicate(e)]
+    for clause in reversed([c.strip() for c in options.get("$orderby", "").split(",") if c.strip()]):
+        name, _, direction = clause.partition(" ")
+        if name not in HEADER:
+            raise ODataError(400, "/IWBEP/CM_MGW_RT/004", f"Property '{name}' in $orderby does not exist")
+        entities.sort(key=lambda e: (e[name] is None, e[name]), reverse=direction.strip().lower() == "desc")
+    count = len(entities)
+    try:
+        skip, top = int(options.get("$skip", 0)), int(options["$top"]) if "$top" in options else None
+    except ValueError:
+        raise ODataError(400, "/IWBEP/CM_MGW_RT/053", "$top and $skip must be whole numbers") from None
+    entities = entities[skip:] if top is None else entities[skip : skip + top]
+    data: dict[str, Any] = {"results": [_shape(request, system, e, expand, select) for e in entities]}
+    if options.get("$inlinecount") == "allpages":
+        data["__count"] = str(count)
+    return JSONResponse({"d": data})
+
+
+def _user(request: Request, system: SapSystem) -> str:
+    return _authenticate(request, system)
+
+
+async def _entity(request: Request, system: SapSystem, method: str) -> Response:
+    key = request.path_params["key"]
+    if key.startswith("A_PurchaseOrder('"):
+        number, _, rest = key.removeprefix("A_PurchaseOrder('").partition("')")
+        if rest == "/to_PurchaseOrderItem" and method == "GET":
+            system.order(number)
+            return JSONResponse({"d": {"results": [_shape_item(request, item) for item in system.items[number]]}})
+        if rest:
+            raise ODataError(404, "/IWBEP/CM_MGW_RT/020", f"Resource not found for segment '{rest.strip('/')}'.")
+        if method == "GET":
+            expand, select = _selection(_options(request))
+            response = JSONResponse({"d": _shape(request, system, system.order(number), expand, select)})
+            if system.etags:
+                response.headers["etag"] = system.etag(number)
+            return response
+        if method == "DELETE":
+            raise ODataError(
+                405,
+                "/IWBEP/CM_MGW_RT/036",
+                "The entity set 'A_PurchaseOrder' is not deletable; set a deletion code instead",
+            )
+        if system.etags:
+            sent = request.headers.get("if-match")
+            if sent is None:
+                raise ODataError(428, "/IWBEP/CM_MGW_RT/115", "This operation requires an If-Match header")
+            if sent != "*" and sent != system.etag(number):
+                raise ODataError(
+                    412, "/IWBEP/CM_MGW_RT/116", "The ETag in If-Match is not current; read the entity again"
+                )
+        system.update(number, await _body(request), replace=method == "PUT")
+        return Response(status_code=204)
+    if key.startswith("A_PurchaseOrderItem(") and key.endswith(")"):
+        parts = dict(part.split("=", 1) for part in key[len("A_PurchaseOrderItem(") : -1].split(","))
+        number, item_number = parts.get("PurchaseOrder", "").strip("'"), parts.get("PurchaseOrderItem", "").strip("'")
+        if method == "GET":
+            return JSONResponse({"d": _shape_item(request, system.item(number, item_number))})
+        if method in ("PATCH", "MERGE"):
+            system.update_item(number, item_number, await _body(request))
+            return Response(status_code=204)
+        raise ODataError(405, "/IWBEP/CM_MGW_RT/036", f"{method} is not allowed on A_PurchaseOrderItem")
+    segment = key.split("(")[0].split("/")[0]
+    raise ODataError(404, "/IWBEP/CM_MGW_RT/020", f"Resource not found for segment '{segment}'.")
