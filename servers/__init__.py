@@ -26,6 +26,7 @@ SERVERS: dict[str, str] = {
     "reputation": "servers.reputation.app",
     "discovery": "servers.discovery.app",
     "salesforce": "adapters.salesforce.app",
+    "sap": "adapters.sap.app",
 }
 
 

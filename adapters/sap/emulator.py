@@ -44,13 +44,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from adapters.sap import odata
+from adapters.sap.models import SANDBOX_QUEUE, SERVICE, SERVICE_PATH
 
-SERVICE = "API_PURCHASEORDER_PROCESS_SRV"
-SERVICE_PATH = f"/sap/opu/odata/sap/{SERVICE}"
 SID = "S4H"
 CREATED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1"
 CHANGED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Changed.v1"
-QUEUE = "stateset/purchase-orders"
+QUEUE = SANDBOX_QUEUE
 MODIFYING = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
 
 

@@ -1,0 +1,236 @@
+"""An async client for SAP's OData V2 purchase order API: one session, CSRF, retries that never duplicate.
+
+- One httpx client per system, so one cookie jar: every caller shares the Gateway session, and the
+  CSRF token that belongs to it. The token is fetched (GET on the service root with
+  `X-CSRF-Token: Fetch`) before the first write. A 403 with `x-csrf-token: Required` means the session
+  or token went stale: the token is fetched again, once for all the writers that hit it, and the write
+  repeated once.
+- Basic auth, or an OAuth client-credentials bearer token renewed once on 401.
+- `sap-client` on every request.
+- 429 and 503 mean the system applied nothing: the call is repeated with backoff. A write whose answer
+  is lost is repeated only when it is idempotent (PATCH, MERGE, PUT); for a create the caller decides
+  (see SapAdapter: it looks the order up by its reference instead of creating it twice).
+- The Gateway's error envelope becomes PlatformRejectedError with code, message and the property of
+  each error detail.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import httpx2
+
+from adapters.base import (
+    AuthenticationError,
+    ErrorDetail,
+    OutcomeUnknownError,
+    PlatformRejectedError,
+    PlatformUnavailableError,
+)
+from adapters.retry import Backoff
+from adapters.sap.settings import SapSettings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF = Backoff()
+RETRYABLE_STATUS = {429, 503}
+NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+class SapClient:
+    def __init__(self, settings: SapSettings, *, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+        self.settings = settings
+        self._backoff = backoff
+        auth = None
+        if settings.auth == "basic":
+            assert settings.username is not None and settings.password is not None
+            auth = httpx2.BasicAuth(settings.username, settings.password.get_secret_value())
+        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds, auth=auth)
+        self._csrf: str | None = None
+        self._csrf_lock = anyio.Lock()
+        self._bearer: str | None = None
+        self._bearer_lock = anyio.Lock()
+        self.csrf_fetches = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # auth and session
+
+    async def _authorization(self, stale: str | None = None) -> dict[str, str]:
+        if self.settings.auth != "oauth":
+            return {}
+        async with self._bearer_lock:
+            if self._bearer is None or self._bearer == stale:
+                self._bearer = await self._fetch_bearer()
+            return {"Authorization": f"Bearer {self._bearer}"}
+
+    async def _fetch_bearer(self) -> str:
+        settings = self.settings
+        assert settings.token_url and settings.client_id and settings.client_secret
+        try:
+            response = await self._http.post(
+                settings.token_url,
+                data={"grant_type": "client_credentials"},
+                auth=httpx2.BasicAuth(settings.client_id, settings.client_secret.get_secret_value()),
+            )
+        except httpx2.TransportError as exc:
+            raise PlatformUnavailableError(
+                f"SAP's token endpoint {settings.token_url} did not answer: {exc!r}"
+            ) from None
+        if response.status_code != 200:
+            raise AuthenticationError(
+                f"SAP's token endpoint refused client {settings.client_id} (HTTP {response.status_code}: "
+                f"{response.text[:200]})",
+                hint="check STATESET_SAP_CLIENT_ID and STATESET_SAP_CLIENT_SECRET",
+            )
+        token: str = response.json()["access_token"]
+        return token
+
+    async def csrf_token(self, stale: str | None = None) -> str:
+        """The session's CSRF token; fetched when there is none, or when `stale` is the one just refused."""
+        async with self._csrf_lock:  # writers that hit the same stale token fetch once
+            if self._csrf is None or self._csrf == stale:
+                response = await self._send("GET", "/", headers={"X-CSRF-Token": "Fetch"})
+                token = response.headers.get("x-csrf-token")
+                if response.status_code >= 400 or not token or token.lower() == "required":
+                    raise PlatformRejectedError(
+                        "SAP", response.status_code, _details(response), hint="the CSRF fetch failed"
+                    )
+                self._csrf = token
+                self.csrf_fetches += 1
+            return self._csrf
+
+    # requests
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx2.Response:
+        """Call the service (`path` below the service root).
+
+        Raises:
+            PlatformRejectedError, PlatformUnavailableError, OutcomeUnknownError, AuthenticationError
+        """
+        writes = method != "GET"
+        repeatable = method in ("GET", "PATCH", "MERGE", "PUT")
+        token = await self.csrf_token() if writes else None
+        refetched = False
+        for attempt in range(1, self._backoff.attempts + 1):
+            extra = dict(headers or {})
+            if token is not None:
+                extra["X-CSRF-Token"] = token
+            try:
+                response = await self._send(method, path, json=json, params=params, headers=extra)
+            except NOT_SENT as exc:
+                if attempt < self._backoff.attempts:
+                    await anyio.sleep(self._backoff.delay(attempt))
+                    continue
+                raise PlatformUnavailableError(f"SAP did not answer {method} {path}: {exc!r}") from None
+            except httpx2.TransportError as exc:
+                if not repeatable:
+                    raise OutcomeUnknownError(
+                        f"the connection broke after {method} {path} was sent ({exc!r}); it may or may not have "
+                        "been applied, so it was not repeated"
+                    ) from None
+                if attempt < self._backoff.attempts:
+                    await anyio.sleep(self._backoff.delay(attempt))
+                    continue
+                raise PlatformUnavailableError(f"SAP did not answer {method} {path}: {exc!r}") from None
+            if response.status_code < 400:
+                return response
+            if (
+                response.status_code == 403
+                and response.headers.get("x-csrf-token", "").lower() == "required"
+                and writes
+                and not refetched
+            ):
+                token, refetched = await self.csrf_token(stale=token), True
+                continue
+            if response.status_code in RETRYABLE_STATUS and attempt < self._backoff.attempts:
+                await anyio.sleep(self._backoff.delay(attempt, response.headers.get("retry-after")))
+                continue
+            if response.status_code == 401:
+                raise AuthenticationError(
+                    f"SAP refused the {self.settings.auth} credentials for {method} {path} (HTTP 401)",
+                    hint="check STATESET_SAP_USER and STATESET_SAP_PASSWORD, or the OAuth client",
+                )
+            hint = "the session's CSRF token was refused twice" if response.status_code == 403 and refetched else None
+            raise PlatformRejectedError("SAP", response.status_code, _details(response), hint=hint)
+        raise PlatformUnavailableError(f"SAP kept failing {method} {path}")  # pragma: no cover
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx2.Response:
+        query = dict(params or {})
+        if self.settings.sap_client is not None:
+            query["sap-client"] = self.settings.sap_client
+        base = {"Accept": "application/json"} | (headers or {})
+        authorization = await self._authorization()
+        response = await self._http.request(
+            method, f"{self.settings.service_url}{path}", json=json, params=query, headers=base | authorization
+        )
+        if response.status_code == 401 and self.settings.auth == "oauth":  # an expired bearer token: renew once
+            authorization = await self._authorization(stale=self._bearer)
+            response = await self._http.request(
+                method, f"{self.settings.service_url}{path}", json=json, params=query, headers=base | authorization
+            )
+        return response
+
+    async def consume_event(self, queue: str) -> dict[str, Any] | None:
+        """One message from an Event Mesh queue (REST consumption, QoS 0), or None when the queue is empty."""
+        url = f"{self.settings.base_url}/messagingrest/v1/queues/{queue}/messages/consumption"
+        headers = {"x-qos": "0"} | await self._authorization()
+        try:
+            response = await self._http.post(url, headers=headers)
+        except httpx2.TransportError as exc:
+            raise PlatformUnavailableError(f"the Event Mesh queue {queue} did not answer: {exc!r}") from None
+        if response.status_code == 204:
+            return None
+        if response.status_code >= 400:
+            raise PlatformRejectedError("SAP Event Mesh", response.status_code, _details(response))
+        message: dict[str, Any] = response.json()
+        return message
+
+
+def _details(response: httpx2.Response) -> list[ErrorDetail]:
+    try:
+        body = response.json()
+    except ValueError:
+        return [ErrorDetail(f"HTTP_{response.status_code}", response.text.strip()[:200] or response.reason_phrase)]
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return [ErrorDetail(f"HTTP_{response.status_code}", str(body)[:200])]
+    message = error.get("message")
+    text = message.get("value", "") if isinstance(message, dict) else str(message or "")
+    details = (error.get("innererror") or {}).get("errordetails") or []
+    extra = [
+        ErrorDetail(
+            str(d.get("code", "")), str(d.get("message", "")), (d["propertyref"],) if d.get("propertyref") else ()
+        )
+        for d in details
+        if isinstance(d, dict) and d.get("message") and d.get("message") != text
+    ]
+    head = ErrorDetail(
+        str(error.get("code", f"HTTP_{response.status_code}")),
+        text,
+        tuple(
+            d["propertyref"]
+            for d in details
+            if isinstance(d, dict) and d.get("propertyref") and d.get("message") == text
+        ),
+    )
+    return [head, *extra]
