@@ -70,7 +70,7 @@ class SapAdapter:
     # PlatformAdapter
 
     async def authenticate(self) -> None:
-        await self.client.csrf_token()  # opens the session: auth, client and token in one round trip
+        await self.client.session()  # opens the session: auth, client and token in one round trip
 
     async def read_data(self, entity: str, key: str | None = None, query: Mapping[str, Any] | None = None) -> Any:
         if entity != "A_PurchaseOrder":

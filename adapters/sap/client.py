@@ -1,10 +1,12 @@
 """An async client for SAP's OData V2 purchase order API: one session, CSRF, retries that never duplicate.
 
-- One httpx client per system, so one cookie jar: every caller shares the Gateway session, and the
-  CSRF token that belongs to it. The token is fetched (GET on the service root with
-  `X-CSRF-Token: Fetch`) before the first write. A 403 with `x-csrf-token: Required` means the session
-  or token went stale: the token is fetched again, once for all the writers that hit it, and the write
-  repeated once.
+- One Gateway session for every caller: its cookies and its CSRF token, kept together as one value
+  (`GatewaySession`) and sent together. The session is opened by a GET on the service root with
+  `X-CSRF-Token: Fetch`, before the first call. A 403 with `x-csrf-token: Required` means the session
+  went stale: a new one is fetched, once for all the callers that hit the stale one, and the write is
+  repeated once. Cookies that other answers set are not taken up: when twelve writers meet an expired
+  session, Gateway answers each with a new session of its own, and a shared cookie jar would end up
+  holding one session while the token belongs to another.
 - Basic auth, or an OAuth client-credentials bearer token renewed once on 401.
 - `sap-client` on every request.
 - 429 and 503 mean the system applied nothing: the call is repeated with backoff. A write whose answer
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -39,6 +42,16 @@ RETRYABLE_STATUS = {429, 503}
 NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
+@dataclass(frozen=True)
+class GatewaySession:
+    cookies: dict[str, str]
+    token: str
+
+    @property
+    def cookie_header(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+
+
 class SapClient:
     def __init__(self, settings: SapSettings, *, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.settings = settings
@@ -48,8 +61,8 @@ class SapClient:
             assert settings.username is not None and settings.password is not None
             auth = httpx2.BasicAuth(settings.username, settings.password.get_secret_value())
         self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds, auth=auth)
-        self._csrf: str | None = None
-        self._csrf_lock = anyio.Lock()
+        self._session: GatewaySession | None = None
+        self._session_lock = anyio.Lock()
         self._bearer: str | None = None
         self._bearer_lock = anyio.Lock()
         self.csrf_fetches = 0
@@ -89,19 +102,37 @@ class SapClient:
         token: str = response.json()["access_token"]
         return token
 
-    async def csrf_token(self, stale: str | None = None) -> str:
-        """The session's CSRF token; fetched when there is none, or when `stale` is the one just refused."""
-        async with self._csrf_lock:  # writers that hit the same stale token fetch once
-            if self._csrf is None or self._csrf == stale:
-                response = await self._send("GET", "/", headers={"X-CSRF-Token": "Fetch"})
+    async def session(self, stale: GatewaySession | None = None) -> GatewaySession:
+        """The Gateway session; opened when there is none, or when `stale` is the one just refused."""
+        async with self._session_lock:  # callers that hit the same stale session open one new session
+            if self._session is None or self._session is stale:
+                response = await self._fetch_session()
+                if response.status_code == 401:
+                    raise self._refused_credentials("GET", "/")
                 token = response.headers.get("x-csrf-token")
                 if response.status_code >= 400 or not token or token.lower() == "required":
                     raise PlatformRejectedError(
-                        "SAP", response.status_code, _details(response), hint="the CSRF fetch failed"
+                        "SAP", response.status_code, _details(response), hint="opening a session (CSRF fetch) failed"
                     )
-                self._csrf = token
+                self._session = GatewaySession(dict(response.cookies), token)
                 self.csrf_fetches += 1
-            return self._csrf
+            return self._session
+
+    async def _fetch_session(self) -> httpx2.Response:
+        """GET on the service root asking for a token, without cookies: a new session. Retried like a read."""
+        for attempt in range(1, self._backoff.attempts + 1):
+            try:
+                response = await self._send("GET", "/", headers={"X-CSRF-Token": "Fetch"}, session=None)
+            except httpx2.TransportError as exc:
+                if attempt < self._backoff.attempts:
+                    await anyio.sleep(self._backoff.delay(attempt))
+                    continue
+                raise PlatformUnavailableError(f"SAP did not answer the session fetch: {exc!r}") from None
+            if response.status_code in RETRYABLE_STATUS and attempt < self._backoff.attempts:
+                await anyio.sleep(self._backoff.delay(attempt, response.headers.get("retry-after")))
+                continue
+            return response
+        raise PlatformUnavailableError("SAP kept failing the session fetch")  # pragma: no cover
 
     # requests
 
@@ -121,14 +152,14 @@ class SapClient:
         """
         writes = method != "GET"
         repeatable = method in ("GET", "PATCH", "MERGE", "PUT")
-        token = await self.csrf_token() if writes else None
+        session = await self.session()
         refetched = False
         for attempt in range(1, self._backoff.attempts + 1):
             extra = dict(headers or {})
-            if token is not None:
-                extra["X-CSRF-Token"] = token
+            if writes:
+                extra["X-CSRF-Token"] = session.token
             try:
-                response = await self._send(method, path, json=json, params=params, headers=extra)
+                response = await self._send(method, path, json=json, params=params, headers=extra, session=session)
             except NOT_SENT as exc:
                 if attempt < self._backoff.attempts:
                     await anyio.sleep(self._backoff.delay(attempt))
@@ -152,19 +183,23 @@ class SapClient:
                 and writes
                 and not refetched
             ):
-                token, refetched = await self.csrf_token(stale=token), True
+                session, refetched = await self.session(stale=session), True
                 continue
             if response.status_code in RETRYABLE_STATUS and attempt < self._backoff.attempts:
                 await anyio.sleep(self._backoff.delay(attempt, response.headers.get("retry-after")))
                 continue
             if response.status_code == 401:
-                raise AuthenticationError(
-                    f"SAP refused the {self.settings.auth} credentials for {method} {path} (HTTP 401)",
-                    hint="check STATESET_SAP_USER and STATESET_SAP_PASSWORD, or the OAuth client",
-                )
+                raise self._refused_credentials(method, path)
             hint = "the session's CSRF token was refused twice" if response.status_code == 403 and refetched else None
             raise PlatformRejectedError("SAP", response.status_code, _details(response), hint=hint)
         raise PlatformUnavailableError(f"SAP kept failing {method} {path}")  # pragma: no cover
+
+    def _refused_credentials(self, method: str, path: str) -> AuthenticationError:
+        who = self.settings.username if self.settings.auth == "basic" else self.settings.client_id
+        return AuthenticationError(
+            f"SAP refused the {self.settings.auth} credentials of {who} for {method} {path} (HTTP 401: Logon failed)",
+            hint="check STATESET_SAP_USER and STATESET_SAP_PASSWORD, or the OAuth client",
+        )
 
     async def _send(
         self,
@@ -174,20 +209,22 @@ class SapClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        session: GatewaySession | None,
     ) -> httpx2.Response:
         query = dict(params or {})
         if self.settings.sap_client is not None:
             query["sap-client"] = self.settings.sap_client
         base = {"Accept": "application/json"} | (headers or {})
-        authorization = await self._authorization()
+        if session is not None:
+            base["Cookie"] = session.cookie_header
+        url = f"{self.settings.service_url}{path}"
         response = await self._http.request(
-            method, f"{self.settings.service_url}{path}", json=json, params=query, headers=base | authorization
+            method, url, json=json, params=query, headers=base | await self._authorization()
         )
         if response.status_code == 401 and self.settings.auth == "oauth":  # an expired bearer token: renew once
             authorization = await self._authorization(stale=self._bearer)
-            response = await self._http.request(
-                method, f"{self.settings.service_url}{path}", json=json, params=query, headers=base | authorization
-            )
+            response = await self._http.request(method, url, json=json, params=query, headers=base | authorization)
+        self._http.cookies.clear()  # the session's cookies travel in GatewaySession, never in a shared jar
         return response
 
     async def consume_event(self, queue: str) -> dict[str, Any] | None:

@@ -188,6 +188,9 @@ class SapSystem:
     faults: list[Fault] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     csrf_fetches: int = 0
+    lost_affinity: bool = False
+    """Test hook: every token is refused, as when a load balancer sends writes to an app server that does
+    not hold the session."""
     next_number: int = 4500000000
 
     @property
@@ -392,7 +395,8 @@ def build_app(system: SapSystem) -> Starlette:
                 fetch = request.headers.get("x-csrf-token", "").lower() == "fetch"
                 if method in MODIFYING:
                     sent = request.headers.get("x-csrf-token", "")
-                    if new_cookies or not sent or not secrets.compare_digest(sent, session.token):
+                    valid = not new_cookies and bool(sent) and secrets.compare_digest(sent, session.token)
+                    if not valid or system.lost_affinity:
                         response: Response = PlainTextResponse(
                             "CSRF token validation failed", status_code=403, headers={"x-csrf-token": "Required"}
                         )
