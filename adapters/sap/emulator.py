@@ -192,6 +192,8 @@ class SapSystem:
     """Test hook: every token is refused, as when a load balancer sends writes to an app server that does
     not hold the session."""
     next_number: int = 4500000000
+    suppliers: frozenset[str] = frozenset(f"173{n:05d}" for n in range(1, 100))
+    """The supplier master data: an order for another supplier is refused, as on a real system."""
 
     @property
     def session_cookie(self) -> str:
@@ -215,6 +217,9 @@ class SapSystem:
         if not items:
             problems.append("at least one item")
         details = [_detail("ME/083", f"Enter {problem}", "") for problem in problems]
+        supplier = header.get("Supplier")
+        if supplier and supplier not in self.suppliers:
+            details.append(_detail("ME/110", f"Supplier {supplier} does not exist", "Supplier"))
         for position, item in enumerate(items, start=1):
             missing = [
                 ITEM[name].label for name, prop in ITEM.items() if prop.required and item.get(name) in (None, "")
@@ -223,7 +228,7 @@ class SapSystem:
                 missing.append("Material or Short Text and Material Group")
             details += [_detail("ME/083", f"Item {position * 10}: enter {label}", "") for label in missing]
         if details:
-            raise ODataError(400, "ME/083", details[0]["message"], details)
+            raise ODataError(400, details[0]["code"], details[0]["message"], details)
         number = str(self.next_number)
         self.next_number += 1
         now = datetime.now(UTC)

@@ -1,0 +1,223 @@
+"""The SAP emulator keeps a Gateway's rules (shared/reference/salesforce-and-sap.md §5.2), checked with a
+plain HTTP client so nothing of the adapter hides a gap."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import pytest
+
+from adapters.sap.emulator import SapSystem
+from adapters.sap.models import SERVICE_PATH
+
+pytestmark = pytest.mark.anyio
+
+AUTH = ("STATESET", "sandbox-password")
+ORDER: dict[str, Any] = {
+    "CompanyCode": "1710",
+    "PurchaseOrderType": "NB",
+    "Supplier": "17300001",
+    "PurchasingOrganization": "1710",
+    "PurchasingGroup": "001",
+    "DocumentCurrency": "USD",
+    "to_PurchaseOrderItem": {
+        "results": [
+            {
+                "Material": "TG11",
+                "Plant": "1710",
+                "OrderQuantity": "5",
+                "PurchaseOrderQuantityUnit": "PC",
+                "NetPriceAmount": "10.00",
+            }
+        ]
+    },
+}
+
+
+async def fetch(http: httpx2.AsyncClient) -> tuple[str, dict[str, str]]:
+    """A new session: its token and its cookies."""
+    http.cookies.clear()
+    response = await http.get("/", headers={"X-CSRF-Token": "Fetch"})
+    http.cookies.clear()
+    return response.headers["x-csrf-token"], dict(response.cookies)
+
+
+async def send(
+    http: httpx2.AsyncClient, method: str, path: str, cookies: dict[str, str], headers: dict[str, str], **kw: Any
+) -> httpx2.Response:
+    """A request with exactly these cookies (none from earlier answers)."""
+    http.cookies.clear()
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    response = await http.request(method, path, headers=headers | ({"Cookie": cookie} if cookie else {}), **kw)
+    http.cookies.clear()
+    return response
+
+
+@pytest.fixture
+async def http(url: str) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(base_url=url + SERVICE_PATH, auth=AUTH) as client:
+        yield client
+
+
+def envelope(response: httpx2.Response) -> tuple[str, str, list[str]]:
+    error = response.json()["error"]
+    refs = [d["propertyref"] for d in error["innererror"]["errordetails"] if d["propertyref"]]
+    return error["code"], error["message"]["value"], refs
+
+
+async def test_logon_needs_credentials_and_the_right_client(url: str) -> None:
+    async with httpx2.AsyncClient(base_url=url + SERVICE_PATH) as anonymous:
+        refused = await anonymous.get("/A_PurchaseOrder")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == 'Basic realm="SAP NetWeaver Application Server [S4H/100]"'
+    async with httpx2.AsyncClient(base_url=url + SERVICE_PATH, auth=AUTH) as http:
+        wrong = await http.get("/A_PurchaseOrder", params={"sap-client": "999"})
+        assert wrong.status_code == 400 and "Client 999 is not available" in envelope(wrong)[1]
+        by_header = await http.get("/A_PurchaseOrder", headers={"sap-client": "100"})
+        assert by_header.status_code == 200 and by_header.headers["dataserviceversion"] == "2.0"
+
+
+@pytest.mark.parametrize(
+    "case", ["no token", "wrong token", "token without cookie", "another session's cookie", "expired"]
+)
+async def test_every_write_needs_the_token_of_the_session_in_its_cookie(
+    http: httpx2.AsyncClient, system: SapSystem, case: str
+) -> None:
+    token, cookies = await fetch(http)
+    other_token, other_cookies = await fetch(http)
+    http.cookies.clear()
+    headers = {"X-CSRF-Token": token}
+    if case == "no token":
+        headers = {}
+    elif case == "wrong token":
+        headers = {"X-CSRF-Token": "not-the-token"}
+    elif case == "token without cookie":
+        cookies = {}
+    elif case == "another session's cookie":
+        cookies = other_cookies
+    else:
+        system.expire_sessions()
+    refused = await send(http, "POST", "/A_PurchaseOrder", cookies, headers, json=ORDER)
+    assert refused.status_code == 403
+    assert refused.headers["x-csrf-token"] == "Required"
+    assert refused.headers["content-type"].startswith("text/plain") and refused.text == "CSRF token validation failed"
+    assert system.orders == {}
+    right = await send(http, "POST", "/A_PurchaseOrder", other_cookies, {"X-CSRF-Token": other_token}, json=ORDER)
+    assert right.status_code == (403 if case == "expired" else 201)
+
+
+async def test_a_deep_insert_numbers_the_order_and_its_items(http: httpx2.AsyncClient) -> None:
+    token, cookies = await fetch(http)
+    two_items = ORDER | {"to_PurchaseOrderItem": ORDER["to_PurchaseOrderItem"]["results"] * 2}  # a bare array works too
+    created = await send(http, "POST", "/A_PurchaseOrder", cookies, {"X-CSRF-Token": token}, json=two_items)
+    assert created.status_code == 201
+    body = created.json()["d"]
+    assert body["PurchaseOrder"] == "4500000000" and created.headers["location"].endswith(
+        "A_PurchaseOrder('4500000000')"
+    )
+    items = body["to_PurchaseOrderItem"]["results"]
+    assert [i["PurchaseOrderItem"] for i in items] == ["10", "20"]
+    assert (
+        items[0]["OrderQuantity"] == "5"
+        and items[0]["NetPriceAmount"] == "10.00"
+        and items[0]["DocumentCurrency"] == "USD"
+    )
+    assert body["CreationDate"].startswith("/Date(") and body["PaymentTerms"] == ""  # an ABAP initial value, not null
+    read = (await http.get("/A_PurchaseOrder('4500000000')")).json()["d"]
+    assert read["to_PurchaseOrderItem"] == {"__deferred": {"uri": read["__metadata"]["uri"] + "/to_PurchaseOrderItem"}}
+    assert read["__metadata"]["type"] == "API_PURCHASEORDER_PROCESS_SRV.A_PurchaseOrderType"
+
+
+async def test_unknown_properties_missing_fields_and_bad_values_are_400_with_details(http: httpx2.AsyncClient) -> None:
+    token, cookies = await fetch(http)
+
+    async def post(body: dict[str, Any]) -> httpx2.Response:
+        return await send(http, "POST", "/A_PurchaseOrder", cookies, {"X-CSRF-Token": token}, json=body)
+
+    seed_field = await post(ORDER | {"PurchasingDocumentType": "NB"})  # the seed's name for PurchaseOrderType
+    assert seed_field.status_code == 400
+    assert envelope(seed_field) == (
+        "/IWBEP/CM_MGW_RT/004",
+        "Property 'PurchasingDocumentType' does not exist in type 'API_PURCHASEORDER_PROCESS_SRV.A_PurchaseOrderType'",
+        ["PurchasingDocumentType"],
+    )
+    missing = await post({"CompanyCode": "1710", "PurchaseOrderType": "NB"})
+    code, message, _ = envelope(missing)
+    details = [d["message"] for d in missing.json()["error"]["innererror"]["errordetails"]]
+    assert code == "ME/083" and details == [
+        "Enter Supplier",
+        "Enter Purch. organization",
+        "Enter Purchasing Group",
+        "Enter at least one item",
+    ]
+    number = await post(
+        ORDER | {"to_PurchaseOrderItem": [ORDER["to_PurchaseOrderItem"]["results"][0] | {"OrderQuantity": 5}]}
+    )
+    assert "Edm.Decimal is sent as a string" in envelope(number)[1] and envelope(number)[2] == ["OrderQuantity"]
+    too_precise = await post(
+        ORDER | {"to_PurchaseOrderItem": [ORDER["to_PurchaseOrderItem"]["results"][0] | {"NetPriceAmount": "1.2345"}]}
+    )
+    assert "exceeds Edm.Decimal(12,3)" in envelope(too_precise)[1]
+    too_long = await post(ORDER | {"Supplier": "12345678901"})
+    assert "longer than 10 characters" in envelope(too_long)[1]
+
+
+async def test_queries_filter_page_and_count(http: httpx2.AsyncClient) -> None:
+    token, cookies = await fetch(http)
+    for supplier in ("17300001", "17300002", "17300001"):
+        await send(
+            http, "POST", "/A_PurchaseOrder", cookies, {"X-CSRF-Token": token}, json=ORDER | {"Supplier": supplier}
+        )
+
+    async def get(**params: str) -> httpx2.Response:
+        return await http.get("/A_PurchaseOrder", params=params)
+
+    page = (
+        await get(**{"$filter": "Supplier eq '17300001'", "$inlinecount": "allpages", "$top": "1", "$skip": "1"})
+    ).json()["d"]
+    assert page["__count"] == "2" and [o["PurchaseOrder"] for o in page["results"]] == ["4500000002"]
+    newer = (await get(**{"$filter": "PurchaseOrder gt '4500000000' and not (Supplier eq '17300002')"})).json()["d"]
+    assert [o["PurchaseOrder"] for o in newer["results"]] == ["4500000002"]
+    assert (
+        len(
+            (await get(**{"$filter": "startswith(Supplier, '173') and substringof('0002', Supplier)"})).json()["d"][
+                "results"
+            ]
+        )
+        == 1
+    )
+    ordered = (await get(**{"$orderby": "PurchaseOrder desc", "$select": "PurchaseOrder"})).json()["d"]["results"]
+    assert [o["PurchaseOrder"] for o in ordered] == [
+        "4500000002",
+        "4500000001",
+        "4500000000",
+    ] and "Supplier" not in ordered[0]
+    assert (await get(**{"$search": "x"})).status_code == 400
+    assert (await get(**{"$filter": "Supplier eq"})).status_code == 400
+    assert (await get(**{"$filter": "Nope eq 'x'"})).status_code == 400
+    assert (await get(**{"$format": "xml"})).status_code == 400
+
+
+async def test_etags_when_declared_and_what_cannot_be_done(http: httpx2.AsyncClient, system: SapSystem) -> None:
+    token, cookies = await fetch(http)
+    headers = {"X-CSRF-Token": token}
+    await send(http, "POST", "/A_PurchaseOrder", cookies, headers, json=ORDER)
+    path = "/A_PurchaseOrder('4500000000')"
+    assert 'ConcurrencyMode="Fixed"' not in (await http.get("/$metadata")).text
+    assert (await send(http, "PATCH", path, cookies, headers, json={"PaymentTerms": "0001"})).status_code == 204
+    system.etags = True
+    assert 'ConcurrencyMode="Fixed"' in (await http.get("/$metadata")).text
+    etag = (await http.get(path)).headers["etag"]
+    missing = await send(http, "PATCH", path, cookies, headers, json={"PaymentTerms": "0002"})
+    assert missing.status_code == 428
+    assert (
+        await send(http, "PATCH", path, cookies, headers | {"If-Match": etag}, json={"PaymentTerms": "0002"})
+    ).status_code == 204
+    stale = await send(http, "PATCH", path, cookies, headers | {"If-Match": etag}, json={"PaymentTerms": "0003"})
+    assert stale.status_code == 412
+    assert (await send(http, "DELETE", path, cookies, headers)).status_code == 405
+    unknown = await http.get("/A_PurchaseOrder('4599999999')")
+    assert unknown.status_code == 404 and envelope(unknown)[0] == "/IWBEP/CM_MGW_RT/020"
+    assert system.orders["4500000000"]["PaymentTerms"] == "0002"
