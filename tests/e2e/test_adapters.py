@@ -1,0 +1,125 @@
+"""The adapters as an MCP host runs them: `stateset serve salesforce|sap` over stdio with no credentials
+(the built-in sandbox), and over HTTP configured for an emulator running as its own process
+(`stateset emulate`), faults injected through its hooks."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.e2e.conftest import STATESET, child_env, free_port, serving
+from tests.helpers import ERAS, call, refused
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+ORDER = {
+    "supplier": "17300001",
+    "company_code": "1710",
+    "purchasing_organization": "1710",
+    "purchasing_group": "001",
+    "currency": "USD",
+    "items": [{"material": "TG11", "quantity": "5", "unit": "PC", "net_price": "10", "plant": "1710"}],
+}
+
+
+@contextmanager
+def emulating(home: Path, platform: str) -> Iterator[str]:
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / f"emulator-{platform}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [STATESET, "emulate", platform, "--port", str(port)],
+            env=child_env(home),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx2.get(url + "/_emulator/requests", timeout=1)
+                break
+            except httpx2.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"the {platform} emulator did not start:\n{log.read_text()}")
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_with_no_credentials_the_servers_run_against_their_sandboxes(tmp_path: Path, era: str) -> None:
+    salesforce = StdioServerParameters(command=STATESET, args=["serve", "salesforce"], env=child_env(tmp_path))
+    async with Client(salesforce, mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+        assert "SANDBOX" in (client.instructions or "")
+        lead = await call(client, "create_lead", name="Ada Lovelace", email="ada@engines.example", company="Engines")
+        assert (lead["first_name"], lead["last_name"]) == ("Ada", "Lovelace")
+        opportunity = await call(
+            client,
+            "create_record",
+            sobject="Opportunity",
+            fields={"Name": "Engines", "StageName": "Prospecting", "CloseDate": "2027-03-31"},
+        )
+        won = await call(client, "update_opportunity", id=opportunity["id"], stage="Closed Won", amount="25000")
+        assert won["record"]["IsWon"] is True and (await call(client, "get_limits"))["sandbox"] is True
+    sap = StdioServerParameters(command=STATESET, args=["serve", "sap"], env=child_env(tmp_path))
+    async with Client(sap, mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+        order = await call(client, "create_purchase_order", **ORDER)
+        assert order["id"].startswith("45") and order["items"][0]["net_price"] == "10"
+
+
+async def test_configured_for_emulators_in_their_own_processes_through_faults(tmp_path: Path) -> None:
+    with emulating(tmp_path / "sf", "salesforce") as sf_url, emulating(tmp_path / "sap", "sap") as sap_url:
+        env = child_env(
+            tmp_path / "adapters",
+            STATESET_SALESFORCE_CLIENT_ID="stateset-sandbox",
+            STATESET_SALESFORCE_CLIENT_SECRET="sandbox-secret",
+            STATESET_SALESFORCE_LOGIN_URL=sf_url,
+            STATESET_SALESFORCE_API_VERSION="v66.0",
+            STATESET_SALESFORCE_IDEMPOTENCY_FIELD="StateSet_Request_Id__c",
+            STATESET_SAP_URL=sap_url,
+            STATESET_SAP_USER="stateset",
+            STATESET_SAP_PASSWORD="sandbox-password",
+        )
+        with serving(tmp_path / "adapters", "--transport", "http", env=env, server="salesforce") as served:
+            httpx2.post(f"{sf_url}/_emulator/faults", json={"status": 503, "code": "SERVER_UNAVAILABLE", "times": 2})
+            async with Client(f"{served.base}/mcp", read_timeout_seconds=30) as client:
+                assert "SANDBOX" not in (client.instructions or "")
+                lead = await call(
+                    client, "create_lead", name="Cher", email="cher@example.com", company="Solo", idempotency_key="k-1"
+                )
+                again = await call(
+                    client, "create_lead", name="Cher", email="cher@example.com", company="Solo", idempotency_key="k-1"
+                )
+                assert lead["id"] == again["id"] and not again["created"]
+                limits = await call(client, "get_limits")
+                assert limits["sandbox"] is False and limits["api_version"] == "66.0"
+                httpx2.post(f"{sf_url}/_emulator/expire-tokens")
+                message = await refused(client, "create_record", sobject="Lead", fields={"Company": "Nameless"})
+                assert "REQUIRED_FIELD_MISSING: Required fields are missing: [LastName] (fields: LastName)" in message
+            creates = [
+                r
+                for r in httpx2.get(f"{sf_url}/_emulator/requests").json()
+                if r["method"] in ("POST", "PATCH") and "/sobjects/Lead" in r["path"]
+            ]
+            assert [r["path"].rsplit("/", 1)[-1] for r in creates].count("k-1") == 3  # 503, 503, then created once
+        with serving(tmp_path / "adapters", "--transport", "http", env=env, server="sap") as served:
+            httpx2.post(f"{sap_url}/_emulator/expire-sessions")
+            async with Client(f"{served.base}/mcp", read_timeout_seconds=30) as client:
+                first = await call(client, "create_purchase_order", **ORDER)
+                httpx2.post(f"{sap_url}/_emulator/expire-sessions")  # the next write meets a stale CSRF session
+                second = await call(client, "create_purchase_order", **(ORDER | {"supplier": "17300002"}))
+                assert int(second["id"]) == int(first["id"]) + 1
+                message = await refused(client, "create_purchase_order", **(ORDER | {"supplier": "17399999"}))
+                assert "ME/110: Supplier 17399999 does not exist (fields: Supplier)" in message
