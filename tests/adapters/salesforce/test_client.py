@@ -177,3 +177,10 @@ async def test_latency_is_waited_out(sf: SalesforceClient, org: SalesforceOrg) -
     began = time.monotonic()
     await sf.create("Lead", LEAD)
     assert time.monotonic() - began >= 0.3 and len(org.records["Lead"]) == 1
+
+
+async def test_a_server_error_is_reported_not_retried(sf: SalesforceClient, org: SalesforceOrg) -> None:
+    org.inject(Fault(status=500, code="UNKNOWN_EXCEPTION", message="An unexpected error occurred"))
+    with pytest.raises(PlatformRejectedError, match="UNKNOWN_EXCEPTION: An unexpected error occurred"):
+        await sf.create("Lead", LEAD)
+    assert org.records["Lead"] == {}

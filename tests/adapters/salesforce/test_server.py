@@ -164,3 +164,32 @@ async def test_changes_become_change_events_and_resource_updates(client: Client,
     assert [e["ChangeEventHeader"]["changeType"] for e in feed] == ["UPDATE", "CREATE", "CREATE"]
     record = await read_json(client, f"salesforce://records/Opportunity/{opportunity_id}")
     assert record["record"]["StageName"] == "Negotiation/Review"
+
+
+async def test_the_platform_adapter_interface(harness: Harness) -> None:
+    adapter = harness.adapter
+    await adapter.authenticate()
+    await adapter.poll_changes()  # where the feed starts
+    lead = await adapter.execute_action(
+        "create_lead", {"name": "Grace Hopper", "email": "grace@navy.example", "company": "Navy"}
+    )
+    written = await adapter.write_data("Lead", {"Title": "Rear Admiral"}, key=lead.id)
+    assert written.record["Title"] == "Rear Admiral"
+    assert (await adapter.read_data("Lead", key=lead.id)).record["LastName"] == "Hopper"
+    found = await adapter.read_data("Lead", query={"soql": "SELECT Id FROM Lead WHERE LastName = 'Hopper'"})
+    assert found.total_size == 1
+    events = adapter.subscribe_to_events()
+    with anyio.fail_after(5):
+        event = await events.__anext__()
+    assert (event.type, event.subject) == ("com.salesforce.LeadChangeEvent", lead.id)
+    assert event.data["ChangeEventHeader"]["changeType"] == "UPDATE"  # created and changed within one poll
+    await events.aclose()
+    assert "is not a Salesforce action" in str(await _raises(adapter.execute_action("convert_lead", {})))
+
+
+async def _raises(awaitable: Any) -> BaseException:
+    try:
+        await awaitable
+    except Exception as exc:
+        return exc
+    raise AssertionError("no error")

@@ -157,3 +157,12 @@ async def test_if_match_is_sent_when_the_metadata_declares_an_etag(harness: Harn
     assert changed.payment_terms == "0001"
     patch = [r for r in harness.system.requests if r["method"] == "PATCH"][-1]
     assert patch["headers"]["if-match"].startswith('W/"datetimeoffset')
+
+
+async def test_latency_is_waited_out(sap: SapClient, system: SapSystem) -> None:
+    import time
+
+    system.inject(Fault(latency_ms=300, status=0, method="POST"))
+    began = time.monotonic()
+    assert (await sap.request("POST", "/A_PurchaseOrder", json=BODY)).status_code == 201
+    assert time.monotonic() - began >= 0.3 and len(system.orders) == 1

@@ -146,3 +146,21 @@ async def test_created_and_changed_orders_become_events(client: Client, harness:
     feed = await read_json(client, "sap://events")
     assert [e["type"].rsplit(".", 2)[-2] for e in feed] == ["Changed", "Created"]
     assert (await read_json(client, "sap://purchase-orders/4500000000"))["id"] == "4500000000"
+
+
+async def test_the_platform_adapter_interface(harness: Harness) -> None:
+    from adapters.sap.models import ItemInput
+
+    adapter = harness.adapter
+    await adapter.authenticate()
+    items = [ItemInput.model_validate(item) for item in ORDER["items"]]
+    order = await adapter.execute_action("create_purchase_order", {**ORDER, "items": items})
+    changed = await adapter.write_data("A_PurchaseOrder", {"incoterms": "CIF"}, key=order.id)
+    assert changed.payment_terms == "" and (await adapter.read_data("A_PurchaseOrder", key=order.id)).id == order.id
+    page = await adapter.read_data("A_PurchaseOrder", query={"filter": "Supplier eq '17300001'"})
+    assert page.count == 1
+    events = adapter.subscribe_to_events()
+    with anyio.fail_after(5):
+        created = await events.__anext__()
+    assert (created.type, created.subject) == ("sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1", order.id)
+    await events.aclose()
