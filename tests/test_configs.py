@@ -23,3 +23,23 @@ def test_the_default_templates_and_reputation_parameters_load() -> None:
     assert {"procurement", "lead_to_opportunity"} <= set(load_templates(DEFAULT_TEMPLATES))
     params = ReputationSettings.default().config.params()
     assert abs(sum(params.weights.values()) - 1) < 1e-9
+
+
+def test_a_broken_config_names_the_file_and_the_key(tmp_path: Path) -> None:
+    import pytest
+
+    from servers.common.settings import ConfigError
+
+    broken = tmp_path / "reputation.yaml"
+    text = (CONFIGS / "reputation" / "default.yaml").read_text().replace("half_life_days: 30", "half_life_days: -1")
+    broken.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        ReputationSettings.from_env({"STATESET_REPUTATION_CONFIG": str(broken)})
+    assert str(broken) in str(caught.value) and "scoring.half_life_days" in str(caught.value)
+    cycle = tmp_path / "templates.yaml"
+    cycle.write_text(
+        "templates:\n  loop:\n    subtasks:\n"
+        "      - {id: a, capability: x, depends_on: [b]}\n      - {id: b, capability: y, depends_on: [a]}\n"
+    )
+    with pytest.raises(ConfigError, match="templates.loop: subtasks depend on each other in a cycle"):
+        load_templates(cycle)

@@ -155,12 +155,11 @@ class SalesforceAdapter:
         if self.client.api_usage is None:
             await self.client.limits()  # any answer carries Sforce-Limit-Info
         usage = self.client.api_usage
-        session = self.client._session
         return Limits(
             api_requests_used=None if usage is None else usage.used,
             api_requests_limit=None if usage is None else usage.limit,
             remaining=None if usage is None else usage.limit - usage.used,
-            instance_url=None if session is None else session.instance_url,
+            instance_url=self.client.instance_url,
             api_version=self.client.settings.api_version,
             sandbox=self.client.settings.sandbox,
         )

@@ -66,6 +66,10 @@ class SalesforceClient:
         await self._http.aclose()
 
     @property
+    def instance_url(self) -> str | None:
+        return None if self._session is None else self._session.instance_url
+
+    @property
     def data_path(self) -> str:
         return f"/services/data/v{self.settings.api_version}"
 

@@ -28,6 +28,7 @@ import json
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ VERSIONS = ("58.0", "59.0", "60.0", "61.0", "62.0", "63.0", "64.0", "65.0", "66.
 LABELS = {"58.0": "Summer '23", "59.0": "Winter '24", "60.0": "Spring '24", "61.0": "Summer '24",
           "62.0": "Winter '25", "63.0": "Spring '25", "64.0": "Summer '25", "65.0": "Winter '26",
           "66.0": "Spring '26", "67.0": "Summer '26"}  # fmt: skip
+REQUEST_LOG = 10_000  # requests kept for /_emulator/requests; a long-running sandbox forgets the oldest
 JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 READ_ONLY_MESSAGE = (
     "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is "
@@ -211,7 +213,7 @@ class SalesforceOrg:
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {name: {} for name in SCHEMA})
     api_usage: int = 0
     faults: list[Fault] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG))
     cursors: dict[str, tuple[list[dict[str, Any]], str, int]] = field(default_factory=dict)
     _counter: int = 0
 
@@ -226,7 +228,8 @@ class SalesforceOrg:
     def reset(self) -> None:
         self.tokens.clear()
         self.records = {name: {} for name in SCHEMA}
-        self.api_usage, self.faults, self.requests, self.cursors = 0, [], [], {}
+        self.api_usage, self.faults, self.cursors = 0, [], {}
+        self.requests.clear()
 
     # records
 
@@ -501,7 +504,7 @@ async def _add_faults(request: Request, org: SalesforceOrg) -> Response:
 
 
 async def _requests(request: Request, org: SalesforceOrg) -> Response:
-    return JSONResponse(org.requests)
+    return JSONResponse(list(org.requests))
 
 
 async def _versions(request: Request, org: SalesforceOrg) -> Response:

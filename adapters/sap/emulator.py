@@ -31,6 +31,7 @@ import base64
 import json
 import secrets
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ SID = "S4H"
 CREATED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1"
 CHANGED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Changed.v1"
 QUEUE = SANDBOX_QUEUE
+REQUEST_LOG = 10_000  # requests kept for /_emulator/requests; a long-running sandbox forgets the oldest
 MODIFYING = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
 
 
@@ -186,7 +188,7 @@ class SapSystem:
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     queues: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {QUEUE: []})
     faults: list[Fault] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG))
     csrf_fetches: int = 0
     lost_affinity: bool = False
     """Test hook: every token is refused, as when a load balancer sends writes to an app server that does
@@ -516,7 +518,7 @@ async def _add_faults(request: Request, system: SapSystem) -> Response:
 
 
 async def _requests(request: Request, system: SapSystem) -> Response:
-    return JSONResponse(system.requests)
+    return JSONResponse(list(system.requests))
 
 
 async def _token(request: Request, system: SapSystem) -> Response:
