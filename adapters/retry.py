@@ -1,10 +1,17 @@
-"""How adapters wait before trying a platform again: exponential backoff with jitter, or the platform's
-own Retry-After, bounded."""
+"""When adapters try a platform again, and how long they wait: exponential backoff with jitter, or the
+platform's own Retry-After, bounded."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+import httpx2
+
+# Answers that mean the platform applied nothing: repeating the call cannot do anything twice.
+RETRYABLE_STATUS = frozenset({429, 503})
+# Failures before a request leaves this machine: repeating it cannot duplicate anything either.
+NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -23,3 +30,6 @@ class Backoff:
             except ValueError:
                 pass  # an HTTP date: fall back to our own schedule
         return random.uniform(0, min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1)))
+
+
+DEFAULT_BACKOFF = Backoff()

@@ -29,16 +29,12 @@ from adapters.base import (
     PlatformRejectedError,
     PlatformUnavailableError,
 )
-from adapters.retry import Backoff
+from adapters.retry import DEFAULT_BACKOFF, NOT_SENT, RETRYABLE_STATUS, Backoff
 from adapters.salesforce.settings import SalesforceSettings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKOFF = Backoff()
-RETRYABLE_STATUS = {429, 503}
 RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"}
-# Failures that happen before a request leaves this machine: repeating cannot duplicate anything.
-NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ import json
 import re
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.emulation import DroppedResponse, RequestLog, hook_routes, json_or_text, request_log
 from adapters.salesforce import soql
 from adapters.salesforce.ids import is_well_formed, to_18
 
@@ -48,7 +48,6 @@ VERSIONS = ("58.0", "59.0", "60.0", "61.0", "62.0", "63.0", "64.0", "65.0", "66.
 LABELS = {"58.0": "Summer '23", "59.0": "Winter '24", "60.0": "Spring '24", "61.0": "Summer '24",
           "62.0": "Winter '25", "63.0": "Spring '25", "64.0": "Summer '25", "65.0": "Winter '26",
           "66.0": "Spring '26", "67.0": "Summer '26"}  # fmt: skip
-REQUEST_LOG = 10_000  # requests kept for /_emulator/requests; a long-running sandbox forgets the oldest
 JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 READ_ONLY_MESSAGE = (
     "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is "
@@ -213,7 +212,7 @@ class SalesforceOrg:
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {name: {} for name in SCHEMA})
     api_usage: int = 0
     faults: list[Fault] = field(default_factory=list)
-    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG))
+    requests: RequestLog = field(default_factory=request_log)
     cursors: dict[str, tuple[list[dict[str, Any]], str, int]] = field(default_factory=dict)
     _counter: int = 0
 
@@ -393,7 +392,7 @@ def build_app(org: SalesforceOrg) -> Starlette:
                     "method": request.method,
                     "path": request.url.path,
                     "query": str(request.url.query),
-                    "body": _json_or_text(body),
+                    "body": json_or_text(body),
                     "headers": {k: v for k, v in request.headers.items() if k.lower() != "authorization"},
                 }
             )
@@ -442,21 +441,14 @@ def build_app(org: SalesforceOrg) -> Starlette:
             data(_upsert, writes=True),
             methods=["PATCH"],
         ),
-        Route("/_emulator/expire-tokens", partial(_hook, action=org.expire_tokens), methods=["POST"]),
-        Route("/_emulator/reset", partial(_hook, action=org.reset), methods=["POST"]),
-        Route("/_emulator/faults", partial(_add_faults, org=org), methods=["POST"]),
-        Route("/_emulator/requests", partial(_requests, org=org), methods=["GET"]),
+        *hook_routes(
+            expire=("expire-tokens", org.expire_tokens),
+            inject=lambda spec, times: org.inject(Fault(**spec), times),
+            log=org.requests,
+            reset=org.reset,
+        ),
     ]
     return Starlette(routes=routes)
-
-
-def _json_or_text(body: bytes) -> Any:
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")
 
 
 def _authorize(request: Request, org: SalesforceOrg) -> None:
@@ -475,36 +467,11 @@ def _take_fault(org: SalesforceOrg, request: Request) -> Fault | None:
 
 def _fault_response(fault: Fault, org: SalesforceOrg) -> Response:
     if fault.drop:
-        return _DroppedResponse()
+        return DroppedResponse()
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
     return JSONResponse(
         [{"message": fault.message, "errorCode": fault.code}], status_code=fault.status, headers=headers
     )
-
-
-class _DroppedResponse(Response):
-    """Starts an answer and breaks the connection mid-body, as a failed proxy or node would."""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
-        await send({"type": "http.response.body", "body": b'{"id":', "more_body": True})
-        raise ConnectionAbortedError("the emulator dropped the connection on purpose")
-
-
-async def _hook(request: Request, action: Callable[[], None]) -> Response:
-    action()
-    return Response(status_code=204)
-
-
-async def _add_faults(request: Request, org: SalesforceOrg) -> Response:
-    spec = await request.json()
-    times = int(spec.pop("times", 1))
-    org.inject(Fault(**spec), times)
-    return Response(status_code=204)
-
-
-async def _requests(request: Request, org: SalesforceOrg) -> Response:
-    return JSONResponse(list(org.requests))
 
 
 async def _versions(request: Request, org: SalesforceOrg) -> Response:

@@ -32,14 +32,10 @@ from adapters.base import (
     PlatformRejectedError,
     PlatformUnavailableError,
 )
-from adapters.retry import Backoff
+from adapters.retry import DEFAULT_BACKOFF, NOT_SENT, RETRYABLE_STATUS, Backoff
 from adapters.sap.settings import SapSettings
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_BACKOFF = Backoff()
-RETRYABLE_STATUS = {429, 503}
-NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
 @dataclass(frozen=True)

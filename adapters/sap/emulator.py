@@ -31,7 +31,6 @@ import base64
 import json
 import secrets
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from adapters.emulation import DroppedResponse, RequestLog, hook_routes, json_or_text, request_log
 from adapters.sap import odata
 from adapters.sap.models import SANDBOX_QUEUE, SERVICE, SERVICE_PATH
 
@@ -51,7 +51,6 @@ SID = "S4H"
 CREATED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1"
 CHANGED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Changed.v1"
 QUEUE = SANDBOX_QUEUE
-REQUEST_LOG = 10_000  # requests kept for /_emulator/requests; a long-running sandbox forgets the oldest
 MODIFYING = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
 
 
@@ -188,7 +187,7 @@ class SapSystem:
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     queues: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {QUEUE: []})
     faults: list[Fault] = field(default_factory=list)
-    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG))
+    requests: RequestLog = field(default_factory=request_log)
     csrf_fetches: int = 0
     lost_affinity: bool = False
     """Test hook: every token is refused, as when a load balancer sends writes to an app server that does
@@ -377,7 +376,7 @@ def build_app(system: SapSystem) -> Starlette:
                     "method": method,
                     "path": request.url.path,
                     "query": str(request.url.query),
-                    "body": _json_or_text(body),
+                    "body": json_or_text(body),
                     "headers": {
                         k: v for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")
                     },
@@ -443,20 +442,13 @@ def build_app(system: SapSystem) -> Starlette:
             partial(_consume, system=system),
             methods=["POST"],
         ),
-        Route("/_emulator/expire-sessions", partial(_hook, action=system.expire_sessions), methods=["POST"]),
-        Route("/_emulator/faults", partial(_add_faults, system=system), methods=["POST"]),
-        Route("/_emulator/requests", partial(_requests, system=system), methods=["GET"]),
+        *hook_routes(
+            expire=("expire-sessions", system.expire_sessions),
+            inject=lambda spec, times: system.inject(Fault(**spec), times),
+            log=system.requests,
+        ),
     ]
     return Starlette(routes=routes)
-
-
-def _json_or_text(body: bytes) -> Any:
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")
 
 
 def _with_cookies(response: Response, cookies: dict[str, str]) -> Response:
@@ -494,31 +486,8 @@ class _Unauthorized(ODataError):
 
 def _fault_response(fault: Fault) -> Response:
     if fault.drop:
-        return _DroppedResponse()
+        return DroppedResponse()
     return ODataError(fault.status, fault.code, fault.message).response()
-
-
-class _DroppedResponse(Response):
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
-        await send({"type": "http.response.body", "body": b'{"d":', "more_body": True})
-        raise ConnectionAbortedError("the emulator dropped the connection on purpose")
-
-
-async def _hook(request: Request, action: Callable[[], None]) -> Response:
-    action()
-    return Response(status_code=204)
-
-
-async def _add_faults(request: Request, system: SapSystem) -> Response:
-    spec = await request.json()
-    times = int(spec.pop("times", 1))
-    system.inject(Fault(**spec), times)
-    return Response(status_code=204)
-
-
-async def _requests(request: Request, system: SapSystem) -> Response:
-    return JSONResponse(list(system.requests))
 
 
 async def _token(request: Request, system: SapSystem) -> Response:
