@@ -32,10 +32,18 @@ class _EmbeddedServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, name: str = "emulator"
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, name: str = "emulator", lifespan: bool = False
 ) -> AsyncIterator[str]:
     """Serve `app` until the block exits; yields its base URL (port 0 picks a free port)."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on" if lifespan else "off",
+        timeout_graceful_shutdown=1,  # open streams (subscribers) must not hold the shutdown up
+    )
     server = _EmbeddedServer(config)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(server.serve)

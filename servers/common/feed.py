@@ -14,13 +14,14 @@ URIs are matched exactly, as the SDK's listen streams do: subscribe to the form 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
@@ -40,13 +41,14 @@ class Publisher(Protocol):
 class ChangeFeed:
     """Delivers `resources/updated` for published URIs to subscribers of both eras."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_subscribe: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.bus = InMemorySubscriptionBus()
         self._connections: dict[str, set[Connection]] = {}
+        self._on_subscribe = on_subscribe  # a gateway follows the resource at its backend
 
-    def attach(self, server: MCPServer[Any]) -> None:
+    def attach(self, server: MCPServer[Any] | Server[Any]) -> None:
         """Serve legacy `resources/subscribe` and `resources/unsubscribe` on `server`."""
-        lowlevel = server._lowlevel_server  # no public API for these two methods in mcp 2.3
+        lowlevel = server._lowlevel_server if isinstance(server, MCPServer) else server  # no public API in mcp 2.3
         lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe)
 
@@ -65,6 +67,8 @@ class ChangeFeed:
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
         connection = _connection(ctx)
+        if self._on_subscribe is not None:
+            await self._on_subscribe(str(params.uri))
         self._connections.setdefault(str(params.uri), set()).add(connection)
         if _CLEANUP_KEY not in connection.state:  # forget every subscription of a connection when it closes
             connection.state[_CLEANUP_KEY] = True

@@ -1,0 +1,354 @@
+"""One supervised MCP client per backend server.
+
+A backend's client is opened, used and closed in one owning task (`Backend.run`): the SDK's clients
+hold cancel scopes that must stay in the task that entered them. Callers hand their request to that task
+and await the answer; the owner runs each request in a child task, so calls proceed in parallel. When
+the connection fails, pending calls fail with the backend named, the backend is marked down, and the
+owner reconnects with backoff; the catalog (tools, resources, templates, prompts) it last saw is kept, so
+the aggregate still lists the backend's tools and can say they are unavailable.
+
+Changes a backend announces (tools/list_changed, resources/updated) reach `on_change`, in whichever
+protocol era the backend speaks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+import httpx2
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ResourceUpdated
+from mcp.server.mcpserver import MCPServer
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning
+
+logger = logging.getLogger(__name__)
+
+State = Literal["connecting", "up", "down"]
+MAX_BACKOFF_SECONDS = 30.0
+HEARTBEAT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to reach a backend: an in-process server, a command speaking stdio, or a streamable HTTP URL."""
+
+    server: MCPServer[Any] | None = None
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    mode: str = "auto"  # "legacy" pins the 2025-11-25 handshake
+
+    def describe(self) -> str:
+        if self.server is not None:
+            return "in process"
+        if self.command:
+            return f"stdio: {' '.join(self.command)}"
+        return f"HTTP: {self.url}"
+
+
+class BackendUnavailableError(Exception):
+    """The backend is not connected, broke during the call, or did not answer in time."""
+
+
+@dataclass
+class Catalog:
+    tools: list[types.Tool] = field(default_factory=list)
+    resources: list[types.Resource] = field(default_factory=list)
+    templates: list[types.ResourceTemplate] = field(default_factory=list)
+    prompts: list[types.Prompt] = field(default_factory=list)
+
+
+Change = Callable[["Backend", str | None], Awaitable[None]]
+"""on_change(backend, uri): uri None means the catalog changed; otherwise that resource did."""
+
+
+@dataclass
+class _Request:
+    call: Callable[[Client], Awaitable[Any]]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Backend:
+    def __init__(
+        self,
+        name: str,
+        target: Target,
+        *,
+        timeout_seconds: float = 30.0,
+        on_change: Change | None = None,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.timeout_seconds = timeout_seconds
+        self.catalog = Catalog()
+        self.state: State = "connecting"
+        self.error: str | None = None
+        self.protocol_version: str | None = None
+        self.connected_at: float | None = None
+        self.subscriptions: set[str] = set()
+        self._on_change = on_change
+        self._retry_seconds = retry_seconds
+        self._requests: MemoryObjectSendStream[_Request] | None = None
+        self._up = anyio.Event()
+        self.listening: frozenset[str] = frozenset()  # what the backend has acknowledged it will announce
+        self._listening_changed = anyio.Event()
+        self._resubscribe = anyio.Event()
+
+    # the owning task
+
+    async def run(self) -> None:
+        """Keep the backend connected until cancelled."""
+        backoff = self._retry_seconds
+        while True:
+            try:
+                await self._session()
+                backoff = self._retry_seconds
+            except Exception as exc:
+                self._mark_down(exc)
+                logger.warning(
+                    "backend %s (%s) is down: %s; retrying in %.0f s",
+                    self.name,
+                    self.target.describe(),
+                    self.error,
+                    backoff,
+                )
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _session(self) -> None:
+        send, receive = anyio.create_memory_object_stream[_Request](math.inf)
+        changes_in, changes_out = anyio.create_memory_object_stream[str | None](256)
+
+        async def on_message(message: Any) -> None:  # 2025-11-25: notifications arrive on the session
+            lists = (
+                types.ToolListChangedNotification,
+                types.ResourceListChangedNotification,
+                types.PromptListChangedNotification,
+            )
+            with suppress(anyio.WouldBlock):  # a full buffer already holds a refresh
+                if isinstance(message, lists):
+                    changes_in.send_nowait(None)
+                elif isinstance(message, types.ResourceUpdatedNotification):
+                    changes_in.send_nowait(str(message.params.uri))
+
+        async with AsyncExitStack() as stack:
+            for stream in (send, receive, changes_in, changes_out):
+                stack.enter_context(stream)
+            client = await stack.enter_async_context(self._client(on_message))
+            self.protocol_version = client.protocol_version
+            await self._refresh(client)
+            self._requests, self.state, self.error, self.connected_at = send, "up", None, time.time()
+            self._up.set()
+            logger.info("backend %s is up (%s, %s)", self.name, self.target.describe(), client.protocol_version)
+            try:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(self._serve, client, receive, tasks)
+                    tasks.start_soon(self._changes, client, changes_out)
+                    if client.protocol_version >= "2026-07-28":
+                        tasks.start_soon(self._listen, client, changes_in)
+                    else:
+                        await self._subscribe_legacy(client)
+                        tasks.start_soon(self._heartbeat, client)
+            finally:
+                self._requests = None
+                send.close()
+                await self._fail_pending(receive)
+
+    def _client(self, on_message: Any) -> Any:
+        target = self.target
+        options: dict[str, Any] = {"mode": target.mode, "read_timeout_seconds": self.timeout_seconds, "cache": None}
+        options["message_handler"] = on_message
+        if target.server is not None:
+            return Client(target.server, **options)
+        if target.command:
+            params = StdioServerParameters(
+                command=target.command[0], args=list(target.command[1:]), env=dict(target.env) if target.env else None
+            )
+            return Client(params, **options)
+        assert target.url is not None
+        return _HttpClient(target.url, dict(target.headers), options)
+
+    async def _serve(self, client: Client, requests: MemoryObjectReceiveStream[_Request], tasks: Any) -> None:
+        async for request in requests:
+            tasks.start_soon(self._run_request, client, request)
+
+    async def _run_request(self, client: Client, request: _Request) -> None:
+        try:
+            request.result = await request.call(client)
+        except Exception as exc:
+            request.error = exc
+        finally:
+            request.done.set()
+
+    async def _fail_pending(self, requests: MemoryObjectReceiveStream[_Request]) -> None:
+        while True:
+            try:
+                request = requests.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            request.error = BackendUnavailableError(f"backend {self.name} disconnected")
+            request.done.set()
+
+    async def _changes(self, client: Client, changes: MemoryObjectReceiveStream[str | None]) -> None:
+        async for uri in changes:
+            if uri is None:
+                await self._refresh(client)
+            if self._on_change is not None:
+                await self._on_change(self, uri)
+
+    async def _listen(self, client: Client, changes: MemoryObjectSendStream[str | None]) -> None:
+        """2026-07-28: one listen stream for list changes and the resources someone follows; opened again
+        with the new set whenever someone follows another resource."""
+        while True:
+            self._resubscribe = anyio.Event()
+            wanted = frozenset(self.subscriptions)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._pump, client, wanted, changes)
+                await self._resubscribe.wait()
+                tasks.cancel_scope.cancel()
+
+    async def _pump(self, client: Client, wanted: frozenset[str], changes: MemoryObjectSendStream[str | None]) -> None:
+        async with client.listen(
+            tools_list_changed=True,
+            prompts_list_changed=True,
+            resources_list_changed=True,
+            resource_subscriptions=sorted(wanted),
+        ) as events:
+            self._listening(wanted)
+            async for event in events:
+                with suppress(anyio.WouldBlock):
+                    changes.send_nowait(event.uri if isinstance(event, ResourceUpdated) else None)
+
+    def _listening(self, uris: frozenset[str]) -> None:
+        self.listening = uris
+        self._listening_changed.set()
+        self._listening_changed = anyio.Event()
+
+    async def _heartbeat(self, client: Client) -> None:
+        """2025-11-25: a ping every few seconds notices a backend that went away between calls (2026-era
+        connections notice it through their listen stream)."""
+        while True:
+            await anyio.sleep(HEARTBEAT_SECONDS)
+            with anyio.fail_after(self.timeout_seconds):
+                await client.send_ping()
+
+    async def _subscribe_legacy(self, client: Client) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            for uri in sorted(self.subscriptions):
+                await client.session.subscribe_resource(uri)
+
+    async def _refresh(self, client: Client) -> None:
+        capabilities = client.server_capabilities
+        catalog = Catalog()
+        if capabilities.tools is not None:
+            catalog.tools = (await client.list_tools()).tools
+        if capabilities.resources is not None:
+            catalog.resources = (await client.list_resources()).resources
+            catalog.templates = (await client.list_resource_templates()).resource_templates
+        if capabilities.prompts is not None:
+            catalog.prompts = (await client.list_prompts()).prompts
+        self.catalog = catalog
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self.state = "down"
+        self._up = anyio.Event()
+        self.error = _describe(exc)
+
+    # callers
+
+    async def request(self, call: Callable[[Client], Awaitable[Any]], *, limit: float | None = None) -> Any:
+        """Run `call` with the backend's client in its owning task; its result.
+
+        Raises:
+            BackendUnavailableError: not connected, disconnected during the call, or no answer within the timeout.
+        """
+        limit = self.timeout_seconds if limit is None else limit
+        requests = self._requests
+        if requests is None or self.state != "up":
+            raise BackendUnavailableError(f"backend {self.name} is unavailable ({self.error or 'connecting'})")
+        request = _Request(call)
+        try:
+            requests.send_nowait(request)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise BackendUnavailableError(
+                f"backend {self.name} is unavailable ({self.error or 'reconnecting'})"
+            ) from None
+        with anyio.move_on_after(limit) as waited:
+            await request.done.wait()
+        if waited.cancelled_caught:
+            raise BackendUnavailableError(f"backend {self.name} did not answer within {limit:g} s")
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    async def wait_up(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            await self._up.wait()
+            return True
+        return False
+
+    async def follow(self, uri: str, *, within: float = 2.0) -> None:
+        """Ask the backend to announce changes to `uri` (kept across reconnections); returns once it has
+        acknowledged, or after `within` seconds."""
+        new = uri not in self.subscriptions
+        self.subscriptions.add(uri)
+        if self.state != "up" or self.protocol_version is None:
+            return  # followed from the next connection on
+        if self.protocol_version < "2026-07-28":
+            if new:
+
+                async def subscribe(client: Client) -> None:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", MCPDeprecationWarning)
+                        await client.session.subscribe_resource(uri)
+
+                await self.request(subscribe)
+            return
+        with anyio.move_on_after(within):
+            while uri not in self.listening:
+                self._resubscribe.set()
+                await self._listening_changed.wait()
+
+
+class _HttpClient:
+    """A Client over streamable HTTP with extra headers; the httpx client closes with it."""
+
+    def __init__(self, url: str, headers: dict[str, str], options: dict[str, Any]) -> None:
+        self._url, self._headers, self._options = url, headers, options
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Client:
+        http = await self._stack.enter_async_context(
+            create_mcp_http_client(headers=self._headers, timeout=httpx2.Timeout(30, read=300))
+        )
+        client: Client = await self._stack.enter_async_context(
+            Client(streamable_http_client(self._url, http_client=http), **self._options)
+        )
+        return client
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._stack.__aexit__(*exc)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _describe(exc.exceptions[0])
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
