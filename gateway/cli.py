@@ -5,6 +5,8 @@
     stateset audit verify [--home DIR]
     stateset address governance|reputation [--home DIR]
     stateset emulate salesforce|sap [--host 127.0.0.1] [--port N]
+    stateset up [--host 127.0.0.1] [--port 8765] [--home DIR]
+    stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--home DIR]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 """
@@ -101,6 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
     address_cmd.add_argument("server", choices=sorted(SIGNING_KEYS), help="which server's key")
     _add_home(address_cmd)
 
+    up_cmd = commands.add_parser(
+        "up",
+        help="the whole mesh in one process on one port: each server and the aggregate gateway",
+        description="Start every server wired to the others (the wallet trusts governance and reputation; "
+        "Salesforce and SAP run against their emulators unless credentials are configured) and serve "
+        "/<name>/mcp, /<name>/sse, the aggregate gateway at /mcp, /health and /ready.",
+    )
+    up_cmd.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    up_cmd.add_argument("--port", type=int, default=8765, help="default: 8765")
+    _add_home(up_cmd)
+
+    gateway_cmd = commands.add_parser(
+        "gateway",
+        help="the aggregate gateway alone, for MCP hosts: every server's tools as <server>_<tool>",
+        description="Start the mesh in this process and serve only the aggregate gateway, over stdio (for "
+        "hosts such as Claude Desktop) or streamable HTTP at /mcp.",
+    )
+    gateway_cmd.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
+    gateway_cmd.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
+    gateway_cmd.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765)")
+    _add_home(gateway_cmd)
+
     emulate_cmd = commands.add_parser(
         "emulate",
         help="run a sandbox Salesforce or SAP on loopback, for the adapters and their tests",
@@ -145,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             print(key.address)
+        elif args.command in ("up", "gateway"):
+            from gateway.launcher import run_gateway, run_up
+
+            runner = run_up if args.command == "up" else run_gateway
+            anyio.run(runner, args, mesh, environ)
         elif args.command == "emulate":
             module = import_module(EMULATORS[args.platform])
             port = args.port or DEFAULT_PORTS[args.platform] + 100

@@ -132,11 +132,19 @@ class KeyRing:
         return signer
 
 
+_SERVER_KEYS: dict[Path, Signer] = {}
+
+
 async def server_key(path: Path, data_dir: Path, environ: Mapping[str, str], *, scrypt_n: int, role: str) -> Signer:
     """A server's own signing key (governance, reputation): created on first run as a 0600 keystore in
     `path`, decrypted once per process. A key that cannot be opened is a `ConfigError` naming the file."""
+    known = _SERVER_KEYS.get(path)
+    if known is not None:
+        return known
     password = load_password(data_dir, environ)
-    return await anyio.to_thread.run_sync(_server_key, path, password, scrypt_n, role)
+    signer = await anyio.to_thread.run_sync(_server_key, path, password, scrypt_n, role)
+    _SERVER_KEYS[path] = signer
+    return signer
 
 
 def _server_key(path: Path, password: str, scrypt_n: int, role: str) -> Signer:

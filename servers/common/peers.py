@@ -52,7 +52,9 @@ class Peer:
     """Another mesh server this one calls."""
 
     name: str
-    target: MCPServer[Any] | str = field(repr=False)
+    target: MCPServer[Any] | str | Callable[[], MCPServer[Any]] = field(repr=False)
+    """An in-process server, a streamable HTTP URL, or a function that returns the in-process server once
+    it exists (servers started together in one process follow each other)."""
     token: str | None = field(default=None, repr=False)
     mode: str = "auto"  # "legacy" pins the 2025-11-25 handshake
     timeout_seconds: float = 10.0
@@ -80,8 +82,12 @@ class Peer:
             "message_handler": message_handler,
             "cache": None,  # a replica must see every change, never a cached read
         }
-        if not isinstance(self.target, str):
+        if isinstance(self.target, MCPServer):
             async with Client(self.target, **options) as client:
+                yield client
+            return
+        if not isinstance(self.target, str):
+            async with Client(self.target(), **options) as client:
                 yield client
             return
         headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
@@ -139,16 +145,20 @@ async def follow(
     """Keep applying `scheme`'s change log from `peer` until cancelled, reconnecting with backoff."""
     head_uri = f"{scheme}://changes"
     backoff = retry_seconds
+    failures = 0
     while True:
         try:
             async with _updates(peer, head_uri) as (client, updates):
                 logger.info("following %s's %s", peer, head_uri)
-                backoff = retry_seconds
+                backoff, failures = retry_seconds, 0
                 await _catch_up(client, scheme, cursor, apply)
                 async for _ in updates:
                     await _catch_up(client, scheme, cursor, apply)
         except Exception as exc:
-            logger.warning("following %s failed (%s); retrying in %.0f s", peer, _describe(exc), backoff)
+            failures += 1
+            # a peer that is still starting is normal once; again and again it is worth a warning
+            level = logging.INFO if failures == 1 else logging.WARNING
+            logger.log(level, "following %s failed (%s); retrying in %.0f s", peer, _describe(exc), backoff)
         await anyio.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 

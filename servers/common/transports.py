@@ -137,7 +137,13 @@ async def serve(
     if transport == "stdio":
         await server.run_stdio_async()
         return
-    app = http_app(server, transport, host=host, token_verifier=token_verifier)
+    path = MCP_PATH if transport == "http" else SSE_PATH
+    logger.info("serving %s over %s at http://%s:%d%s", server.name, transport, host, port, path)
+    await run_app(http_app(server, transport, host=host, token_verifier=token_verifier), host=host, port=port)
+
+
+async def run_app(app: ASGIApp, *, host: str, port: int) -> None:
+    """Serve an ASGI app in the foreground until SIGINT or SIGTERM."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -149,6 +155,4 @@ async def serve(
         # SIGTERM would wait for every subscriber (another server's follower) to go away first.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    path = MCP_PATH if transport == "http" else SSE_PATH
-    logger.info("serving %s over %s at http://%s:%d%s", server.name, transport, host, port, path)
     await uvicorn.Server(config).serve()

@@ -1,0 +1,194 @@
+"""`stateset up`: every server in one process, wired to each other, behind one port.
+
+    /<name>/mcp      each server over streamable HTTP (both protocol eras)
+    /<name>/sse      each server over the legacy HTTP+SSE transport
+    /mcp             the aggregate gateway: every tool as <server>_<tool>
+    /health          the process is serving
+    /ready           every backend of the gateway is up (503 with the details until then)
+
+The servers reach each other in-process: discovery follows reputation, reputation follows discovery
+and holds stake through the wallet, and the wallet trusts the governance and reputation keys. Salesforce
+and SAP run against their emulators unless credentials are configured.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
+
+from adapters.salesforce import app as salesforce_app
+from adapters.sap import app as sap_app
+from gateway.aggregate import Gateway, build_aggregate
+from gateway.backends import Backend, Target
+from servers.common.clock import Clock
+from servers.common.keystore import server_key
+from servers.common.peers import Peer
+from servers.common.settings import MeshSettings
+from servers.common.transports import (
+    MCP_PATH,
+    SSE_MESSAGE_PATH,
+    SSE_PATH,
+    StaticTokenVerifier,
+    check_exposure,
+    require_bearer,
+    run_app,
+)
+from servers.discovery import app as discovery_app
+from servers.governance import app as governance_app
+from servers.governance import settings as governance_settings
+from servers.reputation import app as reputation_app
+from servers.reputation import settings as reputation_settings
+from servers.wallet import app as wallet_app
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8765
+
+
+@dataclass
+class Mesh:
+    servers: dict[str, MCPServer[Any]]
+    gateway: Gateway
+    aggregate: Any  # the lowlevel Server the gateway is served as
+    apps: dict[str, Any]  # each server's running app (service objects, for tests and the demo)
+
+
+@asynccontextmanager
+async def running_mesh(
+    mesh: MeshSettings, environ: Mapping[str, str], *, clock: Clock = time.time
+) -> AsyncIterator[Mesh]:
+    """Start every server in this process, wired together, and the gateway over them."""
+    data_dir = mesh.data_dir()
+    keys: dict[str, str] = {}
+
+    async def key(role: str, keystore: str) -> None:
+        signer = await server_key(data_dir / keystore, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role=role)
+        keys[role] = signer.address
+
+    async with anyio.create_task_group() as unlocking:  # two scrypt decryptions, one per core
+        unlocking.start_soon(key, "governance", governance_settings.KEYSTORE_FILE)
+        unlocking.start_soon(key, "reputation", reputation_settings.KEYSTORE_FILE)
+    environ = {
+        "STATESET_GOVERNANCE_ADDRESS": keys["governance"],
+        "STATESET_REPUTATION_ADDRESS": keys["reputation"],
+    } | dict(environ)  # what the operator set wins
+    servers: dict[str, MCPServer[Any]] = {}
+
+    def peer(name: str) -> Peer:
+        return Peer(name, lambda: servers[name])
+
+    async with AsyncExitStack() as stack:
+        apps: dict[str, Any] = {}
+        openers: dict[str, Callable[[], AbstractAsyncContextManager[Any]]] = {
+            "wallet": lambda: wallet_app.running(mesh, environ, clock=clock),
+            "governance": lambda: governance_app.running(mesh, environ, clock=clock),
+            "discovery": lambda: discovery_app.running(mesh, environ, reputation=peer("reputation"), clock=clock),
+            "reputation": lambda: reputation_app.running(
+                mesh, environ, discovery=peer("discovery"), wallet=peer("wallet"), clock=clock
+            ),
+            "salesforce": lambda: salesforce_app.running(mesh, environ, clock=clock),
+            "sap": lambda: sap_app.running(mesh, environ, clock=clock),
+        }
+        for name, opener in openers.items():
+            apps[name] = await stack.enter_async_context(opener())
+            servers[name] = apps[name].server
+        gateway = Gateway({name: Backend(name, Target(server=server)) for name, server in servers.items()})
+        tasks = await stack.enter_async_context(anyio.create_task_group())
+        tasks.start_soon(gateway.run)
+        try:
+            yield Mesh(servers, gateway, build_aggregate(gateway), apps)
+        finally:
+            tasks.cancel_scope.cancel()
+
+
+def mesh_app(mesh: Mesh, *, host: str = "127.0.0.1", token_verifier: Any = None) -> Starlette:
+    """One ASGI app for the whole mesh (see the module's table of paths)."""
+    routes: list[BaseRoute] = []
+    lifespans = []
+    for name, server in mesh.servers.items():
+        streamable = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+        sse = server.sse_app(sse_path=SSE_PATH, message_path=SSE_MESSAGE_PATH, host=host)
+        lifespans.append(server.session_manager)
+        routes.append(
+            Mount(f"/{name}", app=_guard(Starlette(routes=[*streamable.routes, *sse.routes]), token_verifier))
+        )
+    aggregate = mesh.aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    lifespans.append(mesh.aggregate.session_manager)
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "servers": sorted(mesh.servers)})
+
+    async def ready(_: Request) -> JSONResponse:
+        report = mesh.gateway.health()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for manager in lifespans:
+                await stack.enter_async_context(manager.run())
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/ready", ready),
+            *routes,
+            Mount("/", app=_guard(Starlette(routes=aggregate.routes), token_verifier)),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def _guard(app: ASGIApp, token_verifier: Any) -> ASGIApp:
+    return app if token_verifier is None else require_bearer(app, token_verifier)
+
+
+async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> None:
+    """`stateset up`: the mesh over HTTP until interrupted."""
+    verifier = StaticTokenVerifier.from_env(environ)
+    check_exposure(args.host, verifier)
+    began = time.perf_counter()
+    async with running_mesh(mesh, environ) as running:
+        app = mesh_app(running, host=args.host, token_verifier=verifier)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(run_app, app, host=args.host, port=args.port))
+            ready = await running.gateway.wait_ready(10)
+            base = f"http://{args.host}:{args.port}"
+            logger.info(
+                "mesh %s in %.1f s: gateway at %s/mcp; servers at %s/<name>/mcp (%s)",
+                "ready" if ready else "started, not every backend is up,",
+                time.perf_counter() - began,
+                base,
+                base,
+                ", ".join(running.servers),
+            )
+
+
+async def run_gateway(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> None:
+    """`stateset gateway`: only the aggregate, over stdio or HTTP."""
+    verifier = StaticTokenVerifier.from_env(environ) if args.transport == "http" else None
+    if args.transport == "http":
+        check_exposure(args.host, verifier)
+    async with running_mesh(mesh, environ) as running:
+        aggregate = running.aggregate
+        if args.transport == "stdio":
+            async with stdio_server() as (read, write):
+                await aggregate.run(read, write, aggregate.create_initialization_options())
+            return
+        app = aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
+        await run_app(_guard(app, verifier), host=args.host, port=args.port)
