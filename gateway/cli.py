@@ -7,6 +7,7 @@
     stateset emulate salesforce|sap [--host 127.0.0.1] [--port N]
     stateset up [--host 127.0.0.1] [--port 8765] [--home DIR]
     stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--home DIR]
+    stateset claude-config [--gateway] [--home DIR]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 """
@@ -15,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -125,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_cmd.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765)")
     _add_home(gateway_cmd)
 
+    claude_cmd = commands.add_parser(
+        "claude-config",
+        help="print the mcpServers entries for Claude Desktop's claude_desktop_config.json",
+        description="Print claude_desktop_config.json entries that launch this installation over stdio: one per "
+        "server, or with --gateway one entry for the whole mesh behind the aggregate gateway.",
+    )
+    claude_cmd.add_argument("--gateway", action="store_true", help="one entry: the aggregate gateway")
+    _add_home(claude_cmd)
+
     emulate_cmd = commands.add_parser(
         "emulate",
         help="run a sandbox Salesforce or SAP on loopback, for the adapters and their tests",
@@ -169,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             print(key.address)
+        elif args.command == "claude-config":
+            print(json.dumps(claude_config(mesh.home, gateway=args.gateway), indent=2))
         elif args.command in ("up", "gateway"):
             from gateway.launcher import run_gateway, run_up
 
@@ -188,6 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def claude_config(home: Path, *, gateway: bool) -> dict[str, Any]:
+    """mcpServers entries that launch this installation's `stateset` over stdio with this data directory."""
+    command = str(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).name == "stateset" else shutil.which("stateset")
+    data = str(home.resolve())
+    if gateway:
+        return {"mcpServers": {"stateset-mesh": {"command": command, "args": ["gateway", "--home", data]}}}
+    return {
+        "mcpServers": {
+            f"stateset-{name}": {"command": command, "args": ["serve", name, "--home", data]} for name in SERVERS
+        }
+    }
 
 
 async def _serve(args: argparse.Namespace, mesh: MeshSettings, environ: dict[str, str]) -> None:

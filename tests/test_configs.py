@@ -43,3 +43,14 @@ def test_a_broken_config_names_the_file_and_the_key(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="templates.loop: subtasks depend on each other in a cycle"):
         load_templates(cycle)
+
+
+def test_claude_config_launches_every_server_or_the_gateway(tmp_path: Path) -> None:
+    from gateway.cli import claude_config
+
+    servers = claude_config(tmp_path, gateway=False)["mcpServers"]
+    assert set(servers) == {f"stateset-{name}" for name in SERVERS}
+    assert servers["stateset-sap"]["args"] == ["serve", "sap", "--home", str(tmp_path.resolve())]
+    gateway = claude_config(tmp_path, gateway=True)["mcpServers"]
+    assert list(gateway) == ["stateset-mesh"] and gateway["stateset-mesh"]["args"][0] == "gateway"
+    assert all(Path(entry["command"]).name == "stateset" for entry in [*servers.values(), *gateway.values()])
