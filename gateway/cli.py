@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def claude_config(home: Path, *, gateway: bool) -> dict[str, Any]:
     """mcpServers entries that launch this installation's `stateset` over stdio with this data directory."""
-    command = str(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).name == "stateset" else shutil.which("stateset")
+    command = _stateset_command()
     data = str(home.resolve())
     if gateway:
         return {"mcpServers": {"stateset-mesh": {"command": command, "args": ["gateway", "--home", data]}}}
@@ -216,6 +216,14 @@ def claude_config(home: Path, *, gateway: bool) -> dict[str, Any]:
             f"stateset-{name}": {"command": command, "args": ["serve", name, "--home", data]} for name in SERVERS
         }
     }
+
+
+def _stateset_command() -> str:
+    """This installation's `stateset`: the running one, the one beside this Python, or the one on PATH."""
+    for candidate in (Path(sys.argv[0]), Path(sys.executable).parent / "stateset"):
+        if candidate.name == "stateset" and candidate.is_file():
+            return str(candidate.resolve())
+    return shutil.which("stateset") or "stateset"
 
 
 async def _serve(args: argparse.Namespace, mesh: MeshSettings, environ: dict[str, str]) -> None:
