@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -48,6 +48,7 @@ class Gateway:
         self.backends = dict(backends)
         self.feed = ChangeFeed(on_subscribe=self.follow)
         self._connections: set[Any] = set()  # 2025-era hosts, for list_changed
+        self._watchers: list[Callable[[str], Awaitable[None]]] = []
         for backend in self.backends.values():
             backend._on_change = self._changed  # the gateway hears every backend's changes
         self._states = {name: backend.state for name, backend in self.backends.items()}
@@ -179,9 +180,18 @@ class Gateway:
 
     # change propagation
 
+    def watch(self, on_update: Callable[[str], Awaitable[None]]) -> None:
+        """Have `on_update(uri)` hear every followed resource's change (in-process users, such as the replica)."""
+        self._watchers.append(on_update)
+
     async def _changed(self, backend: Backend, uri: str | None) -> None:
         if uri is not None:
             await self.feed.publish([uri])
+            for on_update in list(self._watchers):
+                try:
+                    await on_update(uri)
+                except Exception:
+                    logger.exception("a watcher of %s failed", uri)
             return
         await self._announce_lists()
 
