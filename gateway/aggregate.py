@@ -9,7 +9,7 @@ backend's input schema before forwarding, and keeps every error on its plane:
 - a backend's protocol error (an MCPError, such as a missing scope) stays a protocol error, named.
 
 `build_aggregate(gateway)` serves it as one MCP server (both eras): tools, resources, templates and
-prompts merged; `mesh://health`; list changes and resource updates forwarded to hosts, who may follow
+prompts merged; `mesh://health`; progress relayed; list changes and resource updates forwarded to hosts, who may follow
 any backend resource. One backend down never takes the aggregate down: its tools stay listed, say they
 are unavailable, and come back when it does (hosts hear tools/list_changed both times).
 """
@@ -30,6 +30,7 @@ from mcp import Client
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.subscriptions import ListenHandler
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
 
@@ -88,16 +89,27 @@ class Gateway:
 
     # calls
 
-    async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> types.CallToolResult:
-        """Call `<server>_<tool>` with the backend's answer, or a tool error naming what went wrong."""
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None = None, *, progress: ProgressFnT | None = None
+    ) -> types.CallToolResult:
+        """Call `<server>_<tool>` with the backend's answer, or a tool error naming what went wrong. The
+        backend's progress reports reach `progress`."""
         route = self.routes().get(name)
         if route is None:
             return _tool_error(f"no tool {name!r} in the mesh; tools are named <server>_<tool>")
         backend, tool = route
-        return await self.call(backend.name, tool.name, dict(arguments or {}), _schema=tool.input_schema)
+        return await self.call(
+            backend.name, tool.name, dict(arguments or {}), progress=progress, _schema=tool.input_schema
+        )
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, _schema: Mapping[str, Any] | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        progress: ProgressFnT | None = None,
+        _schema: Mapping[str, Any] | None = None,
     ) -> types.CallToolResult:
         backend = self.backends.get(server)
         if backend is None:
@@ -111,7 +123,9 @@ class Gateway:
             if problem is not None:
                 return _tool_error(f"arguments for {qualified(server, tool)} do not match its schema: {problem}")
         try:
-            result: types.CallToolResult = await backend.request(lambda client: client.call_tool(tool, arguments))
+            result: types.CallToolResult = await backend.request(
+                lambda client: client.call_tool(tool, arguments, progress_callback=progress)
+            )
         except BackendUnavailableError as exc:
             return _tool_error(str(exc))
         except MCPError as exc:
@@ -234,7 +248,8 @@ def build_aggregate(gateway: Gateway, *, name: str = "stateset-mesh") -> Server[
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         gateway.seen(ctx)
-        return await gateway.call_tool(params.name, params.arguments)
+        # report_progress is a no-op when the host asked for none (and in-process hosts carry no token to check)
+        return await gateway.call_tool(params.name, params.arguments, progress=ctx.session.report_progress)
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None

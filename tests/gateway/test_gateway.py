@@ -13,7 +13,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated, ToolsListChanged
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from pydantic import Field
 
@@ -54,6 +54,13 @@ def echo_server(name: str = "echo") -> tuple[MCPServer[Any], ChangeFeed]:
         """Takes its time."""
         await anyio.sleep(seconds)
         return "done"
+
+    @server.tool()
+    async def work(steps: int, ctx: Context) -> str:
+        """Reports its progress."""
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step}")
+        return "worked"
 
     @server.tool()
     async def ring(uri: str) -> str:
@@ -146,6 +153,17 @@ async def test_errors_stay_on_their_plane_and_name_the_backend(host: Client) -> 
     assert caught.value.code == FORBIDDEN and caught.value.message.startswith("backend echo:")
     assert "backend echo did not answer within 1 s" in await refused(host, "echo_slow", seconds=3)
     assert (await call(host, "other_slow", seconds=0)) == {"result": "done"}
+
+
+async def test_backend_progress_reaches_the_host(host: Client) -> None:
+    heard: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        heard.append((progress, total, message))
+
+    result = await host.call_tool("echo_work", {"steps": 3}, progress_callback=on_progress)
+    assert not result.is_error
+    assert heard == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
 
 
 async def test_host_following_a_backend_resource_hears_its_updates(mesh: Mesh, era: str) -> None:
