@@ -5,8 +5,8 @@
     stateset audit verify [--home DIR]
     stateset address governance|reputation [--home DIR]
     stateset emulate salesforce|sap [--host 127.0.0.1] [--port N]
-    stateset up [--host 127.0.0.1] [--port 8765] [--home DIR]
-    stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--home DIR]
+    stateset up [--host 127.0.0.1] [--port 8765] [--config configs/mesh.yaml] [--home DIR]
+    stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--config FILE] [--home DIR]
     stateset claude-config [--gateway] [--home DIR]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up_cmd.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     up_cmd.add_argument("--port", type=int, default=8765, help="default: 8765")
+    _add_config(up_cmd)
     _add_home(up_cmd)
 
     gateway_cmd = commands.add_parser(
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_cmd.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
     gateway_cmd.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
     gateway_cmd.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765)")
+    _add_config(gateway_cmd)
     _add_home(gateway_cmd)
 
     claude_cmd = commands.add_parser(
@@ -149,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     emulate_cmd.add_argument("--host", default="127.0.0.1", choices=sorted(LOOPBACK_HOSTS), help="loopback only")
     emulate_cmd.add_argument("--port", type=int, default=0, help="default: the adapter's port plus 100")
     return parser
+
+
+def _add_config(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config",
+        type=Path,
+        help="which backends and how to reach them (default: $STATESET_MESH_CONFIG or configs/mesh.yaml)",
+    )
 
 
 def _add_home(command: argparse.ArgumentParser, default_help: str = "$STATESET_HOME or ./.stateset") -> None:

@@ -34,6 +34,7 @@ from adapters.salesforce import app as salesforce_app
 from adapters.sap import app as sap_app
 from gateway.aggregate import Gateway, build_aggregate
 from gateway.backends import Backend, Target
+from gateway.config import MeshConfig, everything_in_process, load_mesh_config
 from servers.common.clock import Clock
 from servers.common.keystore import server_key
 from servers.common.peers import Peer
@@ -57,6 +58,10 @@ from servers.wallet import app as wallet_app
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8765
+SIGNING_KEYSTORES = {
+    "governance": governance_settings.KEYSTORE_FILE,  # the wallet trusts its approval receipts
+    "reputation": reputation_settings.KEYSTORE_FILE,  # and its slash orders
+}
 
 
 @dataclass
@@ -69,27 +74,34 @@ class Mesh:
 
 @asynccontextmanager
 async def running_mesh(
-    mesh: MeshSettings, environ: Mapping[str, str], *, clock: Clock = time.time
+    mesh: MeshSettings,
+    environ: Mapping[str, str],
+    *,
+    config: MeshConfig | None = None,
+    clock: Clock = time.time,
 ) -> AsyncIterator[Mesh]:
-    """Start every server in this process, wired together, and the gateway over them."""
+    """Start the servers `config` runs in process (by default all of them), wired together, and the
+    gateway over them and over the backends it reaches by command or URL."""
+    config = config or everything_in_process()
+    local = config.in_process
+    targets = config.targets(environ)  # before anything starts: a missing token is a configuration error
     data_dir = mesh.data_dir()
     keys: dict[str, str] = {}
 
     async def key(role: str, keystore: str) -> None:
         signer = await server_key(data_dir / keystore, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role=role)
-        keys[role] = signer.address
+        keys[f"STATESET_{role.upper()}_ADDRESS"] = signer.address
 
-    async with anyio.create_task_group() as unlocking:  # two scrypt decryptions, one per core
-        unlocking.start_soon(key, "governance", governance_settings.KEYSTORE_FILE)
-        unlocking.start_soon(key, "reputation", reputation_settings.KEYSTORE_FILE)
-    environ = {
-        "STATESET_GOVERNANCE_ADDRESS": keys["governance"],
-        "STATESET_REPUTATION_ADDRESS": keys["reputation"],
-    } | dict(environ)  # what the operator set wins
+    async with anyio.create_task_group() as unlocking:  # scrypt decryptions, one per core
+        for role, keystore in SIGNING_KEYSTORES.items():
+            if role in local:
+                unlocking.start_soon(key, role, keystore)
+    environ = keys | dict(environ)  # what the operator set wins
     servers: dict[str, MCPServer[Any]] = {}
 
-    def peer(name: str) -> Peer:
-        return Peer(name, lambda: servers[name])
+    def peer(name: str) -> Peer | None:
+        """The in-process server, or None for the server's own STATESET_<NAME>_URL setting."""
+        return Peer(name, lambda: servers[name]) if name in local else None
 
     async with AsyncExitStack() as stack:
         apps: dict[str, Any] = {}
@@ -103,10 +115,16 @@ async def running_mesh(
             "salesforce": lambda: salesforce_app.running(mesh, environ, clock=clock),
             "sap": lambda: sap_app.running(mesh, environ, clock=clock),
         }
-        for name, opener in openers.items():
-            apps[name] = await stack.enter_async_context(opener())
+        for name in local:
+            apps[name] = await stack.enter_async_context(openers[name]())
             servers[name] = apps[name].server
-        gateway = Gateway({name: Backend(name, Target(server=server)) for name, server in servers.items()})
+        targets |= {name: Target(server=server) for name, server in servers.items()}
+        gateway = Gateway(
+            {
+                name: Backend(name, targets[name], timeout_seconds=backend.timeout_seconds)
+                for name, backend in config.backends.items()
+            }
+        )
         tasks = await stack.enter_async_context(anyio.create_task_group())
         tasks.start_soon(gateway.run)
         try:
@@ -163,7 +181,7 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
     verifier = StaticTokenVerifier.from_env(environ)
     check_exposure(args.host, verifier)
     began = time.perf_counter()
-    async with running_mesh(mesh, environ) as running:
+    async with running_mesh(mesh, environ, config=load_mesh_config(environ, args.config)) as running:
         app = mesh_app(running, host=args.host, token_verifier=verifier)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(functools.partial(run_app, app, host=args.host, port=args.port))
@@ -175,7 +193,7 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
                 time.perf_counter() - began,
                 base,
                 base,
-                ", ".join(running.servers),
+                ", ".join(running.servers) or "none in this process",
             )
 
 
@@ -184,7 +202,7 @@ async def run_gateway(args: Any, mesh: MeshSettings, environ: Mapping[str, str])
     verifier = StaticTokenVerifier.from_env(environ) if args.transport == "http" else None
     if args.transport == "http":
         check_exposure(args.host, verifier)
-    async with running_mesh(mesh, environ) as running:
+    async with running_mesh(mesh, environ, config=load_mesh_config(environ, args.config)) as running:
         aggregate = running.aggregate
         if args.transport == "stdio":
             async with stdio_server() as (read, write):
