@@ -4,6 +4,10 @@ A create with an idempotency key writes a short reference derived from the key i
 CorrespncExternalReference ("Your Reference"). When the answer to the create is lost, the adapter
 looks the order up by that reference rather than creating it again; a repeated key answers from the
 local record. Updates send If-Match when the service's $metadata declares a concurrency token.
+
+Stock is read from API_MATERIAL_STOCK_SRV's A_MatlStkInAcctMod, filtered by material (and plant), a page
+of 1,000 rows at a time. SAP answers a material it holds no stock for with an empty collection, not an
+error, and so does the adapter: a zero total with no rows.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -25,12 +31,15 @@ from adapters.base import OutcomeUnknownError, PlatformEvent
 from adapters.sap import odata
 from adapters.sap.client import SapClient
 from adapters.sap.models import (
+    STOCK_SERVICE,
     ItemInput,
+    MaterialStock,
     PurchaseOrder,
     PurchaseOrderChanges,
     PurchaseOrderEvent,
     PurchaseOrderItem,
     PurchaseOrderPage,
+    StockRow,
 )
 from adapters.sap.store import SapStore, SapTx
 from servers.common.clock import Clock
@@ -41,6 +50,24 @@ logger = logging.getLogger(__name__)
 
 EVENTS_URI = "sap://events"
 EDM = "{http://schemas.microsoft.com/ado/2008/09/edm}"
+MATERIAL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,39}")
+PLANT_PATTERN = re.compile(r"[A-Za-z0-9]{1,4}")
+STOCK_PAGE = 1000
+STOCK_FIELDS = (
+    "Material",
+    "Plant",
+    "StorageLocation",
+    "Batch",
+    "Supplier",
+    "Customer",
+    "WBSElementInternalID",
+    "SDDocument",
+    "SDDocumentItem",
+    "InventorySpecialStockType",
+    "InventoryStockType",
+    "MaterialBaseUnit",
+    "MatlWrhsStkQtyInMatlBaseUnit",
+)
 HEADER_CHANGES = {
     "payment_terms": "PaymentTerms",
     "purchasing_group": "PurchasingGroup",
@@ -73,8 +100,12 @@ class SapAdapter:
         await self.client.session()  # opens the session: auth, client and token in one round trip
 
     async def read_data(self, entity: str, key: str | None = None, query: Mapping[str, Any] | None = None) -> Any:
+        if entity == "A_MaterialStock" and key is not None:
+            return await self.get_material_stock(key, (query or {}).get("plant"))
         if entity != "A_PurchaseOrder":
-            raise InvalidInputError(f"entity {entity!r} is not served", hint="A_PurchaseOrder")
+            raise InvalidInputError(
+                f"entity {entity!r} is not served", hint="A_PurchaseOrder, or A_MaterialStock with a material as key"
+            )
         if key is not None:
             return await self.get_purchase_order(key)
         query = query or {}
@@ -194,6 +225,43 @@ class SapAdapter:
         data = (await self.client.request("GET", "/A_PurchaseOrder", params=params)).json()["d"]
         return PurchaseOrderPage(
             orders=[_order(entity) for entity in data["results"]], count=int(data.get("__count", 0)), top=top, skip=skip
+        )
+
+    async def get_material_stock(self, material: str, plant: str | None = None) -> MaterialStock:
+        """The material's stock rows (in one plant, or in all) and their sums, from A_MatlStkInAcctMod.
+
+        SAP keeps material numbers in capitals, so the number is asked for in capitals."""
+        if not MATERIAL_PATTERN.fullmatch(material):
+            raise InvalidInputError(
+                f"material {material!r} is not a material number",
+                hint="use up to 40 letters, digits and - _ . / starting with a letter or digit, e.g. TG11",
+            )
+        if plant is not None and not PLANT_PATTERN.fullmatch(plant):
+            raise InvalidInputError(f"plant {plant!r} is not a plant", hint="use up to 4 letters or digits, e.g. 1710")
+        material, plant = material.upper(), plant.upper() if plant else None
+        condition = f"Material eq '{material}'" + (f" and Plant eq '{plant}'" if plant else "")
+        entities: list[dict[str, Any]] = []
+        while True:
+            params = {
+                "$filter": condition,
+                "$select": ",".join(STOCK_FIELDS),
+                "$orderby": "Plant,StorageLocation,InventoryStockType,InventorySpecialStockType,Batch",
+                "$top": str(STOCK_PAGE),
+                "$skip": str(len(entities)),
+            }
+            response = await self.client.request("GET", "/A_MatlStkInAcctMod", params=params, service=STOCK_SERVICE)
+            page = response.json()["d"]["results"]
+            entities += page
+            if len(page) < STOCK_PAGE:
+                break
+        rows = [_stock_row(entity) for entity in entities]
+        return MaterialStock(
+            material=material,
+            plant=plant,
+            base_unit=next((str(e["MaterialBaseUnit"]) for e in entities if e.get("MaterialBaseUnit")), None),
+            total=_sum(row.quantity for row in rows),
+            unrestricted=_sum(row.quantity for row in rows if row.stock_type == "01"),
+            rows=rows,
         )
 
     async def update_purchase_order(self, number: str, changes: PurchaseOrderChanges) -> PurchaseOrder:
@@ -321,3 +389,25 @@ def _decimal(value: str) -> str:
     """SAP's decimal text as the shortest exact form: "5.000" -> "5", "10.500" -> "10.5"."""
     text = str(value)
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _stock_row(entity: dict[str, Any]) -> StockRow:
+    return StockRow(
+        plant=entity["Plant"],
+        storage_location=entity["StorageLocation"],
+        stock_type=entity["InventoryStockType"],
+        special_stock_type=entity.get("InventorySpecialStockType") or "",
+        batch=entity.get("Batch") or "",
+        supplier=entity.get("Supplier") or "",
+        customer=entity.get("Customer") or "",
+        sales_order=entity.get("SDDocument") or "",
+        sales_order_item=entity.get("SDDocumentItem") or "",
+        wbs_element=entity.get("WBSElementInternalID") or "",
+        quantity=_sum([entity.get("MatlWrhsStkQtyInMatlBaseUnit") or "0"]),
+    )
+
+
+def _sum(quantities: Any) -> str:
+    """Exact decimal sum, written without exponent or trailing zeros: "0", "12.5"."""
+    total = sum((Decimal(q) for q in quantities), Decimal(0))
+    return _decimal(format(total, "f"))

@@ -35,6 +35,12 @@ class SapApp:
     server: MCPServer[Any]
     system: SapSystem | None  # the sandbox's state, when the emulator runs
 
+    @property
+    def sandbox(self) -> SapSystem | None:
+        """The in-process sandbox system when no SAP system is configured, else None: a demo in the same
+        process seeds it, e.g. `app.sandbox.set_stock("TG11", "1710", 3)`. It starts empty."""
+        return self.system
+
 
 @asynccontextmanager
 async def running(mesh: MeshSettings, environ: Mapping[str, str], *, clock: Clock = time.time) -> AsyncIterator[SapApp]:

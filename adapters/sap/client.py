@@ -1,4 +1,5 @@
-"""An async client for SAP's OData V2 purchase order API: one session, CSRF, retries that never duplicate.
+"""An async client for SAP's OData V2 APIs (purchase orders, and material stock beside them): one session,
+CSRF, retries that never duplicate.
 
 - One Gateway session for every caller: its cookies and its CSRF token, kept together as one value
   (`GatewaySession`) and sent together. The session is opened by a GET on the service root with
@@ -140,8 +141,10 @@ class SapClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        service: str | None = None,
     ) -> httpx2.Response:
-        """Call the service (`path` below the service root).
+        """Call the purchase order service, or `service` (e.g. API_MATERIAL_STOCK_SRV) on the same system,
+        with `path` below its root. Every service shares the one Gateway session.
 
         Raises:
             PlatformRejectedError, PlatformUnavailableError, OutcomeUnknownError, AuthenticationError
@@ -155,7 +158,9 @@ class SapClient:
             if writes:
                 extra["X-CSRF-Token"] = session.token
             try:
-                response = await self._send(method, path, json=json, params=params, headers=extra, session=session)
+                response = await self._send(
+                    method, path, json=json, params=params, headers=extra, session=session, service=service
+                )
             except NOT_SENT as exc:
                 if attempt < self._backoff.attempts:
                     await anyio.sleep(self._backoff.delay(attempt))
@@ -206,6 +211,7 @@ class SapClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         session: GatewaySession | None,
+        service: str | None = None,
     ) -> httpx2.Response:
         query = dict(params or {})
         if self.settings.sap_client is not None:
@@ -213,7 +219,8 @@ class SapClient:
         base = {"Accept": "application/json"} | (headers or {})
         if session is not None:
             base["Cookie"] = session.cookie_header
-        url = f"{self.settings.service_url}{path}"
+        root = self.settings.service_url if service is None else self.settings.url_of(service)
+        url = f"{root}{path}"
         response = await self._http.request(
             method, url, json=json, params=query, headers=base | await self._authorization()
         )

@@ -1,5 +1,6 @@
 """A sandbox SAP S/4HANA on loopback: the released purchase order API (API_PURCHASEORDER_PROCESS_SRV,
-OData V2) with the session and CSRF rules a real Gateway enforces, and an Event Mesh queue.
+OData V2) and the released, read-only material stock API (API_MATERIAL_STOCK_SRV), with the session and
+CSRF rules a real Gateway enforces, and an Event Mesh queue.
 
 What it enforces (shared/reference/salesforce-and-sap.md §5.2):
 - Basic auth, or a bearer token from /sap/bc/sec/oauth2/token (client credentials); otherwise 401 with
@@ -17,11 +18,19 @@ What it enforces (shared/reference/salesforce-and-sap.md §5.2):
   and must be current (412).
 - Errors in the V2 envelope: error.code, error.message.{lang,value}, innererror.{application,
   transactionid, timestamp, Error_Resolution, errordetails}.
+- Material stock: A_MatlStkInAcctMod (one row per material, plant, storage location, batch, special stock
+  and stock type; 11 key properties; MatlWrhsStkQtyInMatlBaseUnit Edm.Decimal(31,14)) and A_MaterialStock
+  (material and base unit, rows through to_MatlStkInAcctMod), with the same query options. Only what has
+  stock is there: A_MaterialStock('X') for a material without stock is 404, a $filter that matches nothing
+  is an empty result. Nothing in the service can be written: POST, PUT, PATCH, MERGE and DELETE (with a
+  valid token) answer 501 /IWBEP/CM_MGW_RT/021 "Method 'A_MATLSTKINACCTM_CREATE_ENTITY' not implemented in
+  data provider class", as Gateway answers for an operation the service's data provider leaves out.
 - Events: each create and change puts a CloudEvent (sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1
   or .Changed.v1, data holding only the key) on an Event Mesh queue, consumed with
   POST /messagingrest/v1/queues/{queue}/messages/consumption.
 
-Test hooks under /_emulator/ (also methods on `SapSystem`): expire sessions, queue faults, list requests.
+Test hooks under /_emulator/ (also methods on `SapSystem`): expire sessions, queue faults, list requests,
+seed stock (POST /_emulator/stock, `SapSystem.set_stock`).
 """
 
 from __future__ import annotations
@@ -29,12 +38,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
@@ -45,13 +55,14 @@ from starlette.routing import Route
 
 from adapters.emulation import DroppedResponse, RequestLog, hook_routes, json_or_text, request_log
 from adapters.sap import odata
-from adapters.sap.models import SANDBOX_QUEUE, SERVICE, SERVICE_PATH
+from adapters.sap.models import SANDBOX_QUEUE, SERVICE, SERVICE_PATH, STOCK_SERVICE, STOCK_SERVICE_PATH
 
 SID = "S4H"
 CREATED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1"
 CHANGED_TYPE = "sap.s4.beh.purchaseorder.v1.PurchaseOrder.Changed.v1"
 QUEUE = SANDBOX_QUEUE
 MODIFYING = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
+COMPONENTS = {SERVICE: "MM-PUR-PO", STOCK_SERVICE: "MM-IM"}  # innererror.application.component_id
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,57 @@ ENTITY_SETS = (
     "A_PurOrdPricingElement",
 )
 
+# API_MATERIAL_STOCK_SRV: every property is read-only (sap:creatable/updatable false).
+STOCK_KEYS = (
+    "Material",
+    "Plant",
+    "StorageLocation",
+    "Batch",
+    "Supplier",
+    "Customer",
+    "WBSElementInternalID",
+    "SDDocument",
+    "SDDocumentItem",
+    "InventorySpecialStockType",
+    "InventoryStockType",
+)
+STOCK: dict[str, Prop] = {
+    name: Prop("Edm.String", label, length, creatable=False, updatable=False)
+    for name, label, length in (
+        ("Material", "Stock Material", 40),
+        ("Plant", "Plant", 4),
+        ("StorageLocation", "Storage Location", 4),
+        ("Batch", "Batch SID", 10),
+        ("Supplier", "Supplier SID", 10),
+        ("Customer", "Customer SID", 10),
+        ("WBSElementInternalID", "WBS Internal ID", 8),
+        ("SDDocument", "Sales order", 10),
+        ("SDDocumentItem", "Sales order item", 6),
+        ("InventorySpecialStockType", "Special Stock Type", 1),
+        ("InventoryStockType", "Stock Type", 2),
+        ("WBSElementExternalID", "WBS Element", 24),
+        ("MaterialBaseUnit", "Base Unit of Measure", 3),
+    )
+} | {
+    "MatlWrhsStkQtyInMatlBaseUnit": Prop(
+        "Edm.Decimal", "Stock Quantity", precision=(31, 14), creatable=False, updatable=False
+    )
+}
+MATERIAL: dict[str, Prop] = {
+    "Material": Prop("Edm.String", "Material", 40, creatable=False, updatable=False),
+    "MaterialBaseUnit": Prop("Edm.String", "Base Unit of Measure", 3, creatable=False, updatable=False),
+}
+STOCK_ENTITY_SETS = ("A_MaterialStock", "A_MatlStkInAcctMod")
+# The data provider's method names: the entity set's name cut to 16 characters, as SEGW generates them.
+STOCK_DPC = {"A_MaterialStock": "A_MATERIALSTOCK", "A_MatlStkInAcctMod": "A_MATLSTKINACCTM"}
+DPC_OPERATION = {
+    "POST": "CREATE_ENTITY",
+    "PUT": "UPDATE_ENTITY",
+    "PATCH": "UPDATE_ENTITY",
+    "MERGE": "UPDATE_ENTITY",
+    "DELETE": "DELETE_ENTITY",
+}
+
 
 class ODataError(Exception):
     """An answer in the SAP Gateway V2 error envelope."""
@@ -118,7 +180,7 @@ class ODataError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
-    def response(self) -> JSONResponse:
+    def response(self, service: str = SERVICE) -> JSONResponse:
         transaction = uuid.uuid4().hex.upper()
         body = {
             "error": {
@@ -126,9 +188,9 @@ class ODataError(Exception):
                 "message": {"lang": "en", "value": self.message},
                 "innererror": {
                     "application": {
-                        "component_id": "MM-PUR-PO",
+                        "component_id": COMPONENTS.get(service, ""),
                         "service_namespace": "/SAP/",
-                        "service_id": SERVICE,
+                        "service_id": service,
                         "service_version": "0001",
                     },
                     "transactionid": transaction,
@@ -195,6 +257,8 @@ class SapSystem:
     next_number: int = 4500000000
     suppliers: frozenset[str] = frozenset(f"173{n:05d}" for n in range(1, 100))
     """The supplier master data: an order for another supplier is refused, as on a real system."""
+    stock: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
+    """A_MatlStkInAcctMod rows by their 11 key values (STOCK_KEYS); empty in a new sandbox."""
 
     @property
     def session_cookie(self) -> str:
@@ -205,6 +269,67 @@ class SapSystem:
 
     def inject(self, fault: Fault, times: int = 1) -> None:
         self.faults.extend(Fault(**vars(fault)) for _ in range(times))
+
+    # material stock (read-only through the API: seeded here, as goods movements would post it)
+
+    def set_stock(
+        self,
+        material: str,
+        plant: str,
+        quantity: Decimal | int | str,
+        unit: str = "PC",
+        storage_location: str = "0001",
+        *,
+        stock_type: str = "01",
+        batch: str = "",
+    ) -> None:
+        """Set the quantity of one stock row (own stock, unrestricted use unless `stock_type` says otherwise),
+        creating it when new. A material has one base unit: stock in another unit is refused (ValueError)."""
+        try:
+            amount = Decimal(str(quantity))
+        except InvalidOperation:
+            raise ValueError(f"quantity {quantity!r} is not a decimal number") from None
+        if not amount.is_finite() or amount < 0:
+            raise ValueError(f"quantity {quantity!r} must be a finite number, zero or more")
+        exponent = amount.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -14 or abs(amount) >= Decimal(10) ** 17:
+            raise ValueError(f"quantity {quantity!r} does not fit Edm.Decimal(31,14)")
+        values = {
+            "Material": material,
+            "Plant": plant,
+            "StorageLocation": storage_location,
+            "Batch": batch,
+            "InventoryStockType": stock_type,
+            "MaterialBaseUnit": unit,
+        }
+        for name, value in values.items():
+            if not isinstance(value, str) or len(value) > STOCK[name].length:
+                raise ValueError(f"{name} {value!r} is not a string of at most {STOCK[name].length} characters")
+        if not material or not plant or not unit or not stock_type:
+            raise ValueError("material, plant, unit and stock_type must not be empty")
+        held = self.base_unit(material)
+        if held is not None and held != unit:
+            raise ValueError(f"material {material} is kept in base unit {held}, not {unit}")
+        row = {name: _initial(prop) for name, prop in STOCK.items()} | {
+            "WBSElementInternalID": "00000000",  # NUMC initial values
+            "SDDocumentItem": "0",
+            **values,
+            "MatlWrhsStkQtyInMatlBaseUnit": amount,
+        }
+        self.stock[tuple(row[name] for name in STOCK_KEYS)] = row
+
+    def base_unit(self, material: str) -> str | None:
+        return next((str(r["MaterialBaseUnit"]) for r in self.stock.values() if r["Material"] == material), None)
+
+    def stock_rows(self, material: str | None = None) -> list[dict[str, Any]]:
+        return [row for row in self.stock.values() if material is None or row["Material"] == material]
+
+    def materials(self) -> list[dict[str, Any]]:
+        """A_MaterialStock: each material with stock rows, and its base unit."""
+        seen: dict[str, dict[str, Any]] = {}
+        for row in self.stock.values():
+            seen.setdefault(row["Material"], {"Material": row["Material"], "MaterialBaseUnit": row["MaterialBaseUnit"]})
+        return list(seen.values())
 
     # purchase orders
 
@@ -367,7 +492,7 @@ def sandbox_app() -> Starlette:
 
 
 def build_app(system: SapSystem) -> Starlette:
-    def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(handler: Handler, service: str = SERVICE) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             body = await request.body()
             method = request.headers.get("x-http-method", request.method).upper()
@@ -413,19 +538,19 @@ def build_app(system: SapSystem) -> Starlette:
                     if fault.latency_ms:
                         await asyncio.sleep(fault.latency_ms / 1000)
                     if not fault.after_commit and (fault.drop or fault.status):
-                        return _with_cookies(_fault_response(fault), new_cookies)
+                        return _with_cookies(_fault_response(fault, service), new_cookies)
                 if method in MODIFYING and body and "json" not in request.headers.get("content-type", ""):
                     raise ODataError(415, "/IWBEP/CM_MGW_RT/007", "Content-Type must be application/json")
                 response = await handler(request, system, method)
                 if fault is not None and fault.after_commit:
-                    response = _fault_response(fault)
+                    response = _fault_response(fault, service)
                 if fetch:
                     system.csrf_fetches += 1
                     response.headers["x-csrf-token"] = session.token
                 response.headers["dataserviceversion"] = "2.0"
                 return _with_cookies(response, new_cookies)
             except ODataError as error:
-                return error.response()
+                return error.response(service)
 
         return endpoint
 
@@ -437,6 +562,14 @@ def build_app(system: SapSystem) -> Starlette:
         Route(
             f"{SERVICE_PATH}/{{key:path}}", guarded(_entity), methods=["GET", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
         ),
+        Route(f"{STOCK_SERVICE_PATH}/", guarded(_stock_service_document, STOCK_SERVICE), methods=["GET", "HEAD"]),
+        Route(f"{STOCK_SERVICE_PATH}/$metadata", guarded(_stock_metadata, STOCK_SERVICE), methods=["GET", "HEAD"]),
+        Route(
+            f"{STOCK_SERVICE_PATH}/{{key:path}}",
+            guarded(_stock, STOCK_SERVICE),
+            methods=["GET", "POST", "PUT", "PATCH", "MERGE", "DELETE"],
+        ),
+        Route("/_emulator/stock", partial(_seed_stock, system=system), methods=["POST"]),
         Route(
             "/messagingrest/v1/queues/{queue:path}/messages/consumption",
             partial(_consume, system=system),
@@ -478,16 +611,16 @@ class _Unauthorized(ODataError):
         super().__init__(401, "/IWFND/CM_CONSUMER/401", "Logon failed")
         self.realm = f'Basic realm="SAP NetWeaver Application Server [{SID}/{system.client}]"'
 
-    def response(self) -> JSONResponse:
-        response = super().response()
+    def response(self, service: str = SERVICE) -> JSONResponse:
+        response = super().response(service)
         response.headers["www-authenticate"] = self.realm
         return response
 
 
-def _fault_response(fault: Fault) -> Response:
+def _fault_response(fault: Fault, service: str = SERVICE) -> Response:
     if fault.drop:
         return DroppedResponse()
-    return ODataError(fault.status, fault.code, fault.message).response()
+    return ODataError(fault.status, fault.code, fault.message).response(service)
 
 
 async def _token(request: Request, system: SapSystem) -> Response:
@@ -538,23 +671,27 @@ async def _metadata(request: Request, system: SapSystem, method: str) -> Respons
     return Response(metadata(system.etags), media_type="application/xml")
 
 
+def _edm_properties(props: dict[str, Prop], concurrency_token: str | None = None) -> str:
+    lines = []
+    for name, prop in props.items():
+        facets = f' MaxLength="{prop.length}"' if prop.length else ""
+        if prop.precision:
+            facets += f' Precision="{prop.precision[0]}" Scale="{prop.precision[1]}"'
+        if name == concurrency_token:
+            facets += ' ConcurrencyMode="Fixed"'
+        lines.append(
+            f'<Property Name="{name}" Type="{prop.edm}" Nullable="{str(prop.edm != "Edm.String").lower()}"{facets}'
+            f' sap:label="{prop.label}" sap:creatable="{str(prop.creatable).lower()}"'
+            f' sap:updatable="{str(prop.updatable).lower()}"/>'
+        )
+    return "\n".join(lines)
+
+
 def metadata(etags: bool) -> str:
     """EDMX 1.0 for the two entity types the emulator serves, with sap: annotations."""
 
     def properties(props: dict[str, Prop]) -> str:
-        lines = []
-        for name, prop in props.items():
-            facets = f' MaxLength="{prop.length}"' if prop.length else ""
-            if prop.precision:
-                facets += f' Precision="{prop.precision[0]}" Scale="{prop.precision[1]}"'
-            if etags and name == "LastChangeDateTime" and props is HEADER:
-                facets += ' ConcurrencyMode="Fixed"'
-            lines.append(
-                f'<Property Name="{name}" Type="{prop.edm}" Nullable="{str(prop.edm != "Edm.String").lower()}"{facets}'
-                f' sap:label="{prop.label}" sap:creatable="{str(prop.creatable).lower()}"'
-                f' sap:updatable="{str(prop.updatable).lower()}"/>'
-            )
-        return "\n".join(lines)
+        return _edm_properties(props, "LastChangeDateTime" if etags and props is HEADER else None)
 
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <edmx:Edmx Version="1.0" xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx"
@@ -669,16 +806,23 @@ async def _orders(request: Request, system: SapSystem, method: str) -> Response:
         )
     options = _options(request)
     expand, select = _selection(options)
-    entities = list(system.orders.values())
+    count, entities = _query(options, list(system.orders.values()), HEADER)
+    return _collection(options, count, [_shape(request, system, e, expand, select) for e in entities])
+
+
+def _query(
+    options: dict[str, str], entities: list[dict[str, Any]], props: dict[str, Prop]
+) -> tuple[int, list[dict[str, Any]]]:
+    """$filter, $orderby, $skip and $top over typed entities: how many matched the filter, and the page."""
     if options.get("$filter"):
         try:
-            predicate = odata.parse_filter(options["$filter"], {name: p.edm for name, p in HEADER.items()})
+            predicate = odata.parse_filter(options["$filter"], {name: p.edm for name, p in props.items()})
         except odata.ODataSyntaxError as exc:
             raise ODataError(400, "/IWBEP/CM_MGW_RT/050", f"Invalid $filter: {exc}") from None
         entities = [e for e in entities if predicate(e)]
     for clause in reversed([c.strip() for c in options.get("$orderby", "").split(",") if c.strip()]):
         name, _, direction = clause.partition(" ")
-        if name not in HEADER:
+        if name not in props:
             raise ODataError(400, "/IWBEP/CM_MGW_RT/004", f"Property '{name}' in $orderby does not exist")
         entities.sort(key=lambda e: (e[name] is None, e[name]), reverse=direction.strip().lower() == "desc")
     count = len(entities)
@@ -686,8 +830,11 @@ async def _orders(request: Request, system: SapSystem, method: str) -> Response:
         skip, top = int(options.get("$skip", 0)), int(options["$top"]) if "$top" in options else None
     except ValueError:
         raise ODataError(400, "/IWBEP/CM_MGW_RT/053", "$top and $skip must be whole numbers") from None
-    entities = entities[skip:] if top is None else entities[skip : skip + top]
-    data: dict[str, Any] = {"results": [_shape(request, system, e, expand, select) for e in entities]}
+    return count, entities[skip:] if top is None else entities[skip : skip + top]
+
+
+def _collection(options: dict[str, str], count: int, results: list[dict[str, Any]]) -> Response:
+    data: dict[str, Any] = {"results": results}
     if options.get("$inlinecount") == "allpages":
         data["__count"] = str(count)
     return JSONResponse({"d": data})
@@ -739,3 +886,193 @@ async def _entity(request: Request, system: SapSystem, method: str) -> Response:
         raise ODataError(405, "/IWBEP/CM_MGW_RT/036", f"{method} is not allowed on A_PurchaseOrderItem")
     segment = key.split("(")[0].split("/")[0]
     raise ODataError(404, "/IWBEP/CM_MGW_RT/020", f"Resource not found for segment '{segment}'.")
+
+
+# API_MATERIAL_STOCK_SRV
+
+
+async def _seed_stock(request: Request, system: SapSystem) -> Response:
+    """POST /_emulator/stock {"material", "plant", "quantity", "unit"?, "storage_location"?, "stock_type"?,
+    "batch"?}: SapSystem.set_stock over HTTP."""
+    try:
+        spec = await request.json()
+        if not isinstance(spec, dict):
+            raise ValueError("the body must be a JSON object")
+        system.set_stock(**spec)
+    except (ValueError, TypeError) as exc:
+        return JSONResponse({"message": str(exc)}, status_code=400)
+    return Response(status_code=204)
+
+
+async def _stock_service_document(request: Request, system: SapSystem, method: str) -> Response:
+    return JSONResponse({"d": {"EntitySets": list(STOCK_ENTITY_SETS)}})
+
+
+async def _stock_metadata(request: Request, system: SapSystem, method: str) -> Response:
+    return Response(stock_metadata(), media_type="application/xml")
+
+
+def stock_metadata() -> str:
+    """EDMX 1.0 for A_MaterialStock and A_MatlStkInAcctMod: nothing creatable, updatable or deletable."""
+    keys = "".join(f'<PropertyRef Name="{name}"/>' for name in STOCK_KEYS)
+    read_only = 'sap:creatable="false" sap:updatable="false" sap:deletable="false"'
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<edmx:Edmx Version="1.0" xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx"
+ xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata" xmlns:sap="http://www.sap.com/Protocols/SAPData">
+<edmx:DataServices m:DataServiceVersion="2.0">
+<Schema Namespace="{STOCK_SERVICE}" xml:lang="en" sap:schema-version="1" xmlns="http://schemas.microsoft.com/ado/2008/09/edm">
+<EntityType Name="A_MaterialStockType" sap:content-version="1">
+<Key><PropertyRef Name="Material"/></Key>
+{_edm_properties(MATERIAL)}
+<NavigationProperty Name="to_MatlStkInAcctMod" Relationship="{STOCK_SERVICE}.assoc_MaterialStock_Stock"
+ FromRole="FromRole_MaterialStock" ToRole="ToRole_Stock"/>
+</EntityType>
+<EntityType Name="A_MatlStkInAcctModType" sap:content-version="1">
+<Key>{keys}</Key>
+{_edm_properties(STOCK)}
+<NavigationProperty Name="to_MaterialStock" Relationship="{STOCK_SERVICE}.assoc_MaterialStock_Stock"
+ FromRole="ToRole_Stock" ToRole="FromRole_MaterialStock"/>
+</EntityType>
+<EntityContainer Name="{STOCK_SERVICE}_Entities" m:IsDefaultEntityContainer="true">
+<EntitySet Name="A_MaterialStock" EntityType="{STOCK_SERVICE}.A_MaterialStockType" {read_only}/>
+<EntitySet Name="A_MatlStkInAcctMod" EntityType="{STOCK_SERVICE}.A_MatlStkInAcctModType" {read_only}/>
+</EntityContainer>
+</Schema>
+</edmx:DataServices>
+</edmx:Edmx>
+"""
+
+
+_KEY_VALUE = re.compile(r"(?:(\w+)=)?'((?:[^']|'')*)'")
+
+
+def _key_values(text: str) -> dict[str, str]:
+    """`Material='TG11',Plant='1710'` (or a lone `'TG11'`, named "") as a dict."""
+    return {name: value.replace("''", "'") for name, value in _KEY_VALUE.findall(text)}
+
+
+def _literal(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _stock_base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}{STOCK_SERVICE_PATH}"
+
+
+def _stock_value(value: Any, prop: Prop) -> Any:
+    if prop.edm == "Edm.Decimal" and isinstance(value, Decimal):
+        return format(value.normalize(), "f")  # as the released service renders it: "100", "12.5"
+    return odata.to_json(value, prop.edm)
+
+
+def _stock_selection(
+    options: dict[str, str], props: dict[str, Prop], navigations: tuple[str, ...], type_name: str
+) -> tuple[set[str], list[str] | None]:
+    expand = {e.strip() for e in options.get("$expand", "").split(",") if e.strip()}
+    for name in expand:
+        if name not in navigations:
+            raise ODataError(400, "/IWBEP/CM_MGW_RT/030", f"Navigation property '{name}' does not exist")
+    select = [s.strip() for s in options["$select"].split(",")] if options.get("$select") else None
+    for name in select or []:
+        if name not in props and name not in navigations:
+            raise ODataError(
+                400, "/IWBEP/CM_MGW_RT/004", f"Property '{name}' does not exist in type '{STOCK_SERVICE}.{type_name}'"
+            )
+    return expand, select
+
+
+ROW_NAVIGATIONS = ("to_MaterialStock", "to_MaterialSerialNumber")
+MATERIAL_NAVIGATIONS = ("to_MatlStkInAcctMod",)
+
+
+def _shape_row(
+    request: Request, system: SapSystem, row: dict[str, Any], expand: set[str], select: list[str] | None
+) -> dict[str, Any]:
+    key = ",".join(f"{name}='{_literal(row[name])}'" for name in STOCK_KEYS)
+    uri = f"{_stock_base(request)}/A_MatlStkInAcctMod({key})"
+    shaped: dict[str, Any] = {"__metadata": {"id": uri, "uri": uri, "type": f"{STOCK_SERVICE}.A_MatlStkInAcctModType"}}
+    for name, prop in STOCK.items():
+        if select is None or name in select:
+            shaped[name] = _stock_value(row[name], prop)
+    if "to_MaterialSerialNumber" in expand:
+        shaped["to_MaterialSerialNumber"] = {"results": []}  # the sandbox has no serial-managed material
+    elif select is None or "to_MaterialSerialNumber" in select:
+        shaped["to_MaterialSerialNumber"] = {"__deferred": {"uri": f"{uri}/to_MaterialSerialNumber"}}
+    if "to_MaterialStock" in expand:
+        material = {"Material": row["Material"], "MaterialBaseUnit": row["MaterialBaseUnit"]}
+        shaped["to_MaterialStock"] = _shape_material(request, system, material, set(), None)
+    elif select is None or "to_MaterialStock" in select:
+        shaped["to_MaterialStock"] = {"__deferred": {"uri": f"{uri}/to_MaterialStock"}}
+    return shaped
+
+
+def _shape_material(
+    request: Request, system: SapSystem, material: dict[str, Any], expand: set[str], select: list[str] | None
+) -> dict[str, Any]:
+    uri = f"{_stock_base(request)}/A_MaterialStock('{_literal(material['Material'])}')"
+    shaped: dict[str, Any] = {"__metadata": {"id": uri, "uri": uri, "type": f"{STOCK_SERVICE}.A_MaterialStockType"}}
+    for name, prop in MATERIAL.items():
+        if select is None or name in select:
+            shaped[name] = _stock_value(material[name], prop)
+    if "to_MatlStkInAcctMod" in expand:
+        rows = system.stock_rows(material["Material"])
+        shaped["to_MatlStkInAcctMod"] = {"results": [_shape_row(request, system, r, set(), None) for r in rows]}
+    elif select is None or "to_MatlStkInAcctMod" in select:
+        shaped["to_MatlStkInAcctMod"] = {"__deferred": {"uri": f"{uri}/to_MatlStkInAcctMod"}}
+    return shaped
+
+
+def _not_found(segment: str) -> ODataError:
+    return ODataError(404, "/IWBEP/CM_MGW_RT/020", f"Resource not found for segment '{segment}'.")
+
+
+async def _stock(request: Request, system: SapSystem, method: str) -> Response:
+    key = request.path_params["key"]
+    entity_set = key.split("(")[0].split("/")[0]
+    if entity_set not in STOCK_ENTITY_SETS:
+        raise _not_found(entity_set)
+    if method in MODIFYING:  # the service is read-only: its data provider implements no write
+        target = "A_MatlStkInAcctMod" if key.endswith("/to_MatlStkInAcctMod") else entity_set
+        raise ODataError(
+            501,
+            "/IWBEP/CM_MGW_RT/021",
+            f"Method '{STOCK_DPC[target]}_{DPC_OPERATION[method]}' not implemented in data provider class",
+        )
+    options = _options(request)
+
+    def rows(entities: list[dict[str, Any]]) -> Response:
+        expand, select = _stock_selection(options, STOCK, ROW_NAVIGATIONS, "A_MatlStkInAcctModType")
+        count, page = _query(options, entities, STOCK)
+        return _collection(options, count, [_shape_row(request, system, r, expand, select) for r in page])
+
+    if key == "A_MatlStkInAcctMod":
+        return rows(system.stock_rows())
+    if key == "A_MaterialStock":
+        expand, select = _stock_selection(options, MATERIAL, MATERIAL_NAVIGATIONS, "A_MaterialStockType")
+        count, page = _query(options, system.materials(), MATERIAL)
+        return _collection(options, count, [_shape_material(request, system, m, expand, select) for m in page])
+    inside, _, rest = key[len(entity_set) :].removeprefix("(").partition(")")
+    values = _key_values(inside)
+    if entity_set == "A_MaterialStock":
+        number = values.get("Material", values.get(""))
+        material = next((m for m in system.materials() if m["Material"] == number), None)
+        if material is None:
+            raise _not_found("A_MaterialStock")
+        if rest == "/to_MatlStkInAcctMod":
+            return rows(system.stock_rows(material["Material"]))
+        if rest:
+            raise _not_found(rest.strip("/"))
+        expand, select = _stock_selection(options, MATERIAL, MATERIAL_NAVIGATIONS, "A_MaterialStockType")
+        return JSONResponse({"d": _shape_material(request, system, material, expand, select)})
+    row = (
+        system.stock.get(tuple(values.get(name, "") for name in STOCK_KEYS)) if set(values) == set(STOCK_KEYS) else None
+    )
+    if row is None:
+        raise _not_found("A_MatlStkInAcctMod")
+    if rest == "/to_MaterialStock":
+        material = {"Material": row["Material"], "MaterialBaseUnit": row["MaterialBaseUnit"]}
+        return JSONResponse({"d": _shape_material(request, system, material, set(), None)})
+    if rest:
+        raise _not_found(rest.strip("/"))
+    expand, select = _stock_selection(options, STOCK, ROW_NAVIGATIONS, "A_MatlStkInAcctModType")
+    return JSONResponse({"d": _shape_row(request, system, row, expand, select)})

@@ -1,4 +1,4 @@
-"""The SAP adapter's wire models, and the names of the SAP API it targets.
+"""The SAP adapter's wire models, and the names of the SAP APIs it targets.
 
 The adapter targets SAP's released integration API for purchase orders, API_PURCHASEORDER_PROCESS_SRV
 (OData V2): entity A_PurchaseOrder, items by deep insert through to_PurchaseOrderItem, document type in
@@ -6,6 +6,12 @@ PurchaseOrderType ("NB", the standard PO), item price in NetPriceAmount. The see
 MM_PUR_PO_MAINTAIN_SRV/C_PurchaseOrderTP is the draft-based UI service behind the Fiori app: it needs a
 draft, item-by-item posts and an activation call, and its field names (PurchasingDocumentType,
 NetAmount) do not exist in the released API.
+
+Stock comes from SAP's released, read-only API_MATERIAL_STOCK_SRV (OData V2, communication scenario
+SAP_COM_0164): A_MatlStkInAcctMod holds one row per material, plant, storage location, batch, special
+stock (supplier, customer, WBS element, sales order and item) and stock type, with its quantity in the
+material's base unit (MatlWrhsStkQtyInMatlBaseUnit, Edm.Decimal(31,14)); A_MaterialStock holds each
+material with stock and its base unit, with the rows behind to_MatlStkInAcctMod.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SERVICE = "API_PURCHASEORDER_PROCESS_SRV"
 SERVICE_PATH = f"/sap/opu/odata/sap/{SERVICE}"
+STOCK_SERVICE = "API_MATERIAL_STOCK_SRV"
+STOCK_SERVICE_PATH = f"/sap/opu/odata/sap/{STOCK_SERVICE}"
 SANDBOX_QUEUE = "stateset/purchase-orders"  # the Event Mesh queue the sandbox puts purchase order events on
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,10}$")]
@@ -26,6 +34,14 @@ Quantity = Annotated[
 Price = Annotated[
     str, Field(pattern=r"^[0-9]{1,9}(\.[0-9]{1,3})?$", description="Net price per unit, a decimal string, e.g. '10.00'")
 ]
+MaterialCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,39}$",
+        description="A material number, e.g. TG11: up to 40 letters, digits and - _ . /; SAP holds it in capitals",
+    ),
+]
+PlantCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,4}$", description="A plant, e.g. 1710")]
 PurchaseOrderId = Annotated[
     str, Field(pattern=r"^[0-9]{1,10}$", description="The purchase order number, e.g. 4500000001")
 ]
@@ -109,3 +125,36 @@ class PurchaseOrderEvent(BaseModel):
     time: str
     data: dict[str, str]
     order: PurchaseOrder | None = Field(description="The order as read after the event")
+
+
+class StockRow(BaseModel):
+    """One row of A_MatlStkInAcctMod: the stock of one plant, storage location, batch, special stock and
+    stock type."""
+
+    plant: str
+    storage_location: str
+    stock_type: str = Field(
+        description="InventoryStockType: 01 unrestricted use, 02 quality inspection, 07 blocked, and others"
+    )
+    special_stock_type: str = Field(
+        description="InventorySpecialStockType: empty for the company's own stock; e.g. K supplier consignment, "
+        "E sales order stock, Q project stock"
+    )
+    batch: str
+    supplier: str = Field(description="The supplier of special stock such as consignment; empty otherwise")
+    customer: str = Field(description="The customer of special stock; empty otherwise")
+    sales_order: str = Field(description="SDDocument of sales order stock; empty otherwise")
+    sales_order_item: str
+    wbs_element: str = Field(description="WBSElementInternalID of project stock")
+    quantity: str = Field(description="MatlWrhsStkQtyInMatlBaseUnit, a decimal string in the base unit")
+
+
+class MaterialStock(BaseModel):
+    material: str
+    plant: str | None = Field(description="The plant asked about; None for every plant")
+    base_unit: str | None = Field(
+        description="MaterialBaseUnit, the unit of every quantity here; None when SAP holds no stock rows"
+    )
+    total: str = Field(description="Every row summed: a decimal string in the base unit")
+    unrestricted: str = Field(description="The rows of stock type 01 (unrestricted use) summed: what can be used now")
+    rows: list[StockRow]

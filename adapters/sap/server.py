@@ -12,6 +12,9 @@ from adapters.sap.models import (
     Code,
     IdempotencyKey,
     ItemInput,
+    MaterialCode,
+    MaterialStock,
+    PlantCode,
     PurchaseOrder,
     PurchaseOrderChanges,
     PurchaseOrderId,
@@ -26,7 +29,12 @@ create_purchase_order posts a standard order (type NB) with its items in one dee
 as SAP numbered and stored it. Quantities and prices are decimal strings. Pass an idempotency_key so a
 retry never creates a second order. list_purchase_orders takes an OData $filter such as
 "Supplier eq '17300001'". SAP's errors come back with their code, message and property. New and changed
-orders are published on sap://events."""
+orders are published on sap://events.
+get_material_stock reads a material's stock from SAP's read-only API_MATERIAL_STOCK_SRV: the total and the
+unrestricted-use quantity (stock type 01) in the material's base unit, optionally for one plant, and one
+row per plant, storage location, stock type and special stock. Compare `unrestricted` with what you need
+to notice low stock before ordering. A material SAP holds no stock for answers a zero total and no rows.
+The same JSON is the resource sap://stock/{material} (every plant)."""
 
 SANDBOX_NOTE = (
     "SANDBOX: no SAP system is configured, so this server talks to its built-in emulator, an empty system "
@@ -86,6 +94,18 @@ def build_server(adapter: SapAdapter, feed: ChangeFeed) -> MCPServer[Any]:
         Sends If-Match when the service declares an ETag; returns the order as SAP holds it now."""
         return await adapter.update_purchase_order(id, changes)
 
+    @server.tool(annotations=READ)
+    async def get_material_stock(
+        material: Annotated[MaterialCode, Field(description="Material number, e.g. TG11")],
+        plant: Annotated[
+            PlantCode | None, Field(description="Only this plant, e.g. 1710; every plant when left out")
+        ] = None,
+    ) -> MaterialStock:
+        """A material's stock as SAP holds it now (API_MATERIAL_STOCK_SRV, A_MatlStkInAcctMod): the total and
+        the unrestricted-use quantity as decimal strings in the base unit, and one row per plant, storage
+        location, stock type and special stock. No stock in SAP gives a zero total and no rows."""
+        return await adapter.get_material_stock(material, plant)
+
     @server.resource("sap://events", title="Purchase order events", mime_type="application/json")
     async def events() -> str:
         """The newest 100 purchase order events (CloudEvents), newest first, each with the order read back."""
@@ -96,5 +116,11 @@ def build_server(adapter: SapAdapter, feed: ChangeFeed) -> MCPServer[Any]:
         """A purchase order as SAP holds it now."""
         with resource_errors():
             return to_json(await adapter.get_purchase_order(number))
+
+    @server.resource("sap://stock/{material}", title="Material stock", mime_type="application/json")
+    async def material_stock(material: str) -> str:
+        """A material's stock in every plant, as get_material_stock returns it."""
+        with resource_errors():
+            return to_json(await adapter.get_material_stock(material))
 
     return server

@@ -41,6 +41,10 @@ class SapSettings(BaseModel):
     def service_url(self) -> str:
         return f"{self.base_url}{SERVICE_PATH}"
 
+    def url_of(self, service: str) -> str:
+        """The root of another OData V2 service on the same system, e.g. API_MATERIAL_STOCK_SRV."""
+        return f"{self.base_url}/sap/opu/odata/sap/{service}"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SapSettings | None:
         base_url = (environ.get("STATESET_SAP_URL") or "").rstrip("/")

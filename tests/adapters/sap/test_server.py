@@ -17,7 +17,13 @@ from tests.helpers import call, refused
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"create_purchase_order", "get_purchase_order", "list_purchase_orders", "update_purchase_order"}
+TOOLS = {
+    "create_purchase_order",
+    "get_purchase_order",
+    "list_purchase_orders",
+    "update_purchase_order",
+    "get_material_stock",
+}
 
 
 async def read_json(client: Client, uri: str) -> Any:
