@@ -1,214 +1,343 @@
-"""`stateset demo`: an agent's payments walked through the wallet server, as any MCP host would drive it.
+"""`stateset demo`: the procurement agent end to end, offline, in seconds.
 
-The demo launches `stateset serve wallet` over stdio and talks to it with the SDK's `Client`. It plays the
-other parties itself: the governance key that signs approval receipts and two multi-sig co-signers, all
-signing standard EIP-712 typed data with eth-account. Everything runs offline on the local ledger.
-Exit status 0 means every step behaved as the wallet promises.
+The whole mesh starts in this process (wallet, governance, reputation, discovery, and Salesforce and SAP
+against their sandbox emulators). The demo sets the stage as the other parties would: the plant's stock
+in SAP is low, sales has an opportunity in Salesforce, three supplier agents are listed in discovery
+with reputations earned from earlier buyers, and two officers (a CFO and a controller) approve large
+payments in governance and co-sign large payments in the wallet. Then the procurement agent from
+configs/agents/procurement.yaml runs its cycles through the gateway: it notices the low stock, finds
+and ranks suppliers, asks governance, pays in USDC through a multi-sig proposal, orders in SAP, rates
+the supplier, and tells sales. The officers answer between cycles, as people would.
+
+Exit status 0 means every outcome was checked: one order, one payment, the right supplier, the limits
+respected, the opportunity updated, the rating recorded.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from mcp import Client, StdioServerParameters
-from mcp_types import CallToolResult
 
-from servers.common.identity import Signer
-from servers.common.money import parse_usdc
-from servers.common.receipts import issue_approval
+from agent.config import load_agent_config
+from agent.identity import AgentIdentity
+from agent.run import agent_runtime
+from agent.runtime import AgentRuntime, Event
+from gateway.aggregate import Gateway
+from gateway.launcher import running_mesh
+from servers.common.identity import Signer, new_agent_did
+from servers.common.money import format_usdc, parse_usdc
 from servers.common.settings import MeshSettings
 
-PASSED_ENV = ("STATESET_KEYSTORE_PASSWORD", "STATESET_KEYSTORE_SCRYPT_N", "STATESET_CHAIN_ID", "STATESET_LOG_LEVEL")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+AGENT_CONFIG = CONFIGS / "agents" / "procurement.yaml"
+POLICY = CONFIGS / "governance" / "default.yaml"
+CAPABILITY = "supply:bike-frames"
+OPPORTUNITY = "Acme Cycles - 200 road bikes"
+RATINGS_PER_BUYER = 2
+DEMO_SCRYPT_N = 2**14
 
 
 class DemoFailure(Exception):
-    """A step did not behave as the wallet promises."""
+    """An outcome was not what the mesh promises."""
+
+
+@dataclass
+class SupplierAgent:
+    identity: AgentIdentity
+    price: str
+    wallet: str = ""
 
 
 class Timeline:
     def __init__(self) -> None:
         self._start = time.perf_counter()
 
-    def step(self, title: str, detail: str = "") -> None:
-        elapsed = time.perf_counter() - self._start
-        print(f"[{elapsed:6.2f}s] {title}")
+    def __call__(self, event: Event) -> None:
+        self.show(event.phase, event.title, event.detail)
+
+    def show(self, phase: str, title: str, detail: str = "") -> None:
+        print(f"[{time.perf_counter() - self._start:5.2f}s] {phase:<9} {title}")
         for line in detail.splitlines():
-            print(f"          {line}")
+            print(f"{'':18}{line}")
+        sys.stdout.flush()
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title}")
 
 
 async def run_demo(home: Path | None, environ: Mapping[str, str]) -> int:
     with tempfile.TemporaryDirectory(prefix="stateset-demo-") as scratch:
-        data_dir = home or Path(scratch)
+        failed = False
         try:
-            await _walkthrough(data_dir, environ)
-        except DemoFailure as exc:
-            print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
-            return 1
-    return 0
+            await procurement(home or Path(scratch), environ, home_given=home is not None)
+        except* DemoFailure as failures:
+            failed = True
+            for failure in _leaves(failures):
+                print(f"\nDEMO FAILED: {failure}", file=sys.stderr)
+    return 1 if failed else 0
 
 
-async def _walkthrough(data_dir: Path, environ: Mapping[str, str]) -> None:
-    governance: LocalAccount = Account.create()
-    cfo, controller, ops = Account.create(), Account.create(), Account.create()
-    env = {key: environ[key] for key in PASSED_ENV if key in environ}
-    env = {"STATESET_LOG_LEVEL": "WARNING"} | env  # the server's log shares this terminal; keep it to problems
-    env |= {"STATESET_HOME": str(data_dir), "STATESET_GOVERNANCE_ADDRESS": governance.address}
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "gateway.cli", "serve", "wallet", "--home", str(data_dir)], env=env
-    )
-    chain_id = MeshSettings.from_env(environ).chain_id
-    timeline = Timeline()
-    async with Client(params, read_timeout_seconds=60) as client:
-        timeline.step(
-            "wallet server launched over stdio",
-            f"protocol {client.protocol_version}; data in {data_dir}\n"
-            f"governance key {governance.address} (the wallet trusts only its receipts)",
-        )
-
-        async def call(tool: str, **arguments: Any) -> dict[str, Any]:
-            result = await client.call_tool(tool, arguments)
-            if result.is_error or result.structured_content is None:
-                raise DemoFailure(f"{tool} failed: {_text(result)}")
-            content: dict[str, Any] = result.structured_content
-            return content
-
-        async def refused(tool: str, **arguments: Any) -> str:
-            result = await client.call_tool(tool, arguments)
-            if not result.is_error:
-                raise DemoFailure(f"{tool} should have been refused but succeeded")
-            return _text(result).removeprefix(f"Error executing tool {tool}: ")
-
-        agent = await call(
-            "create_wallet",
-            label="procurement-agent",
-            owner="did:stateset:agent:6f1c2a9e-4d3b-4c8e-9a51-0c7d2e9b8f10",
-            daily_limit="500",
-            per_transaction_limit="100",
-            approval_required_above="50",
-            multi_sig={"signers": [cfo.address, controller.address, ops.address], "threshold": 2, "above": "80"},
-            treasury_strategy="balanced",
-        )
-        supplier = await call("create_wallet", label="acme-supplies", daily_limit="1000", per_transaction_limit="500")
-        payer, payee = agent["address"], supplier["address"]
-        timeline.step(
-            "created two wallets, each with its own key held encrypted",
-            f"procurement-agent {payer}: 500/day, 100/payment, approval above 50, 2-of-3 multi-sig from 80\n"
-            f"acme-supplies     {payee}",
-        )
-
-        balance = await call("fund_wallet", address=payer, amount="1000")
-        timeline.step("funded the agent from the sandbox faucet", f"available {balance['available']} USDC")
-
-        order = {"from_address": payer, "to_address": payee, "amount": "25", "memo": "PO-1001"}
-        receipt = await call("execute_payment", **order, idempotency_key="po-1001")
-        signer = Account.recover_message(
-            encode_typed_data(full_message=receipt["authorization"]), signature=receipt["signature"]
-        )
-        if signer != payer:
-            raise DemoFailure(f"the payment authorization recovers to {signer}, not the payer {payer}")
-        timeline.step(
-            "paid 25 USDC for PO-1001",
-            f"payment {receipt['payment_id'][:18]}…, balance after {receipt['balance_after']} USDC\n"
-            f"EIP-712 signature verified offline: signed by {signer}",
-        )
-
-        retry = await call("execute_payment", **order, idempotency_key="po-1001")
-        if not retry["replayed"] or retry["payment_id"] != receipt["payment_id"]:
-            raise DemoFailure("a retried idempotency key paid again")
-        timeline.step("retried the same call after a timeout", "same receipt returned (replayed), no money moved")
-
-        message = await refused("execute_payment", from_address=payer, to_address=payee, amount="150")
-        timeline.step("tried to pay 150 USDC", f"refused: {message}")
-
-        message = await refused("execute_payment", from_address=payer, to_address=payee, amount="60")
-        timeline.step("tried to pay 60 USDC without approval", f"refused: {message}")
-
-        approval = _approval(governance, chain_id, "dec-demo-0001", payer=payer, payee=payee, amount="60")
-        paid = await call("execute_payment", from_address=payer, to_address=payee, amount="60", approval=approval)
-        timeline.step(
-            "governance approved 60 USDC; paid with its receipt",
-            f"receipt {approval['decision_id']} is bound to payer, payee, amount and expiry\n"
-            f"balance after {paid['balance_after']} USDC",
-        )
-        message = await refused("execute_payment", from_address=payer, to_address=payee, amount="60", approval=approval)
-        timeline.step("tried to spend the same receipt again", f"refused: {message}")
-
-        message = await refused("execute_payment", from_address=payer, to_address=payee, amount="85")
-        timeline.step("tried to pay 85 USDC directly", f"refused: {message}")
-        proposal = await call(
-            "propose_transaction",
-            address=payer,
-            to_address=payee,
-            amount="85",
-            memo="PO-1002 bulk order",
-            approval=_approval(governance, chain_id, "dec-demo-0002", payer=payer, payee=payee, amount="85"),
-        )
-        timeline.step(
-            "proposed 85 USDC as a multi-sig payment",
-            f"{proposal['proposal_id']}: 85 USDC reserved, expires {proposal['expires_at']}",
-        )
-        for cosigner, name in ((cfo, "CFO"), (controller, "controller")):
-            proposal = await call(
-                "sign_proposal",
-                proposal_id=proposal["proposal_id"],
-                signer=cosigner.address,
-                signature=_sign(cosigner, proposal["typed_data"]),
-            )
-            timeline.step(f"{name} signed the proposal", f"status {proposal['status']}")
-        if proposal["status"] != "executed" or proposal["payment"] is None:
-            raise DemoFailure("the proposal did not execute at its threshold")
-
-        plan = await call("optimize_treasury", address=payer, apply=True)
-        moves = ", ".join(f"{m['amount']} {m['from_bucket']}->{m['to_bucket']}" for m in plan["moves"]) or "none"
-        timeline.step(f"applied the {plan['strategy']} treasury strategy", f"moves: {moves}")
-
-        history = await call("list_transactions", address=payer, limit=10)
-        lines = [
-            f"{e['kind']:<12} {e['amount']:>8} USDC  available after {e['available_after']}"
-            for e in history["transactions"]
-        ]
-        timeline.step("the agent's history, newest first", "\n".join(lines))
-
-        final_agent = await call("get_balance", address=payer)
-        final_supplier = await call("get_balance", address=payee)
-        timeline.step(
-            "final balances",
-            f"procurement-agent available {final_agent['available']}, staked {final_agent['staked']}, "
-            f"liquidity {final_agent['liquidity']}, total {final_agent['total']} USDC\n"
-            f"acme-supplies     total {final_supplier['total']} USDC",
-        )
-        if final_agent["total"] != "830" or final_supplier["total"] != "170":
-            raise DemoFailure(f"money is not where it should be: {final_agent['total']} + {final_supplier['total']}")
-        timeline.step("done: 1000 USDC in, 1000 USDC accounted for")
+def _leaves(group: BaseException) -> list[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for inner in group.exceptions for leaf in _leaves(inner)]
+    return [group]
 
 
-def _approval(
-    governance: LocalAccount, chain_id: int, decision_id: str, *, payer: str, payee: str, amount: str
+async def procurement(
+    data_dir: Path, environ: Mapping[str, str], *, cycles: int = 3, home_given: bool = True
 ) -> dict[str, Any]:
-    """What the governance server will issue: an ApprovalReceipt signed by its key, valid for 10 minutes."""
-    receipt = issue_approval(
-        Signer(governance),
-        chain_id,
-        decision_id=decision_id,
-        payer=payer,
-        payee=payee,
-        amount=parse_usdc(amount),
-        expires_at=int(time.time()) + 600,
+    """Run the demo; returns its outcomes (for the test that checks them)."""
+    environ = {"STATESET_LOG_LEVEL": "WARNING"} | dict(environ) | {"STATESET_HOME": str(data_dir)}
+    if not home_given:  # keys in a directory deleted at exit: a lighter scrypt keeps the demo to seconds
+        environ = {"STATESET_KEYSTORE_SCRYPT_N": str(DEMO_SCRYPT_N)} | environ
+    logging.getLogger().setLevel(environ["STATESET_LOG_LEVEL"])
+    mesh = MeshSettings.from_env(environ, home=data_dir)
+    timeline = Timeline()
+    cfo, controller = Account.create(), Account.create()
+    officers = {"CFO": cfo, "controller": controller}
+    async with running_mesh(mesh, environ) as running:
+        gateway = running.gateway
+        if not await gateway.wait_ready(10):
+            raise DemoFailure(f"the mesh did not start: {gateway.health()}")
+        timeline.section("the stage")
+        timeline.show(
+            "mesh",
+            "wallet, governance, reputation, discovery, Salesforce and SAP started in this process",
+            f"data in {data_dir}; Salesforce and SAP are their sandbox emulators; the agent reaches all of "
+            "them through the gateway",
+        )
+        await _stage(gateway, running.apps["sap"].sandbox, officers, timeline)
+        suppliers = await _suppliers(gateway, mesh.chain_id, timeline)
+        config = load_agent_config(AGENT_CONFIG)
+        timeline.section("the procurement agent")
+        async with agent_runtime(
+            gateway,
+            config,
+            mesh,
+            environ,
+            cosigners=[cfo.address, controller.address],
+            owner=Account.create().address,
+            on_event=timeline,
+        ) as runtime:
+            for cycle in range(1, cycles + 1):
+                timeline.section(f"cycle {cycle}")
+                await runtime.execute_cycle()
+                await _officers_answer(gateway, runtime, officers, timeline)
+            return await _outcome(gateway, runtime, suppliers, timeline)
+
+
+async def _call(gateway: Gateway, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await gateway.call(server, tool, arguments)
+    if result.is_error or result.structured_content is None:
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        raise DemoFailure(f"{server}_{tool} failed: {text}")
+    content: dict[str, Any] = result.structured_content
+    return content.get("result", content) if set(content) == {"result"} else content
+
+
+async def _stage(gateway: Gateway, sap: Any, officers: dict[str, LocalAccount], timeline: Timeline) -> None:
+    policy = yaml.safe_load(POLICY.read_text())
+    policy["name"] = "procurement-demo"
+    policy["workflows"]["manager_approval"] = {
+        "approvers": [account.address for account in officers.values()],
+        "required": 2,
+        "timeout": "1h",
+    }
+    view = await _call(gateway, "governance", "set_policy", policy=policy)
+    timeline.show(
+        "governance",
+        f"policy {view['name']} active (version {view['version'][:12]}…)",
+        "payments: at most 100 USDC each, 500 a day; above 50 USDC the CFO and the controller both approve",
     )
-    return receipt.model_dump(mode="json")
+    sap.set_stock("MZ-RM-R300-01", "1710", 40, unit="PC")
+    timeline.show("SAP", "stock of MZ-RM-R300-01 (road bike frames) at plant 1710: 40 PC", "reorder point: 100 PC")
+    account = await _call(gateway, "salesforce", "create_record", sobject="Account", fields={"Name": "Acme Cycles"})
+    account_id = (account.get("record") or account)["Id"]
+    opportunity = await _call(
+        gateway,
+        "salesforce",
+        "create_record",
+        sobject="Opportunity",
+        fields={
+            "Name": OPPORTUNITY,
+            "StageName": "Proposal/Price Quote",
+            "CloseDate": "2026-12-31",
+            "AccountId": account_id,
+        },
+    )
+    record = opportunity.get("record") or opportunity
+    timeline.show("Salesforce", f"opportunity {OPPORTUNITY!r} at Proposal/Price Quote", f"id {record['Id']}")
+
+
+async def _suppliers(gateway: Gateway, chain_id: int, timeline: Timeline) -> dict[str, SupplierAgent]:
+    """Three supplier agents and the history behind their reputations: earlier buyers rated them."""
+    offers = {"Budget Frames": "60", "Frame Works": "80", "Premium Frames": "95"}
+    history = {"Budget Frames": 10, "Frame Works": 95, "Premium Frames": 90}  # what earlier buyers saw
+    suppliers: dict[str, SupplierAgent] = {}
+    for name, price in offers.items():
+        identity = _identity(name, chain_id)
+        wallet = await _call(
+            gateway,
+            "wallet",
+            "create_wallet",
+            label=name,
+            daily_limit="10000",
+            per_transaction_limit="1000",
+            owner=identity.agent_id,
+        )
+        supplier = SupplierAgent(identity, price, wallet["address"])
+        registration = identity.registration(
+            capabilities=[CAPABILITY],
+            description=f"{name} sells road bike frames by the lot",
+            price=price,
+            region="US",
+            wallet=supplier.wallet,
+            issued_at=int(time.time()),
+            endpoint=f"http://127.0.0.1/agents/{name.lower().replace(' ', '-')}/mcp",
+        )
+        await _call(gateway, "discovery", "register_agent", **registration)
+        suppliers[name] = supplier
+    buyers = [_identity(f"Buyer {n}", chain_id) for n in range(1, 6)]
+    for buyer in buyers:
+        registration = buyer.registration(
+            capabilities=["procurement"],
+            description="an earlier buyer",
+            price="1",
+            region="US",
+            wallet=None,
+            issued_at=int(time.time()),
+            endpoint="http://127.0.0.1/agents/buyer/mcp",
+        )
+        await _call(gateway, "discovery", "register_agent", **registration)
+    for name, supplier in suppliers.items():
+        quality = history[name]
+        for n, buyer in enumerate(buyers):
+            for order in range(RATINGS_PER_BUYER):
+                outcomes = {"reliability": quality, "efficiency": quality, "financial_responsibility": quality}
+                rating = buyer.rating(supplier.identity.agent_id, f"{supplier.identity.name}-{n}-{order}", outcomes)
+                await _call(gateway, "reputation", "record_interaction", **rating)
+    for name, supplier in suppliers.items():
+        standing = await _call(gateway, "reputation", "get_reputation", agent_id=supplier.identity.agent_id)
+        timeline.show(
+            "discovery",
+            f"{name} listed: {CAPABILITY} at {supplier.price} USDC per lot",
+            f"reputation {standing['score']:.0f} (lower bound {standing['lcb']:.0f}) from "
+            f"{len(buyers) * RATINGS_PER_BUYER} ratings by {len(buyers)} earlier buyers",
+        )
+    return suppliers
+
+
+def _identity(name: str, chain_id: int) -> AgentIdentity:
+    return AgentIdentity(
+        agent_id=new_agent_did(),
+        name=name,
+        signer=Signer(Account.create()),
+        owner=Account.create().address,
+        chain_id=chain_id,
+    )
+
+
+async def _officers_answer(
+    gateway: Gateway, runtime: AgentRuntime, officers: dict[str, LocalAccount], timeline: Timeline
+) -> None:
+    """The people in the loop: approvals in governance, signatures on wallet proposals."""
+    state = runtime.state
+    assert state is not None
+    for task in state.open_tasks():
+        if task.status == "awaiting_approval" and task.decision_id:
+            decision = await _call(gateway, "governance", "get_decision", decision_id=task.decision_id)
+            approval = decision.get("approval")
+            if decision["outcome"] != "pending_approval" or approval is None:
+                continue
+            for role, officer in officers.items():
+                signature = _sign(officer, approval["to_sign"]["approve"])
+                await _call(
+                    gateway,
+                    "governance",
+                    "submit_approval",
+                    approval_id=approval["approval_id"],
+                    approver=officer.address,
+                    signature=signature,
+                )
+                timeline.show("people", f"the {role} approved {task.id} in governance", "an EIP-712 ApprovalVote")
+        elif task.status == "awaiting_signatures" and task.proposal_id:
+            proposal = await runtime.read(f"wallet://proposals/{task.proposal_id}")
+            for role, officer in officers.items():
+                if proposal["status"] != "pending":
+                    break
+                proposal = await _call(
+                    gateway,
+                    "wallet",
+                    "sign_proposal",
+                    proposal_id=task.proposal_id,
+                    signer=officer.address,
+                    signature=_sign(officer, proposal["typed_data"]),
+                )
+                timeline.show(
+                    "people",
+                    f"the {role} co-signed the wallet proposal",
+                    "the threshold is reached: the wallet pays" if proposal["status"] == "executed" else "",
+                )
 
 
 def _sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
     return "0x" + bytes(account.sign_message(encode_typed_data(full_message=typed_data)).signature).hex()
 
 
-def _text(result: CallToolResult) -> str:
-    return " ".join(getattr(block, "text", "") for block in result.content)
+async def _outcome(
+    gateway: Gateway, runtime: AgentRuntime, suppliers: dict[str, SupplierAgent], timeline: Timeline
+) -> dict[str, Any]:
+    state = runtime.state
+    assert state is not None and state.wallet is not None
+    timeline.section("the outcome")
+    done = [t for t in state.tasks if t.action == "procure" and t.status == "done"]
+    if len(done) != 1:
+        raise DemoFailure(f"expected one finished order, found {[(t.id, t.status, t.notes) for t in state.tasks]}")
+    order = done[0]
+    chosen = order.params["supplier"]["name"]
+    if chosen != "Frame Works":
+        raise DemoFailure(f"the agent chose {chosen}; Frame Works is the best value that passes the constraints")
+    balance = await _call(gateway, "wallet", "get_balance", address=state.wallet)
+    paid = parse_usdc(balance["total"])
+    if paid != 1_000_000_000 - parse_usdc(suppliers[chosen].price):
+        raise DemoFailure(f"the agent's wallet holds {balance['total']} USDC, not 1000 minus one payment")
+    po = await _call(gateway, "sap", "get_purchase_order", id=order.purchase_order)
+    opportunity = next(t for t in state.tasks if t.action == "update_opportunity")
+    if opportunity.status != "done":
+        raise DemoFailure(f"the opportunity update is {opportunity.status}: {opportunity.notes}")
+    lines = [f"agent wallet: {balance['available']} USDC available of {balance['total']}"]
+    for name, supplier in suppliers.items():
+        supplier_balance = await _call(gateway, "wallet", "get_balance", address=supplier.wallet)
+        standing = await _call(gateway, "reputation", "get_reputation", agent_id=supplier.identity.agent_id)
+        lines.append(
+            f"{name}: {supplier_balance['total']} USDC, reputation {standing['score']:.1f} "
+            f"(lower bound {standing['lcb']:.1f})"
+        )
+    lines.append(
+        f"{state.name}: reputation {state.reputation.get('score', 0):.1f}; {state.metrics.cycles} cycles, "
+        f"{state.metrics.actions} actions, {format_usdc(state.metrics.spent)} USDC spent"
+    )
+    timeline.show(
+        "done",
+        f"purchase order {po['id']} for {po['items'][0]['quantity']} {po['items'][0]['unit']} from "
+        f"{chosen}, paid {format_usdc(parse_usdc(suppliers[chosen].price))} USDC",
+        "\n".join(lines),
+    )
+    return {
+        "state": state,
+        "order": order,
+        "purchase_order": po,
+        "balance": balance,
+        "supplier": chosen,
+    }

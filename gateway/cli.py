@@ -1,13 +1,14 @@
 """The `stateset` command.
 
     stateset serve <server> [--transport stdio|http|sse] [--host 127.0.0.1] [--port N] [--home DIR]
-    stateset demo [--home DIR]
+    stateset demo [procurement|wallet] [--home DIR]
     stateset audit verify [--home DIR]
     stateset address governance|reputation [--home DIR]
     stateset emulate salesforce|sap [--host 127.0.0.1] [--port N]
     stateset up [--host 127.0.0.1] [--port 8765] [--config configs/mesh.yaml] [--home DIR]
     stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--config FILE] [--home DIR]
     stateset claude-config [--gateway] [--home DIR]
+    stateset agent run configs/agents/procurement.yaml [--cycles N] [--interval S] [--url URL] [--cosigner ADDR]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 """
@@ -83,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_cmd = commands.add_parser(
         "demo",
-        help="the main job: an MCP client drives the wallet server over stdio, offline",
-        description="Launch `stateset serve wallet` over stdio and walk an agent's payments through it: funding, "
-        "limits, idempotent retries, a governance-approved payment and a multi-sig payment.",
+        help="the main job: the procurement agent end to end, offline, in seconds",
+        description="procurement (default): the whole mesh in this process and the procurement agent's cycles: "
+        "low stock in SAP, suppliers found by reputation, governance approval, a multi-sig USDC payment, the SAP "
+        "purchase order, the Salesforce opportunity, the supplier's rating. wallet: an MCP client drives "
+        "`stateset serve wallet` over stdio through limits, idempotent retries and multi-sig.",
     )
+    demo_cmd.add_argument("which", nargs="?", choices=("procurement", "wallet"), default="procurement")
     _add_home(demo_cmd, default_help="a new temporary directory")
 
     audit_cmd = commands.add_parser("audit", help="inspect governance's hash-chained audit log")
@@ -140,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     claude_cmd.add_argument("--gateway", action="store_true", help="one entry: the aggregate gateway")
     _add_home(claude_cmd)
 
+    agent_cmd = commands.add_parser("agent", help="run an autonomous agent from its deployment file")
+    agent_actions = agent_cmd.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
+    agent_run = agent_actions.add_parser(
+        "run",
+        help="run the agent's perceive-decide-act-learn cycles against the mesh",
+        description="Load the agent from the data directory (or create it: key, wallet, discovery listing) and "
+        "run its cycles: perceive through the gateway, decide per goal, act through governance first, learn. "
+        "Without --url the whole mesh starts in this process.",
+    )
+    agent_run.add_argument("config", type=Path, help="the deployment file, e.g. configs/agents/procurement.yaml")
+    agent_run.add_argument("--cycles", type=int, default=1, help="how many cycles (default: 1)")
+    agent_run.add_argument("--interval", type=float, default=5.0, help="seconds between cycles (default: 5)")
+    agent_run.add_argument(
+        "--url", help="a running `stateset up`, e.g. http://127.0.0.1:8765 (token: STATESET_MESH_TOKEN)"
+    )
+    agent_run.add_argument(
+        "--cosigner", action="append", default=[], metavar="ADDRESS", help="a multi-sig co-signer (repeatable)"
+    )
+    _add_home(agent_run)
+
     emulate_cmd = commands.add_parser(
         "emulate",
         help="run a sandbox Salesforce or SAP on loopback, for the adapters and their tests",
@@ -174,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             anyio.run(_serve, args, mesh, environ)
         elif args.command == "demo":
-            from agent.demo import run_demo
+            if args.which == "wallet":
+                from agent.wallet_tour import run_demo
+            else:
+                from agent.demo import run_demo
 
             return anyio.run(run_demo, args.home, environ)
         elif args.command == "audit":
@@ -199,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             runner = run_up if args.command == "up" else run_gateway
             anyio.run(runner, args, mesh, environ)
+        elif args.command == "agent":
+            from agent.run import run_agent
+
+            return anyio.run(run_agent, args, mesh, environ)
         elif args.command == "emulate":
             module = import_module(EMULATORS[args.platform])
             port = args.port or DEFAULT_PORTS[args.platform] + 100

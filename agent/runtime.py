@@ -1,0 +1,613 @@
+"""The agent runtime: one agent's cycles of perceive → decide → act → learn, through the gateway.
+
+The runtime is an MCP client of the mesh: every read and every action goes through the gateway library
+(`Gateway.call`, `read_resource`), in process or to servers elsewhere. Each cycle:
+
+- perceive: the wallet's balance and limits, the stock each goal watches (SAP), the suppliers that offer
+  what it needs (discovery, ranked by reputation), the opportunity it reports to (Salesforce), and the
+  state of its open tasks (governance decisions, wallet proposals);
+- decide: the CognitiveEngine, one decision per active goal, financial goals first;
+- act: every action goes to governance first (evaluate_action), then to its target tool. An action
+  waiting for approvers or co-signers stays an open task and is taken up again next cycle, so a cycle
+  never blocks on a person;
+- learn: what happened goes to memory, metrics and the audit trail; a finished order is rated in
+  reputation, signed with the agent's key; the agent's own standing is read back.
+
+The state is saved after every cycle (agent.state), with the cycle's audit entries in the same
+transaction, so an agent stopped at any point resumes where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import mcp_types as types
+
+from agent.cognition import CognitiveEngine, Decision, Perception, Supplier
+from agent.config import AgentConfig
+from agent.identity import AgentIdentity
+from agent.state import AgentState, AgentStore, AuditEntry, Episode, GoalType, Spend, Task, Treasury
+from gateway.aggregate import Gateway
+from servers.common.identity import did_pkh
+from servers.common.money import format_usdc, parse_usdc
+
+logger = logging.getLogger(__name__)
+
+GOAL_ORDER = {GoalType.FINANCIAL: 0, GoalType.OPERATIONAL: 1, GoalType.STRATEGIC: 2}
+
+
+class ActionFailedError(Exception):
+    """A tool refused or failed; the message names the tool and says why."""
+
+
+@dataclass
+class Event:
+    """One line of the agent's timeline, for people watching (the demo, logs)."""
+
+    phase: str
+    title: str
+    detail: str = ""
+
+
+@dataclass
+class CycleReport:
+    cycle: int
+    perception: Perception
+    decisions: list[Decision]
+    events: list[Event] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+
+
+class AgentRuntime:
+    def __init__(
+        self,
+        gateway: Gateway,
+        store: AgentStore,
+        config: AgentConfig,
+        identity: AgentIdentity,
+        *,
+        engine: CognitiveEngine | None = None,
+        cosigners: list[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.store = store
+        self.config = config
+        self.identity = identity
+        self.engine = engine or CognitiveEngine()
+        self.cosigners = cosigners or []
+        self.clock = clock
+        self.on_event = on_event
+        self.state: AgentState | None = None
+        self._audit: list[AuditEntry] = []
+        self._events: list[Event] = []
+
+    # start-up
+
+    async def start(self) -> AgentState:
+        """Load the agent, or create it: its wallet (funded from the sandbox faucet), its listing in
+        discovery, its goals. Idempotent: a restarted agent is loaded as it was."""
+        stored = await self.store.load(self.identity.agent_id)
+        if stored is not None:
+            self.state = stored
+            self._emit(
+                "bootstrap", f"{stored.name} resumed", f"version {stored.version}, cycle {stored.metrics.cycles}"
+            )
+            return stored
+        config = self.config
+        state = AgentState(
+            id=self.identity.agent_id,
+            did=did_pkh(self.identity.address, self.identity.chain_id),
+            name=config.name,
+            type=config.type,
+            address=self.identity.address,
+            owner=self.identity.owner,
+            capabilities=list(config.capabilities),
+            goals=[goal.goal() for goal in config.goals],
+            permissions=list(config.permissions),
+        )
+        self.state = state
+        wallet = config.wallet
+        multi_sig = None
+        if wallet.multi_sig is not None:
+            signers = list(dict.fromkeys([*wallet.multi_sig.signers, *self.cosigners]))
+            if len(signers) >= wallet.multi_sig.threshold:
+                multi_sig = {
+                    "signers": signers,
+                    "threshold": wallet.multi_sig.threshold,
+                    "above": format_usdc(wallet.multi_sig.above),
+                }
+            else:
+                self._emit(
+                    "bootstrap",
+                    "no multi-sig",
+                    f"{len(signers)} co-signer(s) for a threshold of {wallet.multi_sig.threshold}: pass --cosigner",
+                )
+        created = await self.call(
+            "wallet",
+            "create_wallet",
+            label=config.name,
+            daily_limit=format_usdc(wallet.daily_limit),
+            per_transaction_limit=format_usdc(wallet.per_transaction_limit),
+            owner=state.id,
+            multi_sig=multi_sig,
+            approval_required_above=None
+            if wallet.approval_required_above is None
+            else format_usdc(wallet.approval_required_above),
+        )
+        state.wallet = created["address"]
+        await self.call("wallet", "fund_wallet", address=state.wallet, amount=format_usdc(wallet.initial_balance))
+        registration = self.identity.registration(
+            capabilities=config.capabilities,
+            description=config.description,
+            price=format_usdc(config.price),
+            region=config.region,
+            wallet=state.wallet,
+            issued_at=int(self.clock()),
+            endpoint=f"http://127.0.0.1/agents/{config.name}/mcp",
+        )
+        await self.call("discovery", "register_agent", **registration)
+        self._emit(
+            "bootstrap",
+            f"{config.name} created",
+            f"{state.id}\nsigning key {state.address}; wallet {state.wallet} funded with "
+            f"{format_usdc(wallet.initial_balance)} USDC\nlimits {format_usdc(wallet.per_transaction_limit)} per "
+            f"payment, {format_usdc(wallet.daily_limit)} a day"
+            + (f"; {multi_sig['threshold']} co-signers at {multi_sig['above']} USDC or more" if multi_sig else "")
+            + "\nlisted in discovery as "
+            + ", ".join(config.capabilities),
+        )
+        self.state = await self.store.save(state, self._take_audit())
+        return self.state
+
+    # the cycle
+
+    async def execute_cycle(self) -> CycleReport:
+        state = self._require_state()
+        began = time.perf_counter()
+        cycle = state.metrics.cycles + 1
+        self._events = []
+        perception = await self.perceive(cycle)
+        goals = sorted(
+            (g for g in state.goals if g.status == "active"), key=lambda g: (GOAL_ORDER[g.type], -g.priority)
+        )
+        await self.advance_tasks(cycle)
+        decisions = []
+        for goal in goals:
+            decision = await self.engine.decide(goal, perception, state)
+            decisions.append(decision)
+            if decision.chosen.action != "hold" or goal.type is GoalType.OPERATIONAL:
+                self._emit(
+                    "decide",
+                    f"{goal.type.value} goal {goal.id}: {decision.chosen.summary}",
+                    f"{decision.rationale}\nconfidence {decision.confidence:.2f} ({decision.planner})"
+                    + (f"; risks: {'; '.join(decision.risks)}" if decision.risks else "")
+                    + f"\nexpected: {decision.expected_outcome}",
+                    cycle=cycle,
+                    data=decision.model_dump(mode="json", exclude={"considered"}),
+                )
+        for decision in decisions:
+            await self.act(decision, cycle)
+        await self.learn(cycle, perception, decisions, began)
+        return CycleReport(cycle, perception, decisions, list(self._events), (time.perf_counter() - began) * 1000)
+
+    async def perceive(self, cycle: int) -> Perception:
+        state = self._require_state()
+        assert state.wallet is not None
+        balance = await self.read(f"wallet://{state.wallet}/balance")
+        limits = await self.read(f"wallet://{state.wallet}/limits")
+        available = parse_usdc(balance["available"])
+        daily_limit, spent = parse_usdc(limits["daily_limit"]), parse_usdc(limits["spent_last_24h"], allow_zero=True)
+        perception = Perception(
+            at=self.clock(),
+            available=available,
+            daily_remaining=max(0, daily_limit - spent),
+            per_transaction_limit=parse_usdc(limits["per_transaction_limit"]),
+        )
+        state.treasury = Treasury(
+            available=available,
+            staked=parse_usdc(balance["staked"], allow_zero=True),
+            reserved=parse_usdc(balance["reserved"], allow_zero=True),
+            daily_limit=daily_limit,
+            per_transaction_limit=perception.per_transaction_limit,
+            spent_last_24h=spent,
+        )
+        for goal in state.goals:
+            if goal.status != "active":
+                continue
+            try:
+                if goal.kind == "replenish_stock":
+                    perception.stock[goal.id] = await self._stock(goal.params["material"], goal.params["plant"])
+                    perception.suppliers[goal.id] = await self._suppliers(goal.params)
+                elif goal.kind == "advance_opportunity":
+                    record = await self._opportunity(goal.params["opportunity_name"])
+                    if record is not None:
+                        perception.opportunity[goal.id] = record
+            except ActionFailedError as exc:
+                perception.notes.append(f"goal {goal.id}: {exc}")
+        state.connections = {name: b.state for name, b in self.gateway.backends.items()}
+        state.context = {"perception": perception.model_dump(mode="json"), "cycle": cycle}
+        summary = [f"available {format_usdc(available)} USDC, {format_usdc(perception.daily_remaining)} left today"]
+        for goal_id, stock in perception.stock.items():
+            summary.append(f"{goal_id}: {stock['quantity']} {stock['unit']} in stock")
+        for goal_id, offers in perception.suppliers.items():
+            summary.append(f"{goal_id}: {len(offers)} supplier(s) found")
+        self._emit("perceive", "; ".join(summary), "\n".join(perception.notes), cycle=cycle)
+        return perception
+
+    async def _stock(self, material: str, plant: str) -> dict[str, Any]:
+        found = await self.call("sap", "get_material_stock", material=material, plant=plant)
+        return {"quantity": found["unrestricted"], "unit": found.get("base_unit") or "PC"}
+
+    async def _suppliers(self, params: dict[str, Any]) -> list[Supplier]:
+        found = await self.call("discovery", "find_agents", capability=params["capability"], limit=10)
+        suppliers = []
+        for match in found["matches"]:
+            record = await self.call("discovery", "get_agent", agent_id=match["agent_id"])
+            reputation = match.get("reputation") or {}
+            suppliers.append(
+                Supplier(
+                    agent_id=match["agent_id"],
+                    name=match["name"],
+                    owner=match["owner"],
+                    wallet=record["card"]["mesh"].get("wallet"),
+                    price=parse_usdc(match["price_per_task"]),
+                    load=match["load"],
+                    reputation=reputation.get("score"),
+                    lower_bound=reputation.get("lcb"),
+                )
+            )
+        return suppliers
+
+    async def _opportunity(self, name: str) -> dict[str, Any] | None:
+        quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+        found = await self.call(
+            "salesforce",
+            "query",
+            soql=f"SELECT Id, Name, StageName, Description FROM Opportunity WHERE Name = '{quoted}'",
+            max_records=1,
+        )
+        records = found.get("records") or []
+        return dict(records[0]) if records else None
+
+    # acting
+
+    async def act(self, decision: Decision, cycle: int) -> None:
+        option = decision.chosen
+        if option.action == "hold":
+            return
+        state = self._require_state()
+        state.metrics.actions += 1
+        if option.action == "request_funding":
+            state.context["funding_requested"] = option.params["shortfall"]
+            self._emit("act", f"funding requested: {format_usdc(option.params['shortfall'])} USDC", cycle=cycle)
+            return
+        task = Task(
+            id=f"{option.goal_id}-{cycle}-{option.id.replace(':', '-').replace(' ', '-').lower()}",
+            goal_id=option.goal_id,
+            action=option.action,
+            status="awaiting_approval",
+            params=dict(option.params) | {"amount": option.amount, "summary": option.summary, "scores": option.scores},
+            created_at=self.clock(),
+            updated_at=self.clock(),
+        )
+        state.tasks.append(task)
+        try:
+            await self._govern(task, cycle)
+        except ActionFailedError as exc:
+            self._fail(task, str(exc), cycle)
+
+    async def advance_tasks(self, cycle: int) -> None:
+        """Take up tasks waiting on approvers or co-signers, or on a step that failed to complete."""
+        for task in self._require_state().open_tasks():
+            try:
+                if task.status == "awaiting_approval" and task.decision_id is not None:
+                    decision = await self.call("governance", "get_decision", decision_id=task.decision_id)
+                    await self._decided(task, decision, cycle)
+                elif task.status == "awaiting_signatures" and task.proposal_id is not None:
+                    proposal = await self.read(f"wallet://proposals/{task.proposal_id}")
+                    await self._proposal(task, proposal, cycle)
+                elif task.status == "paid":
+                    await self._fulfil(task, cycle)
+            except ActionFailedError as exc:
+                self._fail(task, str(exc), cycle)
+
+    async def _govern(self, task: Task, cycle: int) -> None:
+        state = self._require_state()
+        if task.action == "procure":
+            supplier = task.params["supplier"]
+            action = {
+                "type": "payment",
+                "amount": format_usdc(task.params["amount"]),
+                "counterparty": supplier["wallet"],
+                "payer": state.wallet,
+                "category": self.config.category,
+                "payload": {"supplier": supplier["name"], "task": task.id},
+            }
+        else:
+            action = {"type": task.action, "counterparty": task.params["id"], "payload": {"task": task.id}}
+        decision = await self.call("governance", "evaluate_action", agent_id=state.id, action=action)
+        task.decision_id = decision["decision_id"]
+        await self._decided(task, decision, cycle)
+
+    async def _decided(self, task: Task, decision: dict[str, Any], cycle: int) -> None:
+        reasons = "; ".join(r["message"] for r in decision["reasons"]) or "no rule objected"
+        outcome = decision["outcome"]
+        if outcome == "pending_approval":
+            approval = decision["approval"]
+            if task.approval_id is None:
+                task.approval_id = approval["approval_id"]
+                self._emit(
+                    "act",
+                    f"governance: {task.id} needs approval",
+                    f"{reasons}\nwaiting for {approval['required']} of {', '.join(approval['approvers'])} "
+                    f"(by {approval['expires_at']}); the agent goes on and checks again next cycle",
+                    cycle=cycle,
+                )
+            else:
+                self._require_state().metrics.approvals_waited += 1
+            return
+        if outcome == "denied":
+            task.status = "denied"
+            task.notes.append(reasons)
+            self._emit("act", f"governance denied {task.id}", reasons, cycle=cycle)
+            return
+        self._emit(
+            "act", f"governance approved {task.id}", f"{reasons} (risk {decision['risk']['level']})", cycle=cycle
+        )
+        if task.action == "procure":
+            await self._pay(task, decision.get("receipt"), cycle)
+        else:
+            await self._update_opportunity(task, cycle)
+
+    async def _pay(self, task: Task, receipt: dict[str, Any] | None, cycle: int) -> None:
+        state = self._require_state()
+        supplier = task.params["supplier"]
+        amount = format_usdc(task.params["amount"])
+        memo = f"{task.id}: {task.params['quantity']} {task.params['unit']} from {supplier['name']}"[:140]
+        multi_sig = self.config.wallet.multi_sig
+        limits = await self.read(f"wallet://{state.wallet}/limits")
+        if limits.get("multi_sig") and task.params["amount"] >= parse_usdc(limits["multi_sig"]["above"]):
+            assert multi_sig is not None
+            proposal = await self.call(
+                "wallet",
+                "propose_transaction",
+                address=state.wallet,
+                to_address=supplier["wallet"],
+                amount=amount,
+                memo=memo,
+                approval=receipt,
+            )
+            task.proposal_id, task.status = proposal["proposal_id"], "awaiting_signatures"
+            self._emit(
+                "act",
+                f"wallet: {amount} USDC to {supplier['name']} proposed for co-signing",
+                f"proposal {proposal['proposal_id']}: {proposal['threshold']} of {', '.join(proposal['signers'])}; "
+                f"the money is reserved until {proposal['expires_at']}",
+                cycle=cycle,
+            )
+            return
+        paid = await self.call(
+            "wallet",
+            "execute_payment",
+            from_address=state.wallet,
+            to_address=supplier["wallet"],
+            amount=amount,
+            memo=memo,
+            idempotency_key=task.id,
+            approval=receipt,
+        )
+        await self._paid(task, paid, cycle)
+
+    async def _proposal(self, task: Task, proposal: dict[str, Any], cycle: int) -> None:
+        if proposal["status"] == "executed" and proposal.get("payment"):
+            await self._paid(task, proposal["payment"], cycle)
+        elif proposal["status"] in ("expired", "cancelled"):
+            task.status = "expired"
+            self._emit("act", f"proposal for {task.id} {proposal['status']}", "the reserved money is released")
+        else:
+            self._require_state().metrics.approvals_waited += 1
+
+    async def _paid(self, task: Task, payment: dict[str, Any], cycle: int) -> None:
+        state = self._require_state()
+        task.payment_id, task.status = payment["payment_id"], "paid"
+        amount = parse_usdc(payment["amount"])
+        state.spending_history.append(
+            Spend(
+                at=self.clock(), task_id=task.id, payee=payment["to_address"], amount=amount, payment_id=task.payment_id
+            )
+        )
+        state.metrics.spent += amount
+        self._emit(
+            "act",
+            f"wallet: paid {payment['amount']} USDC to {task.params['supplier']['name']} ({payment['status']})",
+            f"payment {payment['payment_id'][:18]}…, EIP-712 signed; balance after {payment['balance_after']} USDC",
+            cycle=cycle,
+        )
+        await self._fulfil(task, cycle)
+
+    async def _fulfil(self, task: Task, cycle: int) -> None:
+        """Paid: the SAP purchase order, then the supplier's rating. Each step is idempotent, so a task
+        interrupted here is finished on the next cycle without a second order."""
+        sap = self.config.sap
+        assert sap is not None
+        goal = next(g for g in self._require_state().goals if g.id == task.goal_id)
+        quantity = Decimal(str(task.params["quantity"]))
+        net_price = (Decimal(task.params["amount"]) / 1_000_000 / quantity).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        order = await self.call(
+            "sap",
+            "create_purchase_order",
+            supplier=sap.supplier,
+            company_code=sap.company_code,
+            purchasing_organization=sap.purchasing_organization,
+            purchasing_group=sap.purchasing_group,
+            currency=sap.currency,
+            items=[
+                {
+                    "material": goal.params["material"],
+                    "quantity": str(quantity),
+                    "unit": task.params["unit"],
+                    "net_price": str(net_price),
+                    "plant": goal.params["plant"],
+                }
+            ],
+            idempotency_key=task.id,
+        )
+        task.purchase_order, task.status = order["id"], "ordered"
+        self._emit(
+            "act",
+            f"SAP: purchase order {order['id']} created",
+            f"{quantity} {task.params['unit']} {goal.params['material']} at {net_price} {sap.currency} for plant "
+            f"{goal.params['plant']}, supplier {sap.supplier} ({task.params['supplier']['name']})",
+            cycle=cycle,
+        )
+        await self._rate_supplier(task, cycle)
+
+    async def _rate_supplier(self, task: Task, cycle: int) -> None:
+        supplier = task.params["supplier"]
+        scores = task.params.get("scores") or {}
+        outcomes = {
+            "reliability": 100,  # accepted and invoiced as quoted
+            "financial_responsibility": 100,  # the price paid is the price listed
+            "efficiency": int(round(60 + 40 * float(scores.get("price", 0.5)))),
+        }
+        arguments = self.identity.rating(
+            supplier["agent_id"], task.id, outcomes, evidence={"payment": task.payment_id, "po": task.purchase_order}
+        )
+        receipt = await self.call("reputation", "record_interaction", **arguments)
+        task.status, task.updated_at = "done", self.clock()
+        self._emit(
+            "learn",
+            f"reputation: rated {supplier['name']} for {task.id}",
+            f"outcomes {outcomes}; weight {receipt.get('weight', '?')}",
+            cycle=cycle,
+        )
+
+    async def _update_opportunity(self, task: Task, cycle: int) -> None:
+        record = await self.call(
+            "salesforce",
+            "update_record",
+            sobject="Opportunity",
+            id=task.params["id"],
+            fields={"StageName": task.params["stage"], "Description": task.params["description"]},
+        )
+        task.status, task.updated_at = "done", self.clock()
+        fields = record.get("record") or record
+        self._emit(
+            "act",
+            f"Salesforce: opportunity {task.params['id']} now at {fields.get('StageName', task.params['stage'])}",
+            task.params["description"],
+            cycle=cycle,
+        )
+
+    def _fail(self, task: Task, error: str, cycle: int) -> None:
+        state = self._require_state()
+        task.status, task.updated_at = "failed", self.clock()
+        task.notes.append(error)
+        state.metrics.actions_failed += 1
+        self._emit("act", f"{task.id} failed", error, cycle=cycle)
+
+    # learning
+
+    async def learn(self, cycle: int, perception: Perception, decisions: list[Decision], began: float) -> None:
+        state = self._require_state()
+        state.metrics.cycles = cycle
+        state.metrics.decisions += len(decisions)
+        state.metrics.last_cycle_ms = round((time.perf_counter() - began) * 1000, 1)
+        for decision in decisions:
+            if decision.chosen.action != "hold":
+                state.remember(
+                    Episode(
+                        at=self.clock(),
+                        cycle=cycle,
+                        kind=decision.chosen.action,
+                        summary=decision.chosen.summary,
+                        data={"goal": decision.goal_id, "confidence": decision.confidence},
+                    )
+                )
+        for task in state.tasks:
+            if task.status in ("done", "denied", "failed", "expired") and task.updated_at >= perception.at:
+                state.remember(Episode(at=self.clock(), cycle=cycle, kind=f"task_{task.status}", summary=task.id))
+        try:
+            state.reputation = await self.call("reputation", "get_reputation", agent_id=state.id)
+        except ActionFailedError as exc:
+            state.reputation = {"error": str(exc)}
+        recent = [t for t in state.tasks if t.updated_at >= perception.at - 86_400]
+        failed = sum(t.status in ("failed", "denied") for t in recent)
+        used = 1 - perception.daily_remaining / state.treasury.daily_limit if state.treasury.daily_limit else 0
+        flags = [f"{failed} failed or denied task(s) in 24 h"] if failed else []
+        if used > 0.8:
+            flags.append(f"{used:.0%} of the daily budget used")
+        level = "high" if failed > 2 or used > 0.95 else "medium" if flags else "low"
+        state.risk = state.risk.model_copy(
+            update={"level": level, "score": round(used * 50 + failed * 15, 1), "flags": flags}
+        )
+        self._audit.append(
+            AuditEntry(
+                at=self.clock(),
+                cycle=cycle,
+                phase="learn",
+                summary=f"cycle {cycle}: {len(decisions)} decisions, {len(state.open_tasks())} open task(s)",
+                data={"metrics": state.metrics.model_dump(), "risk": state.risk.model_dump()},
+            )
+        )
+        self.state = await self.store.save(state, self._take_audit())
+
+    # plumbing
+
+    async def call(self, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
+        """A tool through the gateway; its structured result.
+
+        Raises:
+            ActionFailedError: the tool error, naming the tool.
+        """
+        arguments = {k: v for k, v in arguments.items() if v is not None}
+        result = await self.gateway.call(server, tool, arguments)
+        if result.is_error:
+            raise ActionFailedError(f"{server}_{tool}: {_text(result)}")
+        content = result.structured_content
+        if content is None:
+            return {"text": _text(result)}
+        if set(content) == {"result"} and isinstance(content["result"], dict):
+            return dict(content["result"])
+        return dict(content)
+
+    async def read(self, uri: str) -> dict[str, Any]:
+        result = await self.gateway.read_resource(uri)
+        block = result.contents[0]
+        if not isinstance(block, types.TextResourceContents):
+            raise ActionFailedError(f"{uri} is not JSON text")
+        document: dict[str, Any] = json.loads(block.text)
+        return document
+
+    def _emit(
+        self, phase: str, title: str, detail: str = "", *, cycle: int = 0, data: dict[str, Any] | None = None
+    ) -> None:
+        event = Event(phase, title, detail)
+        self._events.append(event)
+        self._audit.append(
+            AuditEntry(at=self.clock(), cycle=cycle, phase=phase, summary=title, data=data or {"detail": detail})
+        )
+        logger.info("%s: %s", phase, title)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _take_audit(self) -> list[AuditEntry]:
+        audit, self._audit = self._audit, []
+        return audit
+
+    def _require_state(self) -> AgentState:
+        if self.state is None:
+            raise RuntimeError("call start() first")
+        return self.state
+
+
+def _text(result: types.CallToolResult) -> str:
+    return " ".join(block.text for block in result.content if isinstance(block, types.TextContent))
