@@ -245,7 +245,8 @@ class Backend:
         connections notice it through their listen stream)."""
         while True:
             await anyio.sleep(HEARTBEAT_SECONDS)
-            with anyio.fail_after(self.timeout_seconds):
+            with anyio.fail_after(self.timeout_seconds), warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)  # deprecated in 2026, not in this era
                 await client.send_ping()
 
     async def _subscribe_legacy(self, client: Client) -> None:

@@ -37,12 +37,7 @@ from servers.common.transports import http_app
 from tests.conftest import ManualClock
 from tests.helpers import ERAS, eventually
 
-pytestmark = [
-    pytest.mark.anyio,
-    # gateway.backends pings 2025-era backends every 2 s with a call the SDK deprecates; with warnings as
-    # errors that marks the backend down in any test that runs longer (the fix belongs in backends.py).
-    pytest.mark.filterwarnings("ignore:ping is removed:mcp.shared.exceptions.MCPDeprecationWarning"),
-]
+pytestmark = pytest.mark.anyio
 
 DOC = "notes://doc"
 MEMO = "notes://memo"
