@@ -334,7 +334,8 @@ class CognitiveEngine:
         if option.amount > perception.per_transaction_limit:
             return f"{amount} USDC is above the per-transaction limit {format_usdc(perception.per_transaction_limit)}"
         if option.amount > perception.daily_remaining:
-            return f"{amount} USDC is more than the {format_usdc(perception.daily_remaining)} left of today's budget"
+            left = format_usdc(perception.daily_remaining)
+            return f"{amount} USDC is more than the {left} USDC left of today's budget"
         if perception.available - option.amount < reserve:
             return f"paying {amount} USDC would take the balance below the reserve {format_usdc(reserve)}"
         return None
