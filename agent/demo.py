@@ -117,8 +117,8 @@ async def procurement(
             f"data in {data_dir}; Salesforce and SAP are their sandbox emulators; the agent reaches all of "
             "them through the gateway",
         )
-        await _stage(gateway, running.apps["sap"].sandbox, officers, timeline)
-        suppliers = await _suppliers(gateway, mesh.chain_id, timeline)
+        await set_stage(gateway, running.apps["sap"].sandbox, officers, timeline)
+        suppliers = await list_suppliers(gateway, mesh.chain_id, timeline)
         config = load_agent_config(AGENT_CONFIG)
         timeline.section("the procurement agent")
         async with agent_runtime(
@@ -133,7 +133,7 @@ async def procurement(
             for cycle in range(1, cycles + 1):
                 timeline.section(f"cycle {cycle}")
                 await runtime.execute_cycle()
-                await _officers_answer(gateway, runtime, officers, timeline)
+                await officers_answer(gateway, runtime, officers, timeline)
             return await _outcome(gateway, runtime, suppliers, timeline)
 
 
@@ -146,7 +146,7 @@ async def _call(gateway: Gateway, server: str, tool: str, **arguments: Any) -> d
     return content.get("result", content) if set(content) == {"result"} else content
 
 
-async def _stage(gateway: Gateway, sap: Any, officers: dict[str, LocalAccount], timeline: Timeline) -> None:
+async def set_stage(gateway: Gateway, sap: Any, officers: dict[str, LocalAccount], timeline: Timeline) -> None:
     policy = yaml.safe_load(POLICY.read_text())
     policy["name"] = "procurement-demo"
     policy["workflows"]["manager_approval"] = {
@@ -180,7 +180,7 @@ async def _stage(gateway: Gateway, sap: Any, officers: dict[str, LocalAccount], 
     timeline.show("Salesforce", f"opportunity {OPPORTUNITY!r} at Proposal/Price Quote", f"id {record['Id']}")
 
 
-async def _suppliers(gateway: Gateway, chain_id: int, timeline: Timeline) -> dict[str, SupplierAgent]:
+async def list_suppliers(gateway: Gateway, chain_id: int, timeline: Timeline) -> dict[str, SupplierAgent]:
     """Three supplier agents and the history behind their reputations: earlier buyers rated them."""
     offers = {"Budget Frames": "60", "Frame Works": "80", "Premium Frames": "95"}
     history = {"Budget Frames": 10, "Frame Works": 95, "Premium Frames": 90}  # what earlier buyers saw
@@ -248,7 +248,7 @@ def _identity(name: str, chain_id: int) -> AgentIdentity:
     )
 
 
-async def _officers_answer(
+async def officers_answer(
     gateway: Gateway, runtime: AgentRuntime, officers: dict[str, LocalAccount], timeline: Timeline
 ) -> None:
     """The people in the loop: approvals in governance, signatures on wallet proposals."""

@@ -29,10 +29,10 @@ from typing import Any
 
 import mcp_types as types
 
-from agent.cognition import CognitiveEngine, Decision, Perception, Supplier
+from agent.cognition import CognitiveEngine, Decision, Option, Perception, Supplier
 from agent.config import AgentConfig
 from agent.identity import AgentIdentity
-from agent.state import AgentState, AgentStore, AuditEntry, Episode, GoalType, Spend, Task, Treasury
+from agent.state import AgentState, AgentStore, AuditEntry, Episode, Goal, GoalType, Spend, Task, Treasury
 from gateway.aggregate import Gateway
 from servers.common.identity import did_pkh
 from servers.common.money import format_usdc, parse_usdc
@@ -175,9 +175,7 @@ class AgentRuntime:
         cycle = state.metrics.cycles + 1
         self._events = []
         perception = await self.perceive(cycle)
-        goals = sorted(
-            (g for g in state.goals if g.status == "active"), key=lambda g: (GOAL_ORDER[g.type], -g.priority)
-        )
+        goals = self._goals()
         await self.advance_tasks(cycle)
         decisions = []
         for goal in goals:
@@ -198,8 +196,11 @@ class AgentRuntime:
         await self.learn(cycle, perception, decisions, began)
         return CycleReport(cycle, perception, decisions, list(self._events), (time.perf_counter() - began) * 1000)
 
-    async def perceive(self, cycle: int) -> Perception:
+    async def perceive(self, cycle: int, *, record: bool = True) -> Perception:
+        """What the agent sees now; `record=False` looks without touching the state or the timeline."""
         state = self._require_state()
+        if not record:
+            state = state.model_copy(deep=True)
         assert state.wallet is not None
         balance = await self.read(f"wallet://{state.wallet}/balance")
         limits = await self.read(f"wallet://{state.wallet}/limits")
@@ -227,11 +228,13 @@ class AgentRuntime:
                     perception.stock[goal.id] = await self._stock(goal.params["material"], goal.params["plant"])
                     perception.suppliers[goal.id] = await self._suppliers(goal.params)
                 elif goal.kind == "advance_opportunity":
-                    record = await self._opportunity(goal.params["opportunity_name"])
-                    if record is not None:
-                        perception.opportunity[goal.id] = record
+                    opportunity = await self._opportunity(goal.params["opportunity_name"])
+                    if opportunity is not None:
+                        perception.opportunity[goal.id] = opportunity
             except ActionFailedError as exc:
                 perception.notes.append(f"goal {goal.id}: {exc}")
+        if not record:
+            return perception
         state.connections = {name: b.state for name, b in self.gateway.backends.items()}
         state.context = {"perception": perception.model_dump(mode="json"), "cycle": cycle}
         summary = [f"available {format_usdc(available)} USDC, {format_usdc(perception.daily_remaining)} left today"]
@@ -303,6 +306,22 @@ class AgentRuntime:
             await self._govern(task, cycle)
         except ActionFailedError as exc:
             self._fail(task, str(exc), cycle)
+
+    async def open_question(self) -> tuple[Goal, list[Option]] | None:
+        """The first goal (in cycle order) with a real choice to make now: two or more feasible options, one
+        of them an action. What a planner that asks the host's model would be asked."""
+        state = self._require_state()
+        perception = await self.perceive(state.metrics.cycles + 1, record=False)
+        for goal in self._goals():
+            options, _ = self.engine.options(goal, perception, state)
+            feasible, _ = self.engine.constrain(goal, options, perception, state)
+            if len(feasible) > 1 and any(option.action != "hold" for option in feasible):
+                return goal, [self.engine.evaluate(goal, option) for option in feasible]
+        return None
+
+    def _goals(self) -> list[Goal]:
+        active = (g for g in self._require_state().goals if g.status == "active")
+        return sorted(active, key=lambda g: (GOAL_ORDER[g.type], -g.priority))
 
     async def advance_tasks(self, cycle: int) -> None:
         """Take up tasks waiting on approvers or co-signers, or on a step that failed to complete."""

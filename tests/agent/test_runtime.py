@@ -1,0 +1,215 @@
+"""The agent runtime against a real mesh in this process: cycles with the rule-based planner, approvals
+that span cycles, a restart, a denial, the agent under a host that samples, and the demo's outcomes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from mcp import Client
+
+from agent.config import load_agent_config
+from agent.demo import AGENT_CONFIG, SupplierAgent, Timeline, list_suppliers, officers_answer, procurement, set_stage
+from agent.run import agent_runtime
+from agent.server import build_agent_server
+from agent.state import AgentStore
+from gateway.launcher import Mesh, running_mesh
+from servers.common.keystore import decrypt_account, load_password
+from servers.common.settings import MeshSettings
+from tests.helpers import ERAS, call
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Stage:
+    running: Mesh
+    mesh: MeshSettings
+    environ: dict[str, str]
+    officers: dict[str, LocalAccount]
+    suppliers: dict[str, SupplierAgent]
+    owner: str
+
+
+@pytest.fixture
+async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
+    async with staged(tmp_path) as ready:
+        yield ready
+
+
+@asynccontextmanager
+async def staged(home: Path, officers: dict[str, LocalAccount] | None = None) -> AsyncIterator[Stage]:
+    environ = dict(os.environ) | {"STATESET_HOME": str(home), "STATESET_LOG_LEVEL": "WARNING"}
+    mesh = MeshSettings.from_env(environ, home=home)
+    officers = officers or {"CFO": Account.create(), "controller": Account.create()}
+    async with running_mesh(mesh, environ) as running:
+        assert await running.gateway.wait_ready(10)
+        suppliers: dict[str, SupplierAgent] = {}
+        if not (home / "staged").exists():
+            timeline = Timeline()
+            await set_stage(running.gateway, running.apps["sap"].sandbox, officers, timeline)
+            suppliers = await list_suppliers(running.gateway, mesh.chain_id, timeline)
+            (home / "staged").touch()
+        yield Stage(running, mesh, environ, officers, suppliers, Account.create().address)
+
+
+def cosigners(stage: Stage) -> list[str]:
+    return [officer.address for officer in stage.officers.values()]
+
+
+async def test_a_purchase_spans_cycles_while_people_approve_and_co_sign(stage: Stage) -> None:
+    config = load_agent_config(AGENT_CONFIG)
+    gateway = stage.running.gateway
+    async with agent_runtime(
+        gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+    ) as runtime:
+        first = await runtime.execute_cycle()
+        frames = next(d for d in first.decisions if d.goal_id == "frames")
+        assert frames.chosen.id == "buy:Frame Works" and frames.planner == "rules"
+        assert "Budget Frames's reputation" in frames.rejected["buy:Budget Frames"]
+        state = runtime.state
+        assert state is not None
+        [task] = state.open_tasks()
+        assert task.status == "awaiting_approval" and task.decision_id is not None
+
+        second = await runtime.execute_cycle()  # nobody approved yet: the task waits, nothing is bought twice
+        assert [t.status for t in runtime.state.tasks] == ["awaiting_approval"]  # type: ignore[union-attr]
+        assert all(d.chosen.action == "hold" for d in second.decisions)
+
+        await officers_answer(gateway, runtime, stage.officers, Timeline())
+        await runtime.execute_cycle()
+        assert runtime.state.tasks[0].status == "awaiting_signatures"  # type: ignore[union-attr]
+        await officers_answer(gateway, runtime, stage.officers, Timeline())
+        await runtime.execute_cycle()
+        state = runtime.state
+        assert state is not None
+        order = state.tasks[0]
+        assert order.status == "done" and order.purchase_order and order.payment_id
+        assert [t.action for t in state.tasks] == ["procure", "update_opportunity"]
+        assert state.metrics.spent == 80_000_000 and state.metrics.approvals_waited >= 1
+        balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
+        assert balance["total"] == "920"
+        ratings = await call_tool(stage, "reputation", "get_history", agent_id=order.params["supplier"]["agent_id"])
+        assert any(entry.get("interaction_id") == order.id for entry in json.loads(json.dumps(ratings))["entries"])
+
+        await runtime.execute_cycle()  # the order is on its way: no second order, no second update
+        assert len(runtime.state.tasks) == 2  # type: ignore[union-attr]
+
+
+async def call_tool(stage: Stage, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await stage.running.gateway.call(server, tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+async def test_an_agent_stopped_mid_purchase_resumes_where_it_was(tmp_path: Path) -> None:
+    config = load_agent_config(AGENT_CONFIG)
+    officers = {"CFO": Account.create(), "controller": Account.create()}
+    async with (
+        staged(tmp_path, officers) as stage,
+        agent_runtime(
+            stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+        ) as runtime,
+    ):
+        await runtime.execute_cycle()
+        first = runtime.state
+        assert first is not None and first.tasks[0].status == "awaiting_approval"
+    async with (  # the whole mesh and the agent start again
+        staged(tmp_path, officers) as stage,
+        agent_runtime(stage.running.gateway, config, stage.mesh, stage.environ) as runtime,
+    ):
+        resumed = runtime.state
+        assert resumed is not None
+        assert (resumed.id, resumed.wallet, resumed.address) == (first.id, first.wallet, first.address)
+        assert resumed.tasks == first.tasks and resumed.metrics.cycles == 1
+        await officers_answer(stage.running.gateway, runtime, officers, Timeline())
+        await runtime.execute_cycle()
+        await officers_answer(stage.running.gateway, runtime, officers, Timeline())
+        await runtime.execute_cycle()
+        assert runtime.state.tasks[0].status == "done"  # type: ignore[union-attr]
+        wallets = await call_tool(stage, "wallet", "get_balance", address=resumed.wallet)
+        assert wallets["total"] == "920"  # one wallet, funded once, paid once
+    async with AgentStore.open(tmp_path / "agents.db") as store:
+        audit = await store.audit(first.id)
+        phases = {entry.phase for _, entry in audit}
+        assert {"bootstrap", "perceive", "decide", "act", "learn"} <= phases
+    assert_no_secrets_stored(tmp_path, config.name)
+
+
+def assert_no_secrets_stored(home: Path, agent_name: str) -> None:
+    """Neither the keystore password nor the agent's private key is in its state or audit trail."""
+    password = load_password(home, os.environ)
+    key = bytes(decrypt_account((home / f"agent-{agent_name}.json").read_text(), password).key).hex()
+    stored = b"".join(path.read_bytes() for path in home.glob("agents.db*"))
+    assert stored and password.encode() not in stored and key.encode() not in stored
+
+
+async def test_governance_denying_an_action_ends_the_task_and_moves_no_money(stage: Stage) -> None:
+    gateway = stage.running.gateway
+    policy = await call_tool(stage, "governance", "get_policy")
+    document = policy["document"]
+    document["compliance"]["blocked_categories"].append("manufacturing_supplies")
+    await call_tool(stage, "governance", "set_policy", policy=document)
+    config = load_agent_config(AGENT_CONFIG)
+    async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
+        report = await runtime.execute_cycle()
+        state = runtime.state
+        assert state is not None
+        [task] = state.tasks
+        assert task.status == "denied" and "manufacturing_supplies" in " ".join(task.notes)
+        assert any("governance denied" in event.title for event in report.events)
+        balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
+        assert balance["total"] == "1000"
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_under_a_host_that_samples_its_model_chooses_among_feasible_options(stage: Stage, era: str) -> None:
+    config = load_agent_config(AGENT_CONFIG)
+    prompts: list[str] = []
+
+    async def model(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        prompt = params.messages[0].content.text  # type: ignore[union-attr]
+        prompts.append(prompt)
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text='{"option": "buy:Premium Frames", "reason": "faster lead"}'),
+            model="host-model",
+        )
+
+    async with agent_runtime(
+        stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+    ) as runtime:
+        server = build_agent_server(runtime)
+        async with Client(server, mode=ERAS[era], sampling_callback=model) as host:  # type: ignore[arg-type]
+            summary = await call(host, "run_cycle")
+            frames = next(d for d in summary["decisions"] if d["goal"] == "frames")
+            assert frames["planner"] == "sampling" and "Premium Frames" in frames["chosen"]
+            assert "the host's model chose it: faster lead" in frames["rationale"]
+            assert len(prompts) >= 1 and "buy:Frame Works" in prompts[0] and "Budget Frames" not in prompts[0]
+            state = json.loads((await host.read_resource("agent://state")).contents[0].text)  # type: ignore[union-attr]
+            assert state["tasks"][0]["params"]["supplier"]["name"] == "Premium Frames"
+        async with Client(server, mode=ERAS[era]) as plain:  # type: ignore[arg-type]
+            summary = await call(plain, "run_cycle")  # no sampling: the rules decide (here: wait for approval)
+            assert all(d["planner"] == "rules" for d in summary["decisions"])
+
+
+async def test_the_demo_reaches_every_outcome_it_promises(tmp_path: Path) -> None:
+    outcome = await procurement(tmp_path / "demo", dict(os.environ), home_given=False)
+    state = outcome["state"]
+    assert outcome["supplier"] == "Frame Works"
+    assert outcome["balance"]["total"] == "920" and outcome["balance"]["reserved"] == "0"
+    item = outcome["purchase_order"]["items"][0]
+    assert (item["material"], item["quantity"], item["plant"]) == ("MZ-RM-R300-01", "250", "1710")
+    assert [t.status for t in state.tasks] == ["done", "done"]
+    assert state.metrics.cycles == 3 and state.metrics.actions_failed == 0
+    assert state.reputation["agent_id"] == state.id
