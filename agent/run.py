@@ -105,12 +105,32 @@ async def run_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -
                 f"state saved in {mesh.data_dir() / 'agents.db'}"
             )
 
-    if args.url:
-        async with remote_gateway(args.url, environ) as gateway:
-            await cycles(gateway)
-        return 0
+    async with mesh_gateway(args.url, mesh, environ) as gateway:
+        await cycles(gateway)
+    return 0
+
+
+async def serve_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    """`stateset agent serve`: the agent as an MCP server over stdio, for the host that launches it."""
+    from agent.server import build_agent_server
+
+    config = load_agent_config(Path(args.config))
+    async with (
+        mesh_gateway(args.url, mesh, environ) as gateway,
+        agent_runtime(gateway, config, mesh, environ, cosigners=args.cosigner) as runtime,
+    ):
+        await build_agent_server(runtime).run_stdio_async()
+    return 0
+
+
+@asynccontextmanager
+async def mesh_gateway(url: str | None, mesh: MeshSettings, environ: Mapping[str, str]) -> AsyncIterator[Gateway]:
+    """The mesh at `url`, or the whole mesh started in this process."""
+    if url:
+        async with remote_gateway(url, environ) as gateway:
+            yield gateway
+        return
     from gateway.launcher import running_mesh
 
-    async with running_mesh(mesh, {"STATESET_LOG_LEVEL": "WARNING"} | dict(environ)) as running:
-        await cycles(running.gateway)
-    return 0
+    async with running_mesh(mesh, environ) as running:
+        yield running.gateway

@@ -9,6 +9,7 @@
     stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--config FILE] [--home DIR]
     stateset claude-config [--gateway] [--home DIR]
     stateset agent run configs/agents/procurement.yaml [--cycles N] [--interval S] [--url URL] [--cosigner ADDR]
+    stateset agent serve configs/agents/procurement.yaml [--url URL]
 
 Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
 """
@@ -163,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--cosigner", action="append", default=[], metavar="ADDRESS", help="a multi-sig co-signer (repeatable)"
     )
     _add_home(agent_run)
+    agent_serve = agent_actions.add_parser(
+        "serve",
+        help="the agent as an MCP server over stdio, for a host (its model can choose through sampling)",
+        description="Serve the agent over stdio: run_cycle, get_state, agent://state. When the host offers "
+        "sampling, its model chooses among the options that passed the agent's constraints.",
+    )
+    agent_serve.add_argument("config", type=Path, help="the deployment file, e.g. configs/agents/procurement.yaml")
+    agent_serve.add_argument("--url", help="a running `stateset up` (default: the mesh starts in this process)")
+    agent_serve.add_argument("--cosigner", action="append", default=[], metavar="ADDRESS", help="repeatable")
+    _add_home(agent_serve)
 
     emulate_cmd = commands.add_parser(
         "emulate",
@@ -227,9 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = run_up if args.command == "up" else run_gateway
             anyio.run(runner, args, mesh, environ)
         elif args.command == "agent":
-            from agent.run import run_agent
+            from agent.run import run_agent, serve_agent
 
-            return anyio.run(run_agent, args, mesh, environ)
+            return anyio.run(run_agent if args.agent_command == "run" else serve_agent, args, mesh, environ)
         elif args.command == "emulate":
             module = import_module(EMULATORS[args.platform])
             port = args.port or DEFAULT_PORTS[args.platform] + 100
