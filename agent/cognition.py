@@ -273,9 +273,14 @@ class CognitiveEngine:
         latest = done[-1] if done else None
         stage = goal.params["stage_when_supplied"]
         situation = f"opportunity {name!r} is at {record.get('StageName')}"
-        if latest is None or (
-            record.get("StageName") == stage and latest.purchase_order in (record.get("Description") or "")
-        ):
+        if record.get("IsClosed"):
+            return [_hold(goal, "the opportunity is closed")], situation + " (closed: people have the last word)"
+        reported = {
+            t.params.get("purchase_order")
+            for t in state.tasks
+            if t.goal_id == goal.id and t.action == "update_opportunity" and t.status == "done"
+        }
+        if latest is None or latest.purchase_order in reported:
             return [_hold(goal, "nothing new to report")], situation
         return [
             Option(
@@ -285,6 +290,7 @@ class CognitiveEngine:
                 summary=f"move it to {stage!r}: supply secured by purchase order {latest.purchase_order}",
                 params={
                     "id": record["Id"],
+                    "purchase_order": latest.purchase_order,
                     "stage": stage,
                     "description": f"Supply secured: SAP purchase order {latest.purchase_order} "
                     f"({latest.params['quantity']} {latest.params['unit']} {goal.params.get('material', '')}) "

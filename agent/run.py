@@ -18,6 +18,7 @@ from agent.runtime import AgentRuntime, Event
 from agent.state import AgentStore
 from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
+from gateway.sync import StateSync
 from servers import SERVERS
 from servers.common.identity import new_agent_did
 from servers.common.keystore import server_key
@@ -51,11 +52,20 @@ async def agent_runtime(
             owner=existing.owner if existing else owner or signer.address,
             chain_id=mesh.chain_id,
         )
-        runtime = AgentRuntime(
-            gateway, store, config, identity, engine=engine, cosigners=list(cosigners), on_event=on_event, clock=clock
-        )
-        await runtime.start()
-        yield runtime
+        async with StateSync.open(gateway, data_dir / f"replica-{config.name}.db", clock=clock) as sync:
+            runtime = AgentRuntime(
+                gateway,
+                store,
+                config,
+                identity,
+                engine=engine,
+                sync=sync,
+                cosigners=list(cosigners),
+                on_event=on_event,
+                clock=clock,
+            )
+            await runtime.start()
+            yield runtime
 
 
 @asynccontextmanager

@@ -28,12 +28,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import mcp_types as types
+from mcp.shared.exceptions import MCPError
 
 from agent.cognition import CognitiveEngine, Decision, Option, Perception, Supplier
 from agent.config import AgentConfig
 from agent.identity import AgentIdentity
 from agent.state import AgentState, AgentStore, AuditEntry, Episode, Goal, GoalType, Spend, Task, Treasury
 from gateway.aggregate import Gateway
+from gateway.sync import PushTarget, StateSync
 from servers.common.identity import did_pkh
 from servers.common.money import format_usdc, parse_usdc
 
@@ -73,6 +75,7 @@ class AgentRuntime:
         identity: AgentIdentity,
         *,
         engine: CognitiveEngine | None = None,
+        sync: StateSync | None = None,
         cosigners: list[str] | None = None,
         clock: Callable[[], float] = time.time,
         on_event: Callable[[Event], None] | None = None,
@@ -82,6 +85,8 @@ class AgentRuntime:
         self.config = config
         self.identity = identity
         self.engine = engine or CognitiveEngine()
+        self.sync = sync
+        self._opportunity_ids: dict[str, str] = {}
         self.cosigners = cosigners or []
         self.clock = clock
         self.on_event = on_event
@@ -202,8 +207,8 @@ class AgentRuntime:
         if not record:
             state = state.model_copy(deep=True)
         assert state.wallet is not None
-        balance = await self.read(f"wallet://{state.wallet}/balance")
-        limits = await self.read(f"wallet://{state.wallet}/limits")
+        balance = await self.read(f"wallet://{state.wallet}/balance", fresh=True)
+        limits = await self.read(f"wallet://{state.wallet}/limits", fresh=True)
         available = parse_usdc(balance["available"])
         daily_limit, spent = parse_usdc(limits["daily_limit"]), parse_usdc(limits["spent_last_24h"], allow_zero=True)
         perception = Perception(
@@ -246,8 +251,12 @@ class AgentRuntime:
         return perception
 
     async def _stock(self, material: str, plant: str) -> dict[str, Any]:
-        found = await self.call("sap", "get_material_stock", material=material, plant=plant)
-        return {"quantity": found["unrestricted"], "unit": found.get("base_unit") or "PC"}
+        """Unrestricted-use stock at the plant. SAP announces no stock changes, so the replica is read
+        again each cycle; its version says whether anything moved."""
+        found = await self.read(f"sap://stock/{material}", fresh=True)
+        usable = [row for row in found["rows"] if row["plant"] == plant and row["stock_type"] == "01"]
+        quantity = sum((Decimal(row["quantity"]) for row in usable), Decimal(0))
+        return {"quantity": str(quantity), "unit": found.get("base_unit") or "PC"}
 
     async def _suppliers(self, params: dict[str, Any]) -> list[Supplier]:
         found = await self.call("discovery", "find_agents", capability=params["capability"], limit=10)
@@ -270,15 +279,20 @@ class AgentRuntime:
         return suppliers
 
     async def _opportunity(self, name: str) -> dict[str, Any] | None:
-        quoted = name.replace("\\", "\\\\").replace("'", "\\'")
-        found = await self.call(
-            "salesforce",
-            "query",
-            soql=f"SELECT Id, Name, StageName, Description FROM Opportunity WHERE Name = '{quoted}'",
-            max_records=1,
-        )
-        records = found.get("records") or []
-        return dict(records[0]) if records else None
+        """The opportunity's record, from the replica of salesforce://records/Opportunity/<id> (found by
+        name once); read again each cycle, since people change it in Salesforce."""
+        record_id = self._opportunity_ids.get(name)
+        if record_id is None:
+            quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+            found = await self.call(
+                "salesforce", "query", soql=f"SELECT Id FROM Opportunity WHERE Name = '{quoted}'", max_records=1
+            )
+            records = found.get("records") or []
+            if not records:
+                return None
+            record_id = self._opportunity_ids[name] = str(records[0]["Id"])
+        current = await self.read(opportunity_uri(record_id), fresh=True)
+        return dict(current["record"])
 
     # acting
 
@@ -331,7 +345,7 @@ class AgentRuntime:
                     decision = await self.call("governance", "get_decision", decision_id=task.decision_id)
                     await self._decided(task, decision, cycle)
                 elif task.status == "awaiting_signatures" and task.proposal_id is not None:
-                    proposal = await self.read(f"wallet://proposals/{task.proposal_id}")
+                    proposal = await self.read(f"wallet://proposals/{task.proposal_id}", fresh=True)
                     await self._proposal(task, proposal, cycle)
                 elif task.status == "paid":
                     await self._fulfil(task, cycle)
@@ -392,7 +406,7 @@ class AgentRuntime:
         amount = format_usdc(task.params["amount"])
         memo = f"{task.id}: {task.params['quantity']} {task.params['unit']} from {supplier['name']}"[:140]
         multi_sig = self.config.wallet.multi_sig
-        limits = await self.read(f"wallet://{state.wallet}/limits")
+        limits = await self.read(f"wallet://{state.wallet}/limits", fresh=True)
         if limits.get("multi_sig") and task.params["amount"] >= parse_usdc(limits["multi_sig"]["above"]):
             assert multi_sig is not None
             proposal = await self.call(
@@ -510,18 +524,34 @@ class AgentRuntime:
         )
 
     async def _update_opportunity(self, task: Task, cycle: int) -> None:
-        record = await self.call(
-            "salesforce",
-            "update_record",
-            sobject="Opportunity",
-            id=task.params["id"],
-            fields={"StageName": task.params["stage"], "Description": task.params["description"]},
-        )
+        """A local edit of the replicated record, propagated to Salesforce. Should a person change the
+        record before the edit lands, the replica's policy decides (people win by default) and the
+        conflict is recorded."""
+        record_id = task.params["id"]
+        uri = opportunity_uri(record_id)
+        current = await self.read(uri, fresh=True)
+        changes = {"StageName": task.params["stage"], "Description": task.params["description"]}
+        edited = current | {"record": current["record"] | changes}
+        if self.sync is None:
+            await self.call("salesforce", "update_record", sobject="Opportunity", id=record_id, fields=changes)
+        else:
+            await self.sync.change_local(uri, edited)
+            target = PushTarget(
+                "salesforce",
+                "update_record",
+                lambda value: {
+                    "sobject": "Opportunity",
+                    "id": record_id,
+                    "fields": {key: value["record"][key] for key in changes},
+                },
+            )
+            failed = [r for r in await self.sync.propagate(uri, [target]) if not r.ok]
+            if failed:
+                raise ActionFailedError("; ".join(f"{r.server}_{r.tool}: {r.error}" for r in failed))
         task.status, task.updated_at = "done", self.clock()
-        fields = record.get("record") or record
         self._emit(
             "act",
-            f"Salesforce: opportunity {task.params['id']} now at {fields.get('StageName', task.params['stage'])}",
+            f"Salesforce: opportunity {record_id} now at {task.params['stage']}",
             task.params["description"],
             cycle=cycle,
         )
@@ -598,13 +628,32 @@ class AgentRuntime:
             return dict(content["result"])
         return dict(content)
 
-    async def read(self, uri: str) -> dict[str, Any]:
-        result = await self.gateway.read_resource(uri)
-        block = result.contents[0]
-        if not isinstance(block, types.TextResourceContents):
-            raise ActionFailedError(f"{uri} is not JSON text")
-        document: dict[str, Any] = json.loads(block.text)
-        return document
+    async def read(self, uri: str, *, fresh: bool = False) -> dict[str, Any]:
+        """A JSON resource from the agent's replica (followed on first use, kept current by the backend's
+        change notifications; `fresh` reads it again now), or straight through the gateway without one.
+
+        Raises:
+            ActionFailedError: no backend serves it, or it is not JSON.
+        """
+        try:
+            if self.sync is None:
+                result = await self.gateway.read_resource(uri)
+                block = result.contents[0]
+                if not isinstance(block, types.TextResourceContents):
+                    raise ActionFailedError(f"{uri} is not JSON text")
+                data = json.loads(block.text)
+            else:
+                replica = self.sync.get(uri)
+                if replica is None:
+                    replica = await self.sync.follow(uri)
+                elif fresh:
+                    replica = await self.sync.refresh(uri)
+                data = replica.data
+        except MCPError as exc:
+            raise ActionFailedError(f"reading {uri}: {exc.message}") from exc
+        if not isinstance(data, dict):
+            raise ActionFailedError(f"{uri} is not a JSON object")
+        return data
 
     def _emit(
         self, phase: str, title: str, detail: str = "", *, cycle: int = 0, data: dict[str, Any] | None = None
@@ -626,6 +675,10 @@ class AgentRuntime:
         if self.state is None:
             raise RuntimeError("call start() first")
         return self.state
+
+
+def opportunity_uri(record_id: str) -> str:
+    return f"salesforce://records/Opportunity/{record_id}"
 
 
 def _text(result: types.CallToolResult) -> str:

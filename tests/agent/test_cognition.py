@@ -169,9 +169,20 @@ async def test_a_strategic_goal_reports_a_finished_order_once() -> None:
     perception.opportunity["deal"] = {"Id": "006x", "StageName": "Prospecting", "Description": None}
     update = await CognitiveEngine().decide(goal("deal"), perception, agent(tasks=[done]))
     assert update.chosen.action == "update_opportunity" and "4500000007" in update.chosen.params["description"]
-    perception.opportunity["deal"] = {"Id": "006x", "StageName": "Negotiation/Review", "Description": "PO 4500000007"}
-    again = await CognitiveEngine().decide(goal("deal"), perception, agent(tasks=[done]))
-    assert again.chosen.action == "hold"
+    reported = Task(
+        id="t2",
+        goal_id="deal",
+        action="update_opportunity",
+        status="done",
+        params=update.chosen.params,
+        created_at=0,
+        updated_at=0,
+    )
+    again = await CognitiveEngine().decide(goal("deal"), perception, agent(tasks=[done, reported]))
+    assert again.chosen.action == "hold" and "nothing new" in again.chosen.summary
+    perception.opportunity["deal"] = {"Id": "006x", "StageName": "Closed Won", "IsClosed": True}
+    closed = await CognitiveEngine().decide(goal("deal"), perception, agent(tasks=[done]))
+    assert closed.chosen.action == "hold" and "closed" in closed.chosen.summary
 
 
 async def test_the_sampling_planner_takes_the_models_choice_among_feasible_options_only() -> None:

@@ -17,6 +17,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from mcp import Client
 
+from adapters.salesforce.emulator import Fault
 from agent.config import load_agent_config
 from agent.demo import AGENT_CONFIG, SupplierAgent, Timeline, list_suppliers, officers_answer, procurement, set_stage
 from agent.run import agent_runtime
@@ -213,3 +214,35 @@ async def test_the_demo_reaches_every_outcome_it_promises(tmp_path: Path) -> Non
     assert [t.status for t in state.tasks] == ["done", "done"]
     assert state.metrics.cycles == 3 and state.metrics.actions_failed == 0
     assert state.reputation["agent_id"] == state.id
+
+
+async def test_a_persons_edit_wins_over_the_agents_pending_one_and_the_conflict_is_recorded(stage: Stage) -> None:
+    config = load_agent_config(AGENT_CONFIG)
+    gateway = stage.running.gateway
+    org = stage.running.apps["salesforce"].org
+    async with agent_runtime(
+        gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+    ) as runtime:
+        for _ in range(2):
+            await runtime.execute_cycle()
+            await officers_answer(gateway, runtime, stage.officers, Timeline())
+        org.inject(Fault(status=400, code="FIELD_CUSTOM_VALIDATION_EXCEPTION", message="Locked", method="PATCH"))
+        await runtime.execute_cycle()  # the order completes; the opportunity update is refused
+        state = runtime.state
+        assert state is not None
+        update = next(t for t in state.tasks if t.action == "update_opportunity")
+        assert update.status == "failed" and "Locked" in " ".join(update.notes)
+        record_id = update.params["id"]
+        uri = f"salesforce://records/Opportunity/{record_id}"
+        assert runtime.sync is not None and runtime.sync.get(uri).local is not None  # type: ignore[union-attr]
+
+        fields = {"StageName": "Closed Won"}
+        await call_tool(stage, "salesforce", "update_record", sobject="Opportunity", id=record_id, fields=fields)
+        report = await runtime.execute_cycle()
+        deal = next(d for d in report.decisions if d.goal_id == "acme-deal")
+        assert deal.chosen.action == "hold" and "closed" in deal.chosen.summary
+        [conflict] = await runtime.sync.conflicts(uri)
+        assert conflict.resolution == "remote" and conflict.resolved_by == "policy:remote_wins"
+        assert runtime.sync.get(uri).local is None  # type: ignore[union-attr]
+        now = await call_tool(stage, "salesforce", "get_record", sobject="Opportunity", id=record_id)
+        assert now["record"]["StageName"] == "Closed Won"
