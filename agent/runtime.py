@@ -392,9 +392,14 @@ class AgentRuntime:
             task.notes.append(reasons)
             self._emit("act", f"governance denied {task.id}", reasons, cycle=cycle)
             return
-        self._emit(
-            "act", f"governance approved {task.id}", f"{reasons} (risk {decision['risk']['level']})", cycle=cycle
-        )
+        approval = decision.get("approval")
+        if approval is not None:  # approved by people: say who, not the rule that asked for them
+            voters = [vote["approver"] for vote in approval["votes"] if vote["approve"]]
+            reasons = f"approved by {len(voters)} of {len(approval['approvers'])} approvers ({', '.join(voters)})"
+        detail = f"{reasons}; risk {decision['risk']['level']}"
+        if decision.get("receipt"):
+            detail += "; a signed, single-use approval receipt for the wallet"
+        self._emit("act", f"governance approved {task.id}", detail, cycle=cycle)
         if task.action == "procure":
             await self._pay(task, decision.get("receipt"), cycle)
         else:
@@ -519,7 +524,7 @@ class AgentRuntime:
         self._emit(
             "learn",
             f"reputation: rated {supplier['name']} for {task.id}",
-            f"outcomes {outcomes}; weight {receipt.get('weight', '?')}",
+            f"outcomes {outcomes}, signed by the agent's key; counted with weight {receipt['weight']:.2f}",
             cycle=cycle,
         )
 
