@@ -50,6 +50,8 @@ class Gateway:
         self.feed = ChangeFeed(on_subscribe=self.follow)
         self._connections: set[Any] = set()  # 2025-era hosts, for list_changed
         self._watchers: list[Callable[[str], Awaitable[None]]] = []
+        self._routes: dict[str, tuple[Backend, types.Tool]] = {}
+        self._routes_key: tuple[int, ...] = ()
         for backend in self.backends.values():
             backend._on_change = self._changed  # the gateway hears every backend's changes
         self._states = {name: backend.state for name, backend in self.backends.items()}
@@ -72,11 +74,16 @@ class Gateway:
     # names
 
     def routes(self) -> dict[str, tuple[Backend, types.Tool]]:
-        return {
-            qualified(name, tool.name): (backend, tool)
-            for name, backend in self.backends.items()
-            for tool in backend.catalog.tools
-        }
+        """Every tool by its mesh name; rebuilt only when a backend's catalog was replaced."""
+        key = tuple(backend.catalog_version for backend in self.backends.values())
+        if key != self._routes_key:
+            self._routes = {
+                qualified(name, tool.name): (backend, tool)
+                for name, backend in self.backends.items()
+                for tool in backend.catalog.tools
+            }
+            self._routes_key = key
+        return self._routes
 
     def tools(self) -> list[types.Tool]:
         listed = []
@@ -98,9 +105,7 @@ class Gateway:
         if route is None:
             return _tool_error(f"no tool {name!r} in the mesh; tools are named <server>_<tool>")
         backend, tool = route
-        return await self.call(
-            backend.name, tool.name, dict(arguments or {}), progress=progress, _schema=tool.input_schema
-        )
+        return await self.call(backend.name, tool.name, dict(arguments or {}), progress=progress)
 
     async def call(
         self,
@@ -109,19 +114,15 @@ class Gateway:
         arguments: dict[str, Any],
         *,
         progress: ProgressFnT | None = None,
-        _schema: Mapping[str, Any] | None = None,
     ) -> types.CallToolResult:
+        """`tool` of backend `server`, its arguments checked against the tool's schema first."""
         backend = self.backends.get(server)
         if backend is None:
             return _tool_error(f"no backend {server!r}; known: {', '.join(sorted(self.backends))}")
-        schema = _schema
-        if schema is None:
-            known = next((t for t in backend.catalog.tools if t.name == tool), None)
-            schema = None if known is None else known.input_schema
-        if schema is not None:
-            problem = _invalid(arguments, schema)
-            if problem is not None:
-                return _tool_error(f"arguments for {qualified(server, tool)} do not match its schema: {problem}")
+        validator = backend.catalog.validator(tool)
+        if validator is not None and not validator.is_valid(arguments):
+            problem = _problem(validator, arguments)
+            return _tool_error(f"arguments for {qualified(server, tool)} do not match its schema: {problem}")
         try:
             result: types.CallToolResult = await backend.request(
                 lambda client: client.call_tool(tool, arguments, progress_callback=progress)
@@ -190,7 +191,8 @@ class Gateway:
         scheme = uri.split("://", 1)[0]
         if scheme in self.backends:
             return self.backends[scheme]
-        raise MCPError(types.INVALID_PARAMS, f"no backend serves {uri}")
+        # resource not found (SEP-2164): invalid params, with the URI in the error data
+        raise MCPError(types.INVALID_PARAMS, f"no backend serves {uri}", {"uri": uri})
 
     # change propagation
 
@@ -308,8 +310,14 @@ def build_aggregate(gateway: Gateway, *, name: str = "stateset-mesh") -> Server[
                 logger.info("a host follows %s, which no connected backend serves yet: %s", uri, exc)
         return await listen(ctx, params)
 
+    def tool_input_schema(tool_name: str) -> dict[str, Any] | None:
+        """For the SDK's check of 2026 Mcp-Param-* headers; without it the SDK lists every tool per call."""
+        route = gateway.routes().get(tool_name)
+        return None if route is None else route[1].input_schema
+
     server: Server[Any] = Server(
         name,
+        get_tool_input_schema=tool_input_schema,
         version=package_version(),
         title="StateSet Agent Mesh",
         instructions="Every StateSet server's tools as <server>_<tool>: wallet_execute_payment, "
@@ -332,11 +340,10 @@ def _tool_error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
 
 
-def _invalid(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -> str | None:
-    validator = jsonschema.Draft202012Validator(schema)
+def _problem(validator: jsonschema.Draft202012Validator, arguments: Mapping[str, Any]) -> str:
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(arguments)))
     if error is None:
-        return None
+        return "(no detail)"
     where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
     return f"{where}: {error.message}"
 

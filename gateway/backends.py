@@ -1,11 +1,13 @@
 """One supervised MCP client per backend server.
 
 A backend's client is opened, used and closed in one owning task (`Backend.run`): the SDK's clients
-hold cancel scopes that must stay in the task that entered them. Callers hand their request to that task
-and await the answer; the owner runs each request in a child task, so calls proceed in parallel. When
-the connection fails, pending calls fail with the backend named, the backend is marked down, and the
-owner reconnects with backoff; the catalog (tools, resources, templates, prompts) it last saw is kept, so
-the aggregate still lists the backend's tools and can say they are unavailable.
+hold cancel scopes that must stay in the task that entered them. Callers of a stdio or HTTP backend hand
+their request to that task and await the answer; workers in the owner's task group run the requests
+(one more starts whenever all are busy, so calls proceed in parallel; reusing workers halves the hand-off,
+to about 20 µs). An in-process backend is called in the caller's own task, with no hop. When the
+connection fails, pending calls fail with the backend named, the backend is marked down, and the owner
+reconnects with backoff; the catalog (tools, resources, templates, prompts) it last saw is kept, so the
+aggregate still lists the backend's tools and can say they are unavailable.
 
 Changes a backend announces (tools/list_changed, resources/updated) reach `on_change`, in whichever
 protocol era the backend speaks.
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx2
+import jsonschema
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import Client, StdioServerParameters
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 State = Literal["connecting", "up", "down"]
 MAX_BACKOFF_SECONDS = 30.0
 HEARTBEAT_SECONDS = 2.0
+IDLE_WORKERS = 4  # request workers kept waiting per connected backend
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,20 @@ class BackendUnavailableError(Exception):
 
 @dataclass
 class Catalog:
+    """What a backend offers, as last listed; replaced whole on every refresh."""
+
     tools: list[types.Tool] = field(default_factory=list)
     resources: list[types.Resource] = field(default_factory=list)
     templates: list[types.ResourceTemplate] = field(default_factory=list)
     prompts: list[types.Prompt] = field(default_factory=list)
+    _validators: dict[str, jsonschema.Draft202012Validator | None] = field(default_factory=dict, repr=False)
+
+    def validator(self, tool: str) -> jsonschema.Draft202012Validator | None:
+        """The checker of the tool's input schema, built once per catalog (None for an unknown tool)."""
+        if tool not in self._validators:
+            known = next((t for t in self.tools if t.name == tool), None)
+            self._validators[tool] = None if known is None else jsonschema.Draft202012Validator(known.input_schema)
+        return self._validators[tool]
 
 
 Change = Callable[["Backend", str | None], Awaitable[None]]
@@ -97,6 +111,7 @@ class Backend:
         self.target = target
         self.timeout_seconds = timeout_seconds
         self.catalog = Catalog()
+        self.catalog_version = 0  # bumped whenever the catalog is replaced, for caches keyed on it
         self.state: State = "connecting"
         self.error: str | None = None
         self.protocol_version: str | None = None
@@ -105,6 +120,7 @@ class Backend:
         self._on_change = on_change
         self._retry_seconds = retry_seconds
         self._requests: MemoryObjectSendStream[_Request] | None = None
+        self._in_process: Client | None = None  # the open in-memory client of an in-process backend
         self._up = anyio.Event()
         self.listening: frozenset[str] = frozenset()  # what the backend has acknowledged it will announce
         self._listening_changed = anyio.Event()
@@ -154,6 +170,7 @@ class Backend:
             self.protocol_version = client.protocol_version
             await self._refresh(client)
             self._requests, self.state, self.error, self.connected_at = send, "up", None, time.time()
+            self._in_process = client if self.target.server is not None else None
             self._up.set()
             logger.info("backend %s is up (%s, %s)", self.name, self.target.describe(), client.protocol_version)
             try:
@@ -166,7 +183,7 @@ class Backend:
                         await self._subscribe_legacy(client)
                         tasks.start_soon(self._heartbeat, client)
             finally:
-                self._requests = None
+                self._requests = self._in_process = None
                 send.close()
                 await self._fail_pending(receive)
 
@@ -185,16 +202,31 @@ class Backend:
         return _HttpClient(target.url, dict(target.headers), options)
 
     async def _serve(self, client: Client, requests: MemoryObjectReceiveStream[_Request], tasks: Any) -> None:
-        async for request in requests:
-            tasks.start_soon(self._run_request, client, request)
+        """Workers in the owning task's group take requests; one more starts whenever all are busy, so
+        calls never queue behind each other and a quiet backend keeps only a few idle workers."""
+        idle = 0
 
-    async def _run_request(self, client: Client, request: _Request) -> None:
-        try:
-            request.result = await request.call(client)
-        except Exception as exc:
-            request.error = exc
-        finally:
-            request.done.set()
+        async def worker() -> None:
+            nonlocal idle
+            with requests.clone() as mine:
+                async for request in mine:
+                    idle -= 1
+                    if idle == 0:
+                        tasks.start_soon(worker)
+                        idle += 1
+                    try:
+                        request.result = await request.call(client)
+                    except Exception as exc:
+                        request.error = exc
+                    finally:
+                        request.done.set()
+                    if idle >= IDLE_WORKERS:
+                        return
+                    idle += 1
+
+        for _ in range(IDLE_WORKERS):
+            tasks.start_soon(worker)
+            idle += 1
 
     async def _fail_pending(self, requests: MemoryObjectReceiveStream[_Request]) -> None:
         while True:
@@ -266,6 +298,7 @@ class Backend:
         if capabilities.prompts is not None:
             catalog.prompts = (await client.list_prompts()).prompts
         self.catalog = catalog
+        self.catalog_version += 1
 
     def _mark_down(self, exc: BaseException) -> None:
         self.state = "down"
@@ -284,6 +317,8 @@ class Backend:
         requests = self._requests
         if requests is None or self.state != "up":
             raise BackendUnavailableError(f"backend {self.name} is unavailable ({self.error or 'connecting'})")
+        if self._in_process is not None:
+            return await self._direct(self._in_process, call, limit)
         request = _Request(call)
         try:
             requests.send_nowait(request)
@@ -298,6 +333,17 @@ class Backend:
         if request.error is not None:
             raise request.error
         return request.result
+
+    async def _direct(self, client: Client, call: Callable[[Client], Awaitable[Any]], limit: float) -> Any:
+        """An in-process backend, called in the caller's task: no hop when co-located. Safe because its
+        in-memory client, once open, keeps no per-task state; the owning task still opens and closes it."""
+        with anyio.move_on_after(limit) as waited:
+            try:
+                return await call(client)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+                raise BackendUnavailableError(f"backend {self.name} disconnected") from None
+        assert waited.cancelled_caught
+        raise BackendUnavailableError(f"backend {self.name} did not answer within {limit:g} s")
 
     async def wait_up(self, seconds: float) -> bool:
         with anyio.move_on_after(seconds):

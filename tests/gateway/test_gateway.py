@@ -155,6 +155,14 @@ async def test_errors_stay_on_their_plane_and_name_the_backend(host: Client) -> 
     assert (await call(host, "other_slow", seconds=0)) == {"result": "done"}
 
 
+async def test_calls_to_one_backend_run_in_parallel(mesh: Mesh) -> None:
+    began = anyio.current_time()
+    async with anyio.create_task_group() as tasks:
+        for _ in range(12):  # more than the idle workers: new ones start
+            tasks.start_soon(mesh.gateway.call_tool, "other_slow", {"seconds": 0.5})
+    assert anyio.current_time() - began < 1.5
+
+
 async def test_backend_progress_reaches_the_host(host: Client) -> None:
     heard: list[tuple[float, float | None, str | None]] = []
 
