@@ -24,8 +24,24 @@ def test_help_explains_every_command_and_option(tmp_path: Path) -> None:
         assert option in serve.stdout
 
 
-def test_the_demo_runs_offline_and_checks_its_own_outcome(tmp_path: Path) -> None:
+def test_the_demo_runs_the_procurement_agent_offline_and_checks_its_outcome(tmp_path: Path) -> None:
     result = run("demo", "--home", str(tmp_path / "demo"), env=child_env(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr
+    for step in (
+        "Ruled out: Budget Frames's reputation",
+        "the CFO approved",
+        "the controller co-signed the wallet proposal",
+        "SAP: purchase order 4500000000 created",
+        "reputation: rated Frame Works",
+        "now at Negotiation/Review",
+        "purchase order 4500000000 for 250 PC from Frame Works, paid 80 USDC",
+    ):
+        assert step in result.stdout
+    assert (tmp_path / "demo" / "agents.db").exists() and (tmp_path / "demo" / "wallet.db").exists()
+
+
+def test_the_wallet_tour_runs_offline_and_checks_its_own_outcome(tmp_path: Path) -> None:
+    result = run("demo", "wallet", "--home", str(tmp_path / "demo"), env=child_env(tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "refused: amount 150 USDC exceeds the per-transaction limit 100 USDC" in result.stdout
     assert "controller signed the proposal" in result.stdout
