@@ -330,6 +330,8 @@ class CognitiveEngine:
         amount = format_usdc(option.amount)
         if supplier.owner.lower() == state.owner.lower():
             return f"{supplier.name} has the agent's own owner (no self-dealing)"
+        if supplier.wallet is None:
+            return f"{supplier.name} lists no wallet to be paid in"
         max_price = goal.params.get("max_price")
         if max_price is not None and option.amount > parse_usdc(str(max_price), field="max_price"):
             return f"{supplier.name}'s price {amount} USDC is above the goal's maximum {max_price}"

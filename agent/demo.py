@@ -31,8 +31,8 @@ from eth_account.signers.local import LocalAccount
 
 from agent.config import load_agent_config
 from agent.identity import AgentIdentity
-from agent.run import agent_runtime
-from agent.runtime import AgentRuntime, Event
+from agent.run import Timeline, agent_runtime
+from agent.runtime import AgentRuntime
 from gateway.aggregate import Gateway
 from gateway.launcher import running_mesh
 from servers.common.identity import Signer, new_agent_did
@@ -57,23 +57,6 @@ class SupplierAgent:
     identity: AgentIdentity
     price: str
     wallet: str = ""
-
-
-class Timeline:
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __call__(self, event: Event) -> None:
-        self.show(event.phase, event.title, event.detail)
-
-    def show(self, phase: str, title: str, detail: str = "") -> None:
-        print(f"[{time.perf_counter() - self._start:5.2f}s] {phase:<9} {title}")
-        for line in detail.splitlines():
-            print(f"{'':18}{line}")
-        sys.stdout.flush()
-
-    def section(self, title: str) -> None:
-        print(f"\n== {title}")
 
 
 async def run_demo(home: Path | None, environ: Mapping[str, str]) -> int:

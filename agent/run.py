@@ -87,19 +87,28 @@ async def remote_gateway(url: str, environ: Mapping[str, str]) -> AsyncIterator[
         tasks.cancel_scope.cancel()
 
 
-def print_event(event: Event, *, began: float = time.perf_counter()) -> None:
-    print(f"[{time.perf_counter() - began:6.2f}s] {event.phase:<9} {event.title}")
-    for line in event.detail.splitlines():
-        print(f"{'':21}{line}")
-    sys.stdout.flush()
+class Timeline:
+    """Prints an agent's events, and a story's other lines, with the seconds since it began."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __call__(self, event: Event) -> None:
+        self.show(event.phase, event.title, event.detail)
+
+    def show(self, phase: str, title: str, detail: str = "") -> None:
+        print(f"[{time.perf_counter() - self._start:5.2f}s] {phase:<9} {title}")
+        for line in detail.splitlines():
+            print(f"{'':18}{line}")
+        sys.stdout.flush()
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title}")
 
 
 async def run_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
     config = load_agent_config(Path(args.config))
-    began = time.perf_counter()
-
-    def show(event: Event) -> None:
-        print_event(event, began=began)
+    show = Timeline()
 
     async def cycles(gateway: Gateway) -> None:
         async with agent_runtime(gateway, config, mesh, environ, cosigners=args.cosigner, on_event=show) as runtime:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
@@ -93,88 +94,123 @@ class AgentRuntime:
         self.state: AgentState | None = None
         self._audit: list[AuditEntry] = []
         self._events: list[Event] = []
+        self._cycle_lock = anyio.Lock()
 
     # start-up
 
     async def start(self) -> AgentState:
         """Load the agent, or create it: its wallet (funded from the sandbox faucet), its listing in
-        discovery, its goals. Idempotent: a restarted agent is loaded as it was."""
-        stored = await self.store.load(self.identity.agent_id)
-        if stored is not None:
-            self.state = stored
-            self._emit(
-                "bootstrap", f"{stored.name} resumed", f"version {stored.version}, cycle {stored.metrics.cycles}"
-            )
-            return stored
-        config = self.config
-        state = AgentState(
-            id=self.identity.agent_id,
-            did=did_pkh(self.identity.address, self.identity.chain_id),
-            name=config.name,
-            type=config.type,
-            address=self.identity.address,
-            owner=self.identity.owner,
-            capabilities=list(config.capabilities),
-            goals=[goal.goal() for goal in config.goals],
-            permissions=list(config.permissions),
-        )
-        self.state = state
-        wallet = config.wallet
-        multi_sig = None
-        if wallet.multi_sig is not None:
-            signers = list(dict.fromkeys([*wallet.multi_sig.signers, *self.cosigners]))
-            if len(signers) >= wallet.multi_sig.threshold:
-                multi_sig = {
-                    "signers": signers,
-                    "threshold": wallet.multi_sig.threshold,
-                    "above": format_usdc(wallet.multi_sig.above),
-                }
-            else:
-                self._emit(
-                    "bootstrap",
-                    "no multi-sig",
-                    f"{len(signers)} co-signer(s) for a threshold of {wallet.multi_sig.threshold}: pass --cosigner",
+        discovery, its goals. The new agent is saved before anything is created elsewhere, and each step
+        looks before it acts, so an agent stopped halfway through is finished on the next start with one
+        wallet, funded once, listed once."""
+        state = await self.store.load(self.identity.agent_id)
+        if state is not None and state.bootstrapped_at is not None:
+            self.state = state
+            self._emit("bootstrap", f"{state.name} resumed", f"version {state.version}, cycle {state.metrics.cycles}")
+            return state
+        if state is None:
+            config = self.config
+            state = await self.store.save(
+                AgentState(
+                    id=self.identity.agent_id,
+                    did=did_pkh(self.identity.address, self.identity.chain_id),
+                    name=config.name,
+                    type=config.type,
+                    address=self.identity.address,
+                    owner=self.identity.owner,
+                    capabilities=list(config.capabilities),
+                    goals=[goal.goal() for goal in config.goals],
+                    permissions=list(config.permissions),
                 )
-        created = await self.call(
-            "wallet",
-            "create_wallet",
-            label=config.name,
-            daily_limit=format_usdc(wallet.daily_limit),
-            per_transaction_limit=format_usdc(wallet.per_transaction_limit),
-            owner=state.id,
-            multi_sig=multi_sig,
-            approval_required_above=None
-            if wallet.approval_required_above is None
-            else format_usdc(wallet.approval_required_above),
-        )
-        state.wallet = created["address"]
-        await self.call("wallet", "fund_wallet", address=state.wallet, amount=format_usdc(wallet.initial_balance))
-        registration = self.identity.registration(
-            capabilities=config.capabilities,
-            description=config.description,
-            price=format_usdc(config.price),
-            region=config.region,
-            wallet=state.wallet,
-            issued_at=int(self.clock()),
-            endpoint=f"http://127.0.0.1/agents/{config.name}/mcp",
-        )
-        await self.call("discovery", "register_agent", **registration)
+            )
+        self.state = state
+        state = await self._bootstrap(state)
+        state.bootstrapped_at = self.clock()
+        self.state = await self.store.save(state, self._take_audit())
+        return self.state
+
+    async def _bootstrap(self, state: AgentState) -> AgentState:
+        config, wallet = self.config, self.config.wallet
+        multi_sig = self._multi_sig()
+        address = state.wallet or await self._own_wallet(state.id)
+        if address is None:
+            created = await self.call(
+                "wallet",
+                "create_wallet",
+                label=config.name,
+                daily_limit=format_usdc(wallet.daily_limit),
+                per_transaction_limit=format_usdc(wallet.per_transaction_limit),
+                owner=state.id,
+                multi_sig=multi_sig,
+                approval_required_above=None
+                if wallet.approval_required_above is None
+                else format_usdc(wallet.approval_required_above),
+            )
+            address = str(created["address"])
+        state.wallet = address
+        self.state = state = await self.store.save(state)
+        balance = await self.call("wallet", "get_balance", address=address)
+        if not parse_usdc(balance["total"], allow_zero=True):  # before its first cycle, only the faucet pays in
+            await self.call("wallet", "fund_wallet", address=address, amount=format_usdc(wallet.initial_balance))
+        if not await self._listed(state.id, address):
+            registration = self.identity.registration(
+                capabilities=config.capabilities,
+                description=config.description,
+                price=format_usdc(config.price),
+                region=config.region,
+                wallet=address,
+                issued_at=int(self.clock()),
+                endpoint=f"http://127.0.0.1/agents/{config.name}/mcp",
+            )
+            await self.call("discovery", "register_agent", **registration)
         self._emit(
             "bootstrap",
             f"{config.name} created",
-            f"{state.id}\nsigning key {state.address}; wallet {state.wallet} funded with "
+            f"{state.id}\nsigning key {state.address}; wallet {address} funded with "
             f"{format_usdc(wallet.initial_balance)} USDC\nlimits {format_usdc(wallet.per_transaction_limit)} per "
             f"payment, {format_usdc(wallet.daily_limit)} a day"
             + (f"; {multi_sig['threshold']} co-signers at {multi_sig['above']} USDC or more" if multi_sig else "")
             + "\nlisted in discovery as "
             + ", ".join(config.capabilities),
         )
-        self.state = await self.store.save(state, self._take_audit())
-        return self.state
+        return state
+
+    def _multi_sig(self) -> dict[str, Any] | None:
+        """The wallet's multi-sig rule: the configured signers and the --cosigner ones, if enough."""
+        rule = self.config.wallet.multi_sig
+        if rule is None:
+            return None
+        signers = list(dict.fromkeys([*rule.signers, *self.cosigners]))
+        if len(signers) < rule.threshold:
+            self._emit(
+                "bootstrap",
+                "no multi-sig",
+                f"{len(signers)} co-signer(s) for a threshold of {rule.threshold}: pass --cosigner",
+            )
+            return None
+        return {"signers": signers, "threshold": rule.threshold, "above": format_usdc(rule.above)}
+
+    async def _own_wallet(self, agent_id: str) -> str | None:
+        """The wallet a start that was stopped halfway created for this agent, if any."""
+        wallets = await self._read_once("wallet://wallets")
+        return next((w["address"] for w in wallets if w.get("owner") == agent_id), None)
+
+    async def _listed(self, agent_id: str, wallet: str) -> bool:
+        try:
+            record = await self.call("discovery", "get_agent", agent_id=agent_id)
+        except ActionFailedError:
+            return False  # not listed (or discovery cannot say: registering tells which)
+        return bool(record["card"]["mesh"].get("wallet") == wallet)
 
     # the cycle
 
-    async def execute_cycle(self) -> CycleReport:
+    async def execute_cycle(self, engine: CognitiveEngine | None = None) -> CycleReport:
+        """One cycle, decided by `engine` (by default the runtime's). An agent's cycles never overlap: a
+        second caller waits, then sees the first one's tasks, so nothing is bought twice."""
+        async with self._cycle_lock:
+            return await self._cycle(engine or self.engine)
+
+    async def _cycle(self, engine: CognitiveEngine) -> CycleReport:
         state = self._require_state()
         began = time.perf_counter()
         cycle = state.metrics.cycles + 1
@@ -184,7 +220,7 @@ class AgentRuntime:
         await self.advance_tasks(cycle)
         decisions = []
         for goal in goals:
-            decision = await self.engine.decide(goal, perception, state)
+            decision = await engine.decide(goal, perception, state)
             decisions.append(decision)
             if decision.chosen.action != "hold" or goal.type is GoalType.OPERATIONAL:
                 self._emit(
@@ -642,11 +678,7 @@ class AgentRuntime:
         """
         try:
             if self.sync is None:
-                result = await self.gateway.read_resource(uri)
-                block = result.contents[0]
-                if not isinstance(block, types.TextResourceContents):
-                    raise ActionFailedError(f"{uri} is not JSON text")
-                data = json.loads(block.text)
+                data = await self._read_once(uri)
             else:
                 replica = self.sync.get(uri)
                 if replica is None:
@@ -659,6 +691,24 @@ class AgentRuntime:
         if not isinstance(data, dict):
             raise ActionFailedError(f"{uri} is not a JSON object")
         return data
+
+    async def _read_once(self, uri: str) -> Any:
+        """A JSON resource straight through the gateway, without a replica.
+
+        Raises:
+            ActionFailedError: no backend serves it, or it is not JSON.
+        """
+        try:
+            result = await self.gateway.read_resource(uri)
+        except MCPError as exc:
+            raise ActionFailedError(f"reading {uri}: {exc.message}") from exc
+        block = result.contents[0]
+        if not isinstance(block, types.TextResourceContents):
+            raise ActionFailedError(f"{uri} is not JSON text")
+        try:
+            return json.loads(block.text)
+        except ValueError as exc:
+            raise ActionFailedError(f"{uri} is not JSON: {exc}") from exc
 
     def _emit(
         self, phase: str, title: str, detail: str = "", *, cycle: int = 0, data: dict[str, Any] | None = None

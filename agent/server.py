@@ -16,7 +16,7 @@ import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
 from pydantic import BaseModel
 
-from agent.cognition import Choice, CognitiveEngine, Option, RulePlanner, SamplingPlanner, sampling_prompt
+from agent.cognition import Choice, CognitiveEngine, Option, Planner, RulePlanner, SamplingPlanner, sampling_prompt
 from agent.runtime import AgentRuntime
 from agent.state import Goal
 from servers.common.feed import ChangeFeed
@@ -86,11 +86,10 @@ def build_agent_server(runtime: AgentRuntime) -> MCPServer[Any]:
         answer: Annotated[types.CreateMessageResult | None, Resolve(ask_the_model)] = None,
     ) -> CycleSummary:
         """Run one perceive-decide-act-learn cycle; returns each goal's decision and what happened."""
+        planner: Planner = RulePlanner()
         if answer is not None and isinstance(answer.content, types.TextContent) and "goal" in asked:
-            runtime.engine = CognitiveEngine(_Answered(asked["goal"], answer.content.text))
-        else:
-            runtime.engine = CognitiveEngine(RulePlanner())
-        report = await runtime.execute_cycle()
+            planner = _Answered(asked["goal"], answer.content.text)
+        report = await runtime.execute_cycle(CognitiveEngine(planner))
         await feed.publish(["agent://state"])
         state = runtime.state
         assert state is not None

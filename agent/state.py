@@ -135,6 +135,7 @@ class AgentState(BaseModel):
     permissions: list[str] = Field(default_factory=list, description="Action types the agent may attempt")
     audit_trail: list[AuditEntry] = Field(default_factory=list, description="The most recent entries")
     risk: Risk = Field(default_factory=Risk)
+    bootstrapped_at: float | None = Field(default=None, description="When its wallet and listing were in place")
     version: int = 0
     updated_at: float = 0.0
 

@@ -687,18 +687,28 @@ def _edm_properties(props: dict[str, Prop], concurrency_token: str | None = None
     return "\n".join(lines)
 
 
+def _edmx(namespace: str, schema: str) -> str:
+    """An OData V2 $metadata document: one schema in the EDMX 1.0 envelope SAP Gateway serves."""
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<edmx:Edmx Version="1.0" xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx"
+ xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata" xmlns:sap="http://www.sap.com/Protocols/SAPData">
+<edmx:DataServices m:DataServiceVersion="2.0">
+<Schema Namespace="{namespace}" xml:lang="en" sap:schema-version="1" xmlns="http://schemas.microsoft.com/ado/2008/09/edm">
+{schema}</Schema>
+</edmx:DataServices>
+</edmx:Edmx>
+"""
+
+
 def metadata(etags: bool) -> str:
     """EDMX 1.0 for the two entity types the emulator serves, with sap: annotations."""
 
     def properties(props: dict[str, Prop]) -> str:
         return _edm_properties(props, "LastChangeDateTime" if etags and props is HEADER else None)
 
-    return f"""<?xml version="1.0" encoding="utf-8"?>
-<edmx:Edmx Version="1.0" xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx"
- xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata" xmlns:sap="http://www.sap.com/Protocols/SAPData">
-<edmx:DataServices m:DataServiceVersion="2.0">
-<Schema Namespace="{SERVICE}" xml:lang="en" sap:schema-version="1" xmlns="http://schemas.microsoft.com/ado/2008/09/edm">
-<EntityType Name="A_PurchaseOrderType" sap:content-version="1">
+    return _edmx(
+        SERVICE,
+        f"""<EntityType Name="A_PurchaseOrderType" sap:content-version="1">
 <Key><PropertyRef Name="PurchaseOrder"/></Key>
 {properties(HEADER)}
 <NavigationProperty Name="to_PurchaseOrderItem" Relationship="{SERVICE}.assoc_PO_Items"
@@ -712,10 +722,8 @@ def metadata(etags: bool) -> str:
 <EntitySet Name="A_PurchaseOrder" EntityType="{SERVICE}.A_PurchaseOrderType" sap:deletable="false"/>
 <EntitySet Name="A_PurchaseOrderItem" EntityType="{SERVICE}.A_PurchaseOrderItemType" sap:deletable="false"/>
 </EntityContainer>
-</Schema>
-</edmx:DataServices>
-</edmx:Edmx>
-"""
+""",
+    )
 
 
 SUPPORTED_OPTIONS = {
@@ -916,12 +924,9 @@ def stock_metadata() -> str:
     """EDMX 1.0 for A_MaterialStock and A_MatlStkInAcctMod: nothing creatable, updatable or deletable."""
     keys = "".join(f'<PropertyRef Name="{name}"/>' for name in STOCK_KEYS)
     read_only = 'sap:creatable="false" sap:updatable="false" sap:deletable="false"'
-    return f"""<?xml version="1.0" encoding="utf-8"?>
-<edmx:Edmx Version="1.0" xmlns:edmx="http://schemas.microsoft.com/ado/2007/06/edmx"
- xmlns:m="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata" xmlns:sap="http://www.sap.com/Protocols/SAPData">
-<edmx:DataServices m:DataServiceVersion="2.0">
-<Schema Namespace="{STOCK_SERVICE}" xml:lang="en" sap:schema-version="1" xmlns="http://schemas.microsoft.com/ado/2008/09/edm">
-<EntityType Name="A_MaterialStockType" sap:content-version="1">
+    return _edmx(
+        STOCK_SERVICE,
+        f"""<EntityType Name="A_MaterialStockType" sap:content-version="1">
 <Key><PropertyRef Name="Material"/></Key>
 {_edm_properties(MATERIAL)}
 <NavigationProperty Name="to_MatlStkInAcctMod" Relationship="{STOCK_SERVICE}.assoc_MaterialStock_Stock"
@@ -937,10 +942,8 @@ def stock_metadata() -> str:
 <EntitySet Name="A_MaterialStock" EntityType="{STOCK_SERVICE}.A_MaterialStockType" {read_only}/>
 <EntitySet Name="A_MatlStkInAcctMod" EntityType="{STOCK_SERVICE}.A_MatlStkInAcctModType" {read_only}/>
 </EntityContainer>
-</Schema>
-</edmx:DataServices>
-</edmx:Edmx>
-"""
+""",
+    )
 
 
 _KEY_VALUE = re.compile(r"(?:(\w+)=)?'((?:[^']|'')*)'")

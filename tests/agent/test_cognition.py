@@ -104,6 +104,7 @@ async def test_low_stock_buys_the_best_value_that_passes_every_constraint() -> N
     ("offer", "perception_changes", "state_changes", "reason"),
     [
         (supplier("x", 80, owner=OWNER), {}, {}, "x has the agent's own owner (no self-dealing)"),
+        (supplier("x", 80).model_copy(update={"wallet": None}), {}, {}, "x lists no wallet to be paid in"),
         (supplier("x", 120), {}, {}, "x's price 120 USDC is above the goal's maximum 100"),
         (supplier("x", 80, bound=None), {}, {}, "x's reputation (unrated) is below the goal's minimum 25"),
         (supplier("x", 80), {"remaining": 50}, {}, "80 USDC is more than the 50 USDC left of today's budget"),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
 from eth_account import Account
@@ -19,8 +20,9 @@ from mcp import Client
 
 from adapters.salesforce.emulator import Fault
 from agent.config import load_agent_config
-from agent.demo import AGENT_CONFIG, SupplierAgent, Timeline, list_suppliers, officers_answer, procurement, set_stage
-from agent.run import agent_runtime
+from agent.demo import AGENT_CONFIG, SupplierAgent, list_suppliers, officers_answer, procurement, set_stage
+from agent.run import Timeline, agent_runtime
+from agent.runtime import AgentRuntime
 from agent.server import build_agent_server
 from agent.state import AgentStore
 from gateway.launcher import Mesh, running_mesh
@@ -106,6 +108,19 @@ async def test_a_purchase_spans_cycles_while_people_approve_and_co_sign(stage: S
         assert len(runtime.state.tasks) == 2  # type: ignore[union-attr]
 
 
+async def test_two_cycles_started_at_once_buy_once(stage: Stage) -> None:
+    config = load_agent_config(AGENT_CONFIG)
+    async with agent_runtime(
+        stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+    ) as runtime:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(3):
+                tasks.start_soon(runtime.execute_cycle)
+        state = runtime.state
+        assert state is not None and state.metrics.cycles == 3
+        assert [t.action for t in state.tasks] == ["procure"]  # the later cycles saw the open task and held
+
+
 async def call_tool(stage: Stage, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await stage.running.gateway.call(server, tool, arguments)
     assert not result.is_error, result.content
@@ -145,6 +160,38 @@ async def test_an_agent_stopped_mid_purchase_resumes_where_it_was(tmp_path: Path
         phases = {entry.phase for _, entry in audit}
         assert {"bootstrap", "perceive", "decide", "act", "learn"} <= phases
     assert_no_secrets_stored(tmp_path, config.name)
+
+
+@pytest.mark.parametrize("stopped_at", ["fund_wallet", "register_agent"])
+async def test_a_start_stopped_halfway_finishes_with_one_wallet_funded_once(
+    stage: Stage, stopped_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_agent_config(AGENT_CONFIG)
+    gateway = stage.running.gateway
+    real_call = AgentRuntime.call
+
+    async def stops_after(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = await real_call(self, server, tool, **arguments)
+        if tool == stopped_at:
+            raise KeyboardInterrupt  # the process dies right after the step took effect
+        return result
+
+    monkeypatch.setattr(AgentRuntime, "call", stops_after)
+    with pytest.raises(KeyboardInterrupt):
+        async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner):
+            pass
+    monkeypatch.undo()
+    async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
+        state = runtime.state
+        assert state is not None and state.bootstrapped_at is not None
+        wallets = json.loads((await gateway.read_resource("wallet://wallets")).contents[0].text)  # type: ignore[union-attr]
+        assert [w["address"] for w in wallets if w["owner"] == state.id] == [state.wallet]
+        balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
+        assert balance["total"] == "1000"
+        listed = await call_tool(stage, "discovery", "get_agent", agent_id=state.id)
+        assert listed["card"]["mesh"]["wallet"] == state.wallet
+        await runtime.execute_cycle()  # and it works as any agent does
+        assert runtime.state.tasks[0].status == "awaiting_approval"  # type: ignore[union-attr]
 
 
 def assert_no_secrets_stored(home: Path, agent_name: str) -> None:
