@@ -352,6 +352,7 @@ class AgentRuntime:
             updated_at=self.clock(),
         )
         state.tasks.append(task)
+        await self._checkpoint()  # the task is durable before anyone acts on it
         try:
             await self._govern(task, cycle)
         except ActionFailedError as exc:
@@ -377,7 +378,9 @@ class AgentRuntime:
         """Take up tasks waiting on approvers or co-signers, or on a step that failed to complete."""
         for task in self._require_state().open_tasks():
             try:
-                if task.status == "awaiting_approval" and task.decision_id is not None:
+                if task.status == "awaiting_approval" and task.decision_id is None:
+                    await self._govern(task, cycle)  # stopped before governance answered
+                elif task.status == "awaiting_approval":
                     decision = await self.call("governance", "get_decision", decision_id=task.decision_id)
                     await self._decided(task, decision, cycle)
                 elif task.status == "awaiting_signatures" and task.proposal_id is not None:
@@ -404,6 +407,7 @@ class AgentRuntime:
             action = {"type": task.action, "counterparty": task.params["id"], "payload": {"task": task.id}}
         decision = await self.call("governance", "evaluate_action", agent_id=state.id, action=action)
         task.decision_id = decision["decision_id"]
+        await self._checkpoint()  # a restart asks for this decision again, with its receipt, not for a new one
         await self._decided(task, decision, cycle)
 
     async def _decided(self, task: Task, decision: dict[str, Any], cycle: int) -> None:
@@ -458,8 +462,10 @@ class AgentRuntime:
                 amount=amount,
                 memo=memo,
                 approval=receipt,
+                idempotency_key=task.id,
             )
             task.proposal_id, task.status = proposal["proposal_id"], "awaiting_signatures"
+            await self._checkpoint()
             self._emit(
                 "act",
                 f"wallet: {amount} USDC to {supplier['name']} proposed for co-signing",
@@ -721,6 +727,13 @@ class AgentRuntime:
         logger.info("%s: %s", phase, title)
         if self.on_event is not None:
             self.on_event(event)
+
+    async def _checkpoint(self) -> None:
+        """Save the state mid-cycle, in place, before a step others act on. Every step after it is
+        idempotent (keyed by the task id) or asks again for what was already decided."""
+        state = self._require_state()
+        saved = await self.store.save(state, self._take_audit())
+        state.version, state.updated_at, state.audit_trail = saved.version, saved.updated_at, saved.audit_trail
 
     def _take_audit(self) -> list[AuditEntry]:
         audit, self._audit = self._audit, []

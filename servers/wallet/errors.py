@@ -47,10 +47,10 @@ class ApprovalReusedError(ConflictError):
 
 
 class IdempotencyConflictError(ConflictError):
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, what: str = "payment") -> None:
         super().__init__(
-            f"idempotency_key {key!r} was already used for a different payment",
-            hint="use a new key for a new payment, or repeat the original arguments to get its receipt",
+            f"idempotency_key {key!r} was already used for a different {what}",
+            hint=f"use a new key for a new {what}, or repeat the original arguments to get the first one",
         )
 
 

@@ -41,7 +41,7 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9._:\-]+$",
-        description="Caller-chosen key; repeating a payment with the same key returns the first receipt",
+        description="Caller-chosen key: a repeat with the same arguments returns the first result; others fail",
     ),
 ]
 

@@ -133,13 +133,20 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
         approval: Annotated[
             ApprovalReceipt | None, Field(description="Governance approval receipt, needed above the wallet's limit")
         ] = None,
+        idempotency_key: IdempotencyKey | None = None,
     ) -> Proposal:
         """Propose a multi-sig payment: reserves the money and returns the EIP-712 typed data each signer signs.
 
         The proposal expires (24 h by default; the expiry is inside the signed data) and then releases the money.
+        A retry with the same idempotency_key and arguments returns the first proposal and reserves nothing more.
         """
         return await service.propose_transaction(
-            address=address, to_address=to_address, amount=amount, memo=memo, approval=approval
+            address=address,
+            to_address=to_address,
+            amount=amount,
+            memo=memo,
+            approval=approval,
+            idempotency_key=idempotency_key,
         )
 
     @server.tool(annotations=MOVE_MONEY)

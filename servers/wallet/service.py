@@ -235,9 +235,19 @@ class WalletService:
     # multi-sig
 
     async def propose_transaction(
-        self, *, address: str, to_address: str, amount: int, memo: str, approval: ApprovalReceipt | None
+        self,
+        *,
+        address: str,
+        to_address: str,
+        amount: int,
+        memo: str,
+        approval: ApprovalReceipt | None,
+        idempotency_key: str | None = None,
     ) -> Proposal:
+        """Reserve the money and open a proposal for the co-signers. Repeated with the same idempotency key
+        and arguments, the first proposal is returned as it is now and nothing more is reserved."""
         _refuse_self_payment(address, to_address)
+        fingerprint = _fingerprint(address, to_address, amount, memo, approval)
         now = self._clock()
         proposal_id = f"prop_{uuid.uuid4().hex}"
         expires_at = int(now) + self._settings.proposal_ttl_seconds
@@ -251,7 +261,12 @@ class WalletService:
             expires_at=expires_at,
         ).as_json()
 
-        def propose(tx: WalletTx) -> ProposalRecord:
+        def propose(tx: WalletTx) -> tuple[ProposalRecord, PaymentReceipt | None]:
+            prior = None if idempotency_key is None else tx.proposal_by_key(address, idempotency_key)
+            if prior is not None:
+                if prior.fingerprint != fingerprint:
+                    raise IdempotencyConflictError(str(idempotency_key), "proposal")
+                return prior, None if prior.payment_id is None else tx.payment(prior.payment_id)
             context = self._spend_context(tx, address, None, now)
             multi_sig = context.wallet.rules.multi_sig
             if multi_sig is None:
@@ -273,6 +288,8 @@ class WalletService:
                 expires_at=expires_at,
                 payment_id=None,
                 signatures=(),
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
             )
             tx.insert_proposal(record)
             if approval is not None:  # spent by the proposal, even if it later expires
@@ -280,11 +297,12 @@ class WalletService:
             tx.save_balances(balances)
             tx.insert_spend(address, amount, now, proposal_id)
             tx.add_entries([(address, "reserve", amount, to_address, proposal_id, memo, balances.available, now)])
-            return record
+            return record, None
 
-        record = await self._store.write(propose)
-        await self._publisher.publish(views.reservation_uris(proposal_id, address))
-        return views.proposal(record, payment=None)
+        record, payment = await self._store.write(propose)
+        if record.proposal_id == proposal_id:  # else the proposal made earlier under the same key
+            await self._publisher.publish(views.reservation_uris(proposal_id, address))
+        return views.proposal(record, payment)
 
     async def sign_proposal(self, *, proposal_id: str, signer: str, signature: str) -> Proposal:
         existing = await self._store.read(lambda tx: tx.proposal(proposal_id))

@@ -146,6 +146,15 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        3,
+        "idempotent proposals",
+        """
+        ALTER TABLE proposals ADD COLUMN idempotency_key TEXT;
+        ALTER TABLE proposals ADD COLUMN fingerprint TEXT;
+        CREATE UNIQUE INDEX proposals_by_key ON proposals (wallet, idempotency_key) WHERE idempotency_key IS NOT NULL;
+        """,
+    ),
 )
 
 EntryRow = tuple[str, EntryKind, int, str | None, str | None, str, int, float]
@@ -196,6 +205,8 @@ class ProposalRecord:
     expires_at: float
     payment_id: str | None
     signatures: tuple[tuple[str, str, float], ...]  # (signer, signature, signed_at)
+    idempotency_key: str | None = None
+    fingerprint: str | None = None  # what makes a second call with the key the same proposal
 
 
 @dataclass(frozen=True)
@@ -408,7 +419,8 @@ class WalletTx(Queries):
     def insert_proposal(self, proposal: ProposalRecord) -> None:
         self._s.run(
             "INSERT INTO proposals (proposal_id, wallet, payee, amount, memo, threshold, signers, typed_data,"
-            " approval_id, status, created_at, expires_at, payment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " approval_id, status, created_at, expires_at, payment_id, idempotency_key, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 proposal.proposal_id,
                 proposal.wallet,
@@ -423,13 +435,23 @@ class WalletTx(Queries):
                 proposal.created_at,
                 proposal.expires_at,
                 proposal.payment_id,
+                proposal.idempotency_key,
+                proposal.fingerprint,
             ),
         )
 
     def proposal(self, proposal_id: str) -> ProposalRecord | None:
-        row = self._s.one("SELECT * FROM proposals WHERE proposal_id = ?", (proposal_id,))
+        return self._proposal(self._s.one("SELECT * FROM proposals WHERE proposal_id = ?", (proposal_id,)))
+
+    def proposal_by_key(self, wallet: str, idempotency_key: str) -> ProposalRecord | None:
+        return self._proposal(
+            self._s.one("SELECT * FROM proposals WHERE wallet = ? AND idempotency_key = ?", (wallet, idempotency_key))
+        )
+
+    def _proposal(self, row: Row | None) -> ProposalRecord | None:
         if row is None:
             return None
+        proposal_id = row["proposal_id"]
         signatures = self._s.all(
             "SELECT signer, signature, signed_at FROM proposal_signatures WHERE proposal_id = ? ORDER BY signed_at",
             (proposal_id,),
@@ -449,6 +471,8 @@ class WalletTx(Queries):
             expires_at=float(row["expires_at"]),
             payment_id=row["payment_id"],
             signatures=tuple((s["signer"], s["signature"], float(s["signed_at"])) for s in signatures),
+            idempotency_key=row["idempotency_key"],
+            fingerprint=row["fingerprint"],
         )
 
     def add_signature(self, proposal_id: str, signer: str, signature: str, at: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -192,6 +193,96 @@ async def test_a_start_stopped_halfway_finishes_with_one_wallet_funded_once(
         assert listed["card"]["mesh"]["wallet"] == state.wallet
         await runtime.execute_cycle()  # and it works as any agent does
         assert runtime.state.tasks[0].status == "awaiting_approval"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stopped_at", ["evaluate_action", "propose_transaction"])
+async def test_an_agent_killed_mid_step_pays_once_when_it_resumes(
+    stage: Stage, stopped_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_agent_config(AGENT_CONFIG)
+    gateway = stage.running.gateway
+    real_call = AgentRuntime.call
+
+    async def dies_after(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = await real_call(self, server, tool, **arguments)
+        if tool == stopped_at:
+            raise KeyboardInterrupt  # the process dies the instant the step took effect
+        return result
+
+    def start(**extra: Any) -> Any:
+        return agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner, **extra)
+
+    with pytest.raises(KeyboardInterrupt):
+        async with start(cosigners=cosigners(stage)) as runtime:
+            monkeypatch.setattr(AgentRuntime, "call", dies_after)
+            await runtime.execute_cycle()  # governance asks the officers
+            await officers_answer(gateway, runtime, stage.officers, Timeline())
+            await runtime.execute_cycle()  # approved: the wallet proposal
+    monkeypatch.undo()
+    async with start() as runtime:
+        state = runtime.state
+        assert state is not None
+        for _ in range(3):
+            await runtime.execute_cycle()
+            await officers_answer(gateway, runtime, stage.officers, Timeline())
+        await runtime.execute_cycle()
+        state = runtime.state
+        assert state is not None
+        procured = [t for t in state.tasks if t.action == "procure"]
+        assert [t.status for t in procured] == ["done"], [(t.status, t.notes) for t in state.tasks]
+        balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
+        assert (balance["total"], balance["reserved"]) == ("920", "0")  # one payment, nothing left reserved
+        assert [t.status for t in state.tasks if t.action == "update_opportunity"] == ["done"]
+
+
+async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_another_supplier(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Governance allows 80 USDC outright here, so the task is created, approved and paid in one cycle;
+    the agent dies right after paying. Meanwhile Frame Works leaves discovery, so a restarted agent that
+    had forgotten the task would buy again, from someone else."""
+    policy = (await call_tool(stage, "governance", "get_policy"))["document"]
+    rule = next(r for r in policy["rules"]["payment"] if r["id"] == "large_payment")
+    rule["when"] = {"amount_above": "90"}
+    await call_tool(stage, "governance", "set_policy", policy=policy)
+    loaded = load_agent_config(AGENT_CONFIG)
+    config = loaded.model_copy(
+        update={"wallet": loaded.wallet.model_copy(update={"approval_required_above": None, "multi_sig": None})}
+    )
+    gateway = stage.running.gateway
+    real_call = AgentRuntime.call
+
+    async def dies_after_paying(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = await real_call(self, server, tool, **arguments)
+        if tool == "execute_payment":
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(AgentRuntime, "call", dies_after_paying)
+    with pytest.raises(KeyboardInterrupt):
+        async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
+            await runtime.execute_cycle()
+    monkeypatch.undo()
+    frame_works = stage.suppliers["Frame Works"]
+    relisted = frame_works.identity.registration(
+        capabilities=["supply:wheels"],
+        description="now sells wheels",
+        price="80",
+        region="US",
+        wallet=frame_works.wallet,
+        issued_at=int(time.time()) + 2,
+        endpoint="http://127.0.0.1/agents/frame-works/mcp",
+    )
+    await call_tool(stage, "discovery", "register_agent", **relisted)
+
+    async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
+        await runtime.execute_cycle()
+        state = runtime.state
+        assert state is not None
+        [procured] = [t for t in state.tasks if t.action == "procure"]
+        assert procured.status == "done" and procured.params["supplier"]["name"] == "Frame Works"
+        balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
+        assert balance["total"] == "920"
 
 
 def assert_no_secrets_stored(home: Path, agent_name: str) -> None:

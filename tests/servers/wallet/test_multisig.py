@@ -185,3 +185,42 @@ async def test_proposals_obey_limits_funds_and_governance_like_any_payment(
     plain = await new_wallet(client, fund="10")
     message = await refused(client, "propose_transaction", address=plain, to_address=payee, amount="5")
     assert f"wallet {plain} has no multi-sig signers" in message
+
+
+async def test_a_proposal_repeated_with_its_idempotency_key_is_the_same_proposal_and_reserves_once(
+    client: Client, signers: list[LocalAccount]
+) -> None:
+    wallet = await multisig_wallet(client, signers)
+    payee = await new_wallet(client, fund=None)
+    first = await propose(client, wallet, payee, memo="lot 7", idempotency_key="order-7")
+    again = await propose(client, wallet, payee, memo="lot 7", idempotency_key="order-7")
+    assert again["proposal_id"] == first["proposal_id"] and again["typed_data"] == first["typed_data"]
+    balance = await call(client, "get_balance", address=wallet)
+    assert (balance["available"], balance["reserved"]) == ("910", "90")
+
+    message = await refused(
+        client,
+        "propose_transaction",
+        address=wallet,
+        to_address=payee,
+        amount="95",
+        memo="lot 7",
+        idempotency_key="order-7",
+    )
+    assert "idempotency_key 'order-7' was already used for a different proposal" in message
+    assert (await call(client, "get_balance", address=wallet))["reserved"] == "90"
+
+    for signer in signers[:2]:
+        await call(
+            client,
+            "sign_proposal",
+            proposal_id=first["proposal_id"],
+            signer=signer.address,
+            signature=sign(signer, first["typed_data"]),
+        )
+    executed = await propose(client, wallet, payee, memo="lot 7", idempotency_key="order-7")
+    assert executed["status"] == "executed" and executed["payment"]["proposal_id"] == first["proposal_id"]
+    balance = await call(client, "get_balance", address=wallet)
+    assert (balance["available"], balance["reserved"], balance["total"]) == ("910", "0", "910")
+    other = await propose(client, wallet, payee, memo="lot 8", idempotency_key="order-8")
+    assert other["proposal_id"] != first["proposal_id"]
