@@ -196,9 +196,11 @@ class Gateway:
 
     # change propagation
 
-    def watch(self, on_update: Callable[[str], Awaitable[None]]) -> None:
-        """Have `on_update(uri)` hear every followed resource's change (in-process users, such as the replica)."""
+    def watch(self, on_update: Callable[[str], Awaitable[None]]) -> Callable[[], None]:
+        """Have `on_update(uri)` hear every followed resource's change (in-process users, such as the
+        replica); returns what stops it."""
         self._watchers.append(on_update)
+        return lambda: self._watchers.remove(on_update)
 
     async def _changed(self, backend: Backend, uri: str | None) -> None:
         if uri is not None:

@@ -591,8 +591,8 @@ class StateSync:
         remote_time: RemoteTime | None = None,
     ) -> AsyncIterator[StateSync]:
         """Open (creating if needed) the replica file at `path`, follow again every URI it holds and read
-        them (a backend that is down is caught up when it comes back). On exit the replica stops applying
-        changes; the gateway's backends keep announcing them (the gateway has no way to stop following).
+        them (a backend that is down is caught up when it comes back). On exit the replica stops hearing
+        changes; the backends keep announcing what it followed (the gateway does not unsubscribe).
 
         `policy` applies to every URI followed without one of its own.
         """
@@ -603,7 +603,7 @@ class StateSync:
                     for row in await db.read(lambda session: _Tx(session).replicas()):
                         sync._replicas[row["uri"]] = _replica(row, policy)
                     sync._followed = set(sync._replicas)
-                    gateway.watch(sync._heard)  # the gateway cannot forget a watcher: a closed one ignores it
+                    unwatch = gateway.watch(sync._heard)
                     connected = sync._connected()  # before catching up: a backend that comes up meanwhile counts
                     await sync._catch_up()
                     tasks.start_soon(sync._watch_reconnects, connected)
@@ -611,6 +611,7 @@ class StateSync:
                         yield sync
                     finally:
                         sync._closed = True
+                        unwatch()
                         tasks.cancel_scope.cancel()
             except BaseExceptionGroup as group:  # the caller's own exception, not one wrapped by our task group
                 if len(group.exceptions) == 1:  # the background tasks never raise

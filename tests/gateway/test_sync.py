@@ -444,6 +444,7 @@ async def test_the_replica_survives_reopening_and_catches_up(world: World, tmp_p
     async with StateSync.open(world.gateway, path, clock=clock) as sync:
         assert replica(sync).local is None and replica(sync).version == 3
         assert [c.resolution for c in await sync.conflicts()] == ["remote"]
+    assert world.gateway._watchers == []  # a closed replica no longer hears the gateway
 
 
 # concurrency
