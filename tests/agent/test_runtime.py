@@ -163,21 +163,26 @@ async def test_an_agent_stopped_mid_purchase_resumes_where_it_was(tmp_path: Path
     assert_no_secrets_stored(tmp_path, config.name)
 
 
+def die_after(monkeypatch: pytest.MonkeyPatch, stopped_at: str) -> None:
+    """The agent's process dies the instant the tool `stopped_at` took effect, before it hears the answer."""
+    real_call = AgentRuntime.call
+
+    async def call(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
+        result = await real_call(self, server, tool, **arguments)
+        if tool == stopped_at:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(AgentRuntime, "call", call)
+
+
 @pytest.mark.parametrize("stopped_at", ["fund_wallet", "register_agent"])
 async def test_a_start_stopped_halfway_finishes_with_one_wallet_funded_once(
     stage: Stage, stopped_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_agent_config(AGENT_CONFIG)
     gateway = stage.running.gateway
-    real_call = AgentRuntime.call
-
-    async def stops_after(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = await real_call(self, server, tool, **arguments)
-        if tool == stopped_at:
-            raise KeyboardInterrupt  # the process dies right after the step took effect
-        return result
-
-    monkeypatch.setattr(AgentRuntime, "call", stops_after)
+    die_after(monkeypatch, stopped_at)
     with pytest.raises(KeyboardInterrupt):
         async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner):
             pass
@@ -201,20 +206,13 @@ async def test_an_agent_killed_mid_step_pays_once_when_it_resumes(
 ) -> None:
     config = load_agent_config(AGENT_CONFIG)
     gateway = stage.running.gateway
-    real_call = AgentRuntime.call
-
-    async def dies_after(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = await real_call(self, server, tool, **arguments)
-        if tool == stopped_at:
-            raise KeyboardInterrupt  # the process dies the instant the step took effect
-        return result
 
     def start(**extra: Any) -> Any:
         return agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner, **extra)
 
     with pytest.raises(KeyboardInterrupt):
         async with start(cosigners=cosigners(stage)) as runtime:
-            monkeypatch.setattr(AgentRuntime, "call", dies_after)
+            die_after(monkeypatch, stopped_at)
             await runtime.execute_cycle()  # governance asks the officers
             await officers_answer(gateway, runtime, stage.officers, Timeline())
             await runtime.execute_cycle()  # approved: the wallet proposal
@@ -250,15 +248,7 @@ async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_an
         update={"wallet": loaded.wallet.model_copy(update={"approval_required_above": None, "multi_sig": None})}
     )
     gateway = stage.running.gateway
-    real_call = AgentRuntime.call
-
-    async def dies_after_paying(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = await real_call(self, server, tool, **arguments)
-        if tool == "execute_payment":
-            raise KeyboardInterrupt
-        return result
-
-    monkeypatch.setattr(AgentRuntime, "call", dies_after_paying)
+    die_after(monkeypatch, "execute_payment")
     with pytest.raises(KeyboardInterrupt):
         async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
             await runtime.execute_cycle()
