@@ -165,6 +165,7 @@ class Proposal(BaseModel):
     created_at: datetime
     expires_at: datetime
     payment: PaymentReceipt | None = Field(description="The payment, once the threshold was reached")
+    replayed: bool = Field(default=False, description="True when an idempotency key returned an earlier proposal")
 
 
 class Allocation(BaseModel):

@@ -300,8 +300,9 @@ class WalletService:
             return record, None
 
         record, payment = await self._store.write(propose)
-        if record.proposal_id == proposal_id:  # else the proposal made earlier under the same key
-            await self._publisher.publish(views.reservation_uris(proposal_id, address))
+        if record.proposal_id != proposal_id:  # the proposal made earlier under the same key
+            return views.proposal(record, payment).model_copy(update={"replayed": True})
+        await self._publisher.publish(views.reservation_uris(proposal_id, address))
         return views.proposal(record, payment)
 
     async def sign_proposal(self, *, proposal_id: str, signer: str, signature: str) -> Proposal:

@@ -195,6 +195,7 @@ async def test_a_proposal_repeated_with_its_idempotency_key_is_the_same_proposal
     first = await propose(client, wallet, payee, memo="lot 7", idempotency_key="order-7")
     again = await propose(client, wallet, payee, memo="lot 7", idempotency_key="order-7")
     assert again["proposal_id"] == first["proposal_id"] and again["typed_data"] == first["typed_data"]
+    assert (first["replayed"], again["replayed"]) == (False, True)
     balance = await call(client, "get_balance", address=wallet)
     assert (balance["available"], balance["reserved"]) == ("910", "90")
 
