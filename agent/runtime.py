@@ -108,6 +108,7 @@ class AgentRuntime:
             self.state = state
             self._emit("bootstrap", f"{state.name} resumed", f"version {state.version}, cycle {state.metrics.cycles}")
             return state
+        resuming = state is not None
         if state is None:
             config = self.config
             state = await self.store.save(
@@ -124,15 +125,18 @@ class AgentRuntime:
                 )
             )
         self.state = state
-        state = await self._bootstrap(state)
+        await self._bootstrap(state, resuming=resuming)
         state.bootstrapped_at = self.clock()
-        self.state = await self.store.save(state, self._take_audit())
-        return self.state
+        await self._save()
+        return state
 
-    async def _bootstrap(self, state: AgentState) -> AgentState:
+    async def _bootstrap(self, state: AgentState, *, resuming: bool) -> None:
+        """The wallet, its funds and the listing. A new agent has none of them; one whose start was stopped
+        halfway is asked about each before it is made."""
         config, wallet = self.config, self.config.wallet
         multi_sig = self._multi_sig()
-        address = state.wallet or await self._own_wallet(state.id)
+        address = state.wallet or (await self._own_wallet(state.id) if resuming else None)
+        new_wallet = address is None
         if address is None:
             created = await self.call(
                 "wallet",
@@ -148,11 +152,10 @@ class AgentRuntime:
             )
             address = str(created["address"])
         state.wallet = address
-        self.state = state = await self.store.save(state)
-        balance = await self.call("wallet", "get_balance", address=address)
-        if not parse_usdc(balance["total"], allow_zero=True):  # before its first cycle, only the faucet pays in
+        await self._save()
+        if new_wallet or not await self._funded(address):
             await self.call("wallet", "fund_wallet", address=address, amount=format_usdc(wallet.initial_balance))
-        if not await self._listed(state.id, address):
+        if new_wallet or not await self._listed(state.id, address):
             registration = self.identity.registration(
                 capabilities=config.capabilities,
                 description=config.description,
@@ -173,7 +176,6 @@ class AgentRuntime:
             + "\nlisted in discovery as "
             + ", ".join(config.capabilities),
         )
-        return state
 
     def _multi_sig(self) -> dict[str, Any] | None:
         """The wallet's multi-sig rule: the configured signers and the --cosigner ones, if enough."""
@@ -194,6 +196,11 @@ class AgentRuntime:
         """The wallet a start that was stopped halfway created for this agent, if any."""
         wallets = await self._read_once("wallet://wallets")
         return next((w["address"] for w in wallets if w.get("owner") == agent_id), None)
+
+    async def _funded(self, address: str) -> bool:
+        """Whether the faucet paid in already: before its first cycle nothing else moves the agent's money."""
+        balance = await self.call("wallet", "get_balance", address=address)
+        return parse_usdc(balance["total"], allow_zero=True) > 0
 
     async def _listed(self, agent_id: str, wallet: str) -> bool:
         try:
@@ -352,7 +359,7 @@ class AgentRuntime:
             updated_at=self.clock(),
         )
         state.tasks.append(task)
-        await self._checkpoint()  # the task is durable before anyone acts on it
+        await self._save()  # the task is durable before anyone acts on it
         try:
             await self._govern(task, cycle)
         except ActionFailedError as exc:
@@ -407,7 +414,7 @@ class AgentRuntime:
             action = {"type": task.action, "counterparty": task.params["id"], "payload": {"task": task.id}}
         decision = await self.call("governance", "evaluate_action", agent_id=state.id, action=action)
         task.decision_id = decision["decision_id"]
-        await self._checkpoint()  # a restart asks for this decision again, with its receipt, not for a new one
+        await self._save()  # a restart asks for this decision again, with its receipt, not for a new one
         await self._decided(task, decision, cycle)
 
     async def _decided(self, task: Task, decision: dict[str, Any], cycle: int) -> None:
@@ -465,7 +472,7 @@ class AgentRuntime:
                 idempotency_key=task.id,
             )
             task.proposal_id, task.status = proposal["proposal_id"], "awaiting_signatures"
-            await self._checkpoint()
+            await self._save()
             self._emit(
                 "act",
                 f"wallet: {amount} USDC to {supplier['name']} proposed for co-signing",
@@ -654,7 +661,7 @@ class AgentRuntime:
                 data={"metrics": state.metrics.model_dump(), "risk": state.risk.model_dump()},
             )
         )
-        self.state = await self.store.save(state, self._take_audit())
+        await self._save()
 
     # plumbing
 
@@ -728,9 +735,10 @@ class AgentRuntime:
         if self.on_event is not None:
             self.on_event(event)
 
-    async def _checkpoint(self) -> None:
-        """Save the state mid-cycle, in place, before a step others act on. Every step after it is
-        idempotent (keyed by the task id) or asks again for what was already decided."""
+    async def _save(self) -> None:
+        """Save the state in place, with the audit entries since the last save. Mid-cycle it comes before
+        a step others act on; every step after it is idempotent (keyed by the task id) or asks again for
+        what was already decided."""
         state = self._require_state()
         saved = await self.store.save(state, self._take_audit())
         state.version, state.updated_at, state.audit_trail = saved.version, saved.updated_at, saved.audit_trail

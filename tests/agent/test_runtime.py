@@ -176,7 +176,7 @@ def die_after(monkeypatch: pytest.MonkeyPatch, stopped_at: str) -> None:
     monkeypatch.setattr(AgentRuntime, "call", call)
 
 
-@pytest.mark.parametrize("stopped_at", ["fund_wallet", "register_agent"])
+@pytest.mark.parametrize("stopped_at", ["create_wallet", "fund_wallet", "register_agent"])
 async def test_a_start_stopped_halfway_finishes_with_one_wallet_funded_once(
     stage: Stage, stopped_at: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,8 +218,6 @@ async def test_an_agent_killed_mid_step_pays_once_when_it_resumes(
             await runtime.execute_cycle()  # approved: the wallet proposal
     monkeypatch.undo()
     async with start() as runtime:
-        state = runtime.state
-        assert state is not None
         for _ in range(3):
             await runtime.execute_cycle()
             await officers_answer(gateway, runtime, stage.officers, Timeline())
