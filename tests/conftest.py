@@ -1,4 +1,4 @@
-"""Shared fixtures: the asyncio backend, a manual clock, and fast keystores for tests."""
+"""Shared fixtures: the asyncio backend, a manual clock, fast keystores, and a per-test time limit that scales."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.helpers import ERAS
+from tests.helpers import ERAS, scaled
 
 # scrypt at its production cost takes half a second per wallet; tests use the smallest cost eth-account allows.
 os.environ.setdefault("STATESET_KEYSTORE_SCRYPT_N", "1024")
 TEST_SCRYPT_N = 1024
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-timeout's limit per test (`timeout` in pyproject.toml) stretches with STATESET_TEST_TIMEOUT_SCALE;
+    an explicit --timeout or PYTEST_TIMEOUT is taken as given."""
+    if config.option.timeout is None and "PYTEST_TIMEOUT" not in os.environ:
+        config.option.timeout = scaled(float(config.getini("timeout")))
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
-"""Calling MCP tools in tests: results that must succeed, errors that must be refusals, EIP-712 signing."""
+"""Calling MCP tools in tests: results that must succeed, errors that must be refusals, EIP-712 signing;
+and the deadlines tests wait with, stretched on a slow or busy machine."""
 
 from __future__ import annotations
 
 import itertools
+import math
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +17,27 @@ from mcp_types import CallToolResult
 
 # protocol version -> the Client mode that negotiates it
 ERAS = {"2026-07-28": "auto", "2025-11-25": "legacy"}
+
+
+def _timeout_scale() -> float:
+    raw = os.environ.get("STATESET_TEST_TIMEOUT_SCALE", "1")
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise RuntimeError(f"STATESET_TEST_TIMEOUT_SCALE={raw!r} is not a positive number (the default is 1)")
+    return scale
+
+
+# Every deadline in the tests is multiplied by this: set it above 1 on a machine slower or busier than a loaded
+# 2-core one, which the deadlines already allow for at 1.
+TIMEOUT_SCALE = _timeout_scale()
+
+
+def scaled(seconds: float) -> float:
+    """A deadline for something that takes far less time, stretched by STATESET_TEST_TIMEOUT_SCALE."""
+    return seconds * TIMEOUT_SCALE
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
@@ -41,8 +65,9 @@ def sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
 
 
 async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    """Wait (up to 5 s) until `check()` holds: for changes that reach another server through its follower."""
-    with anyio.fail_after(5):
+    """Wait until `check()` holds: for changes that reach another server through its follower. Up to 60 s (scaled):
+    a follower that lost its peer retries with a backoff that grows to 30 s, and a loaded machine is slow besides."""
+    with anyio.fail_after(scaled(60)):
         for _ in itertools.count():
             if await check():
                 return

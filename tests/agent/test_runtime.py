@@ -29,7 +29,7 @@ from agent.state import AgentStore
 from gateway.launcher import Mesh, running_mesh
 from servers.common.keystore import decrypt_account, load_password
 from servers.common.settings import MeshSettings
-from tests.helpers import ERAS, call
+from tests.helpers import ERAS, call, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +56,7 @@ async def staged(home: Path, officers: dict[str, LocalAccount] | None = None) ->
     mesh = MeshSettings.from_env(environ, home=home)
     officers = officers or {"CFO": Account.create(), "controller": Account.create()}
     async with running_mesh(mesh, environ) as running:
-        assert await running.gateway.wait_ready(10)
+        assert await running.gateway.wait_ready(scaled(10))
         suppliers: dict[str, SupplierAgent] = {}
         if not (home / "staged").exists():
             timeline = Timeline()

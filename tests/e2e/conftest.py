@@ -1,7 +1,13 @@
-"""Launch `stateset` as a separate process, the way an MCP host or an operator does."""
+"""Launch `stateset` as a separate process, the way an MCP host or an operator does, and wait for it as they
+would: until it answers, however long a loaded machine takes, and no longer than it could need.
+
+Every wait of an e2e test has one deadline, `STEP`, that scales with STATESET_TEST_TIMEOUT_SCALE; a process that
+exits or misses it fails the test with the end of its log.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -10,12 +16,21 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
 
+from tests.helpers import TIMEOUT_SCALE, scaled
+
 STATESET = str(Path(sys.executable).parent / "stateset")
+
+# How long one step of an e2e test may take: a process getting ready (1-3 s on a quiet machine; a loaded 2-core one
+# has taken over 30 s), a command finishing, one request. Only a hang comes near it: it turns one into a clear failure.
+STEP = scaled(120)
+
+LOG_TAIL = 40  # lines of a process's log shown when it fails
 
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:
@@ -26,68 +41,141 @@ def child_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port that nothing else on this machine is handed while the tests run.
+
+    Probing for a free port and closing the probe leaves a race: another process (or an outgoing connection) may
+    take the port before our server binds it. So the probe stays bound here, with SO_REUSEADDR and not listening:
+    the kernel hands the port to no other bind(0) or connect(), not even between a server's stop and its restart,
+    while a server that sets SO_REUSEADDR too (uvicorn, anvil: every server we launch) can still listen on it.
+    """
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    probe.bind(("127.0.0.1", 0))
+    port = int(probe.getsockname()[1])
+    atexit.register(probe.close)  # held until the tests end
+    return port
 
 
-class Served:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.process, self.port, self.log = process, port, log
+@dataclass(frozen=True)
+class Launch:
+    """A command to run that serves on a loopback `port`, ready once GET `ready` (a path) answers 200."""
+
+    command: list[str]
+    port: int
+    ready: str
+    env: dict[str, str]
+    log: Path
+    name: str
+
+
+class Running:
+    """A launched process, its stdout and stderr in its log file."""
+
+    def __init__(self, launch: Launch) -> None:
+        self.port, self.log, self.name = launch.port, launch.log, launch.name
+        self.ready = f"{self.base}{launch.ready}"
+        launch.log.parent.mkdir(parents=True, exist_ok=True)
+        with launch.log.open("ab") as sink:  # a restart on the same port adds to the log of the first run
+            self.process = subprocess.Popen(launch.command, env=launch.env, stdout=sink, stderr=subprocess.STDOUT)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def tail(self) -> str:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-LOG_TAIL:])
+
+    def wait_ready(self) -> None:
+        """Wait until the process says it serves. Fails the test, with the end of the process's log, if the
+        process exits first or STEP passes."""
+        deadline = time.monotonic() + STEP
+        while (left := deadline - time.monotonic()) > 0:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.process.returncode} before it was ready:\n{self.tail()}")
+            try:
+                if httpx2.get(self.ready, timeout=left).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(
+            f"{self.name} was not ready ({self.ready}) within {STEP:g} s "
+            f"(STATESET_TEST_TIMEOUT_SCALE={TIMEOUT_SCALE:g}):\n{self.tail()}"
+        )
+
+    def terminate(self) -> None:
+        """SIGTERM, as a host or an operator stops it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+
+    def stop(self) -> None:
+        """SIGTERM, and wait until it has gone: SIGKILL if it is still there after STEP."""
+        self.terminate()
+        try:
+            self.process.wait(STEP)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, no flushing, as in a crash."""
         self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        self.process.wait(STEP)
+
+
+@contextmanager
+def launched(*launches: Launch) -> Iterator[list[Running]]:
+    """Start every launch at once and wait until each is ready; stop them all (at once) when the block exits."""
+    running: list[Running] = []
+    try:
+        for launch in launches:
+            running.append(Running(launch))
+        for process in running:
+            process.wait_ready()
+        yield running
+    finally:
+        for process in running:
+            process.terminate()
+        for process in running:
+            process.stop()
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `stateset up` for the tests that only use it, each with wallets and agents of its own: its base URL,
+    once every backend of its gateway is up (/ready)."""
+    home, port = tmp_path_factory.mktemp("mesh"), free_port()
+    up = Launch(
+        [STATESET, "up", "--port", str(port), "--home", str(home)],
+        port=port,
+        ready="/ready",
+        env=child_env(home),
+        log=home / "up.log",
+        name="stateset up",
+    )
+    with launched(up) as (running,):
+        yield running.base
+
+
+def served(
+    home: Path, *args: str, env: dict[str, str] | None = None, server: str = "wallet", port: int | None = None
+) -> Launch:
+    """`stateset serve <server> --transport ...` on a loopback port (a free one unless given)."""
+    port = port or free_port()
+    return Launch(
+        [STATESET, "serve", server, "--port", str(port), *args],
+        port=port,
+        ready="/health",
+        env=env or child_env(home),
+        log=home / f"server-{port}.log",
+        name=f"stateset serve {server}",
+    )
 
 
 @contextmanager
 def serving(
-    home: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    ready: bool = True,
-    server: str = "wallet",
-    port: int | None = None,
-) -> Iterator[Served]:
-    """`stateset serve <server> --transport ...` on a loopback port (a free one unless given), stopped on exit."""
-    port = port or free_port()
-    log = home / f"server-{port}.log"
-    home.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [STATESET, "serve", server, "--port", str(port), *args],
-            env=env or child_env(home),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    served = Served(process, port, log)
-    try:
-        if ready:
-            wait_healthy(served)
-        yield served
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                served.kill()
-
-
-def wait_healthy(served: Served, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            pytest.fail(f"server exited with {served.process.returncode}:\n{served.log.read_text()}")
-        try:
-            if httpx2.get(f"{served.base}/health", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"server not healthy after {timeout} s:\n{served.log.read_text()}")
+    home: Path, *args: str, env: dict[str, str] | None = None, server: str = "wallet", port: int | None = None
+) -> Iterator[Running]:
+    """`stateset serve <server> --transport ...` until the block exits, from when it is ready."""
+    with launched(served(home, *args, env=env, server=server, port=port)) as (running,):
+        yield running

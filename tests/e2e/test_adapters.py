@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +12,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.e2e.conftest import STATESET, child_env, free_port, serving
+from tests.e2e.conftest import STATESET, STEP, Launch, child_env, free_port, launched, serving
 from tests.helpers import ERAS, call, refused
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -32,36 +30,23 @@ ORDER = {
 @contextmanager
 def emulating(home: Path, platform: str) -> Iterator[str]:
     port = free_port()
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / f"emulator-{platform}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
+    with launched(
+        Launch(
             [STATESET, "emulate", platform, "--port", str(port)],
+            port=port,
+            ready="/_emulator/requests",
             env=child_env(home),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            log=home / f"emulator-{platform}.log",
+            name=f"the {platform} emulator",
         )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx2.get(url + "/_emulator/requests", timeout=1)
-                break
-            except httpx2.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail(f"the {platform} emulator did not start:\n{log.read_text()}")
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+    ) as (emulator,):
+        yield emulator.base
 
 
 @pytest.mark.parametrize("era", list(ERAS))
 async def test_with_no_credentials_the_servers_run_against_their_sandboxes(tmp_path: Path, era: str) -> None:
     salesforce = StdioServerParameters(command=STATESET, args=["serve", "salesforce"], env=child_env(tmp_path))
-    async with Client(salesforce, mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+    async with Client(salesforce, mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
         assert "SANDBOX" in (client.instructions or "")
         lead = await call(client, "create_lead", name="Ada Lovelace", email="ada@engines.example", company="Engines")
         assert (lead["first_name"], lead["last_name"]) == ("Ada", "Lovelace")
@@ -74,7 +59,7 @@ async def test_with_no_credentials_the_servers_run_against_their_sandboxes(tmp_p
         won = await call(client, "update_opportunity", id=opportunity["id"], stage="Closed Won", amount="25000")
         assert won["record"]["IsWon"] is True and (await call(client, "get_limits"))["sandbox"] is True
     sap = StdioServerParameters(command=STATESET, args=["serve", "sap"], env=child_env(tmp_path))
-    async with Client(sap, mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+    async with Client(sap, mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
         order = await call(client, "create_purchase_order", **ORDER)
         assert order["id"].startswith("45") and order["items"][0]["net_price"] == "10"
 
@@ -93,8 +78,12 @@ async def test_configured_for_emulators_in_their_own_processes_through_faults(tm
             STATESET_SAP_PASSWORD="sandbox-password",
         )
         with serving(tmp_path / "adapters", "--transport", "http", env=env, server="salesforce") as served:
-            httpx2.post(f"{sf_url}/_emulator/faults", json={"status": 503, "code": "SERVER_UNAVAILABLE", "times": 2})
-            async with Client(f"{served.base}/mcp", read_timeout_seconds=30) as client:
+            httpx2.post(
+                f"{sf_url}/_emulator/faults",
+                json={"status": 503, "code": "SERVER_UNAVAILABLE", "times": 2},
+                timeout=STEP,
+            )
+            async with Client(f"{served.base}/mcp", read_timeout_seconds=STEP) as client:
                 assert "SANDBOX" not in (client.instructions or "")
                 lead = await call(
                     client, "create_lead", name="Cher", email="cher@example.com", company="Solo", idempotency_key="k-1"
@@ -105,20 +94,22 @@ async def test_configured_for_emulators_in_their_own_processes_through_faults(tm
                 assert lead["id"] == again["id"] and not again["created"]
                 limits = await call(client, "get_limits")
                 assert limits["sandbox"] is False and limits["api_version"] == "66.0"
-                httpx2.post(f"{sf_url}/_emulator/expire-tokens")
+                httpx2.post(f"{sf_url}/_emulator/expire-tokens", timeout=STEP)
                 message = await refused(client, "create_record", sobject="Lead", fields={"Company": "Nameless"})
                 assert "REQUIRED_FIELD_MISSING: Required fields are missing: [LastName] (fields: LastName)" in message
             creates = [
                 r
-                for r in httpx2.get(f"{sf_url}/_emulator/requests").json()
+                for r in httpx2.get(f"{sf_url}/_emulator/requests", timeout=STEP).json()
                 if r["method"] in ("POST", "PATCH") and "/sobjects/Lead" in r["path"]
             ]
             assert [r["path"].rsplit("/", 1)[-1] for r in creates].count("k-1") == 3  # 503, 503, then created once
         with serving(tmp_path / "adapters", "--transport", "http", env=env, server="sap") as served:
-            httpx2.post(f"{sap_url}/_emulator/expire-sessions")
-            async with Client(f"{served.base}/mcp", read_timeout_seconds=30) as client:
+            httpx2.post(f"{sap_url}/_emulator/expire-sessions", timeout=STEP)
+            async with Client(f"{served.base}/mcp", read_timeout_seconds=STEP) as client:
                 first = await call(client, "create_purchase_order", **ORDER)
-                httpx2.post(f"{sap_url}/_emulator/expire-sessions")  # the next write meets a stale CSRF session
+                httpx2.post(
+                    f"{sap_url}/_emulator/expire-sessions", timeout=STEP
+                )  # the next write meets a stale CSRF session
                 second = await call(client, "create_purchase_order", **(ORDER | {"supplier": "17300002"}))
                 assert int(second["id"]) == int(first["id"]) + 1
                 message = await refused(client, "create_purchase_order", **(ORDER | {"supplier": "17399999"}))

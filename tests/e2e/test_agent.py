@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.e2e.conftest import STATESET, child_env
-from tests.e2e.test_mesh import mesh_up
+from tests.e2e.conftest import STATESET, STEP, child_env
 from tests.helpers import call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -19,20 +18,19 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "procurement.yaml"
 
 
-def test_agent_run_against_a_running_mesh_and_again_after_a_restart(tmp_path: Path) -> None:
-    with mesh_up(tmp_path / "mesh") as base:
-        home = tmp_path / "agent"
-        command = [STATESET, "agent", "run", str(CONFIG), "--url", base, "--cycles", "2", "--interval", "0"]
-        first = subprocess.run(
-            [*command, "--home", str(home)], env=child_env(home), capture_output=True, text=True, timeout=90
-        )
-        assert first.returncode == 0, first.stderr
-        assert "procurement-agent created" in first.stdout and "2 cycles" in first.stdout
-        again = subprocess.run(
-            [*command, "--home", str(home)], env=child_env(home), capture_output=True, text=True, timeout=90
-        )
-        assert again.returncode == 0, again.stderr
-        assert "procurement-agent resumed" in again.stdout and "4 cycles" in again.stdout
+def test_agent_run_against_a_running_mesh_and_again_after_a_restart(tmp_path: Path, mesh: str) -> None:
+    home = tmp_path / "agent"
+    command = [STATESET, "agent", "run", str(CONFIG), "--url", mesh, "--cycles", "2", "--interval", "0"]
+    first = subprocess.run(
+        [*command, "--home", str(home)], env=child_env(home), capture_output=True, text=True, timeout=STEP
+    )
+    assert first.returncode == 0, first.stderr
+    assert "procurement-agent created" in first.stdout and "2 cycles" in first.stdout
+    again = subprocess.run(
+        [*command, "--home", str(home)], env=child_env(home), capture_output=True, text=True, timeout=STEP
+    )
+    assert again.returncode == 0, again.stderr
+    assert "procurement-agent resumed" in again.stdout and "4 cycles" in again.stdout
 
 
 async def test_a_host_launches_the_agent_over_stdio(tmp_path: Path) -> None:
@@ -41,7 +39,7 @@ async def test_a_host_launches_the_agent_over_stdio(tmp_path: Path) -> None:
         args=["-m", "gateway.cli", "agent", "serve", str(CONFIG), "--home", str(tmp_path)],
         env=child_env(tmp_path),
     )
-    async with Client(params, read_timeout_seconds=60) as host:
+    async with Client(params, read_timeout_seconds=STEP) as host:
         summary = await call(host, "run_cycle")
         assert summary["cycle"] == 1 and {d["goal"] for d in summary["decisions"]} == {"reserve", "frames", "acme-deal"}
         state = await call(host, "get_state")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import STATESET, child_env
+from tests.e2e.conftest import STATESET, STEP, child_env
 
 pytestmark = pytest.mark.e2e
 
 
-def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([STATESET, *args], env=env, capture_output=True, text=True, timeout=timeout)
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([STATESET, *args], env=env, capture_output=True, text=True, timeout=STEP)
 
 
 def test_help_explains_every_command_and_option(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_help_explains_every_command_and_option(tmp_path: Path) -> None:
 
 
 def test_the_demo_runs_the_procurement_agent_offline_and_checks_its_outcome(tmp_path: Path) -> None:
-    result = run("demo", "--home", str(tmp_path / "demo"), env=child_env(tmp_path), timeout=120)
+    result = run("demo", "--home", str(tmp_path / "demo"), env=child_env(tmp_path))
     assert result.returncode == 0, result.stderr
     for step in (
         "Ruled out: Budget Frames's reputation",
@@ -41,7 +41,7 @@ def test_the_demo_runs_the_procurement_agent_offline_and_checks_its_outcome(tmp_
 
 
 def test_the_wallet_tour_runs_offline_and_checks_its_own_outcome(tmp_path: Path) -> None:
-    result = run("demo", "wallet", "--home", str(tmp_path / "demo"), env=child_env(tmp_path), timeout=120)
+    result = run("demo", "wallet", "--home", str(tmp_path / "demo"), env=child_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "refused: amount 150 USDC exceeds the per-transaction limit 100 USDC" in result.stdout
     assert "controller signed the proposal" in result.stdout

@@ -12,7 +12,7 @@ from eth_account import Account
 from mcp import Client
 
 from servers.common.keystore import decrypt_account
-from tests.e2e.conftest import serving
+from tests.e2e.conftest import STEP, serving
 from tests.helpers import call, sign
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -41,7 +41,7 @@ async def test_sigkill_mid_stream_keeps_every_acknowledged_payment_and_retries_p
     attempted: set[int] = set()
     with serving(tmp_path, "--transport", "http") as served:
         url = f"{served.base}/mcp"
-        async with Client(url, read_timeout_seconds=30) as client:
+        async with Client(url, read_timeout_seconds=STEP) as client:
             policy = {"signers": [s.address for s in signers], "threshold": 2, "above": "500"}
             payer = (
                 await call(
@@ -78,13 +78,13 @@ async def test_sigkill_mid_stream_keeps_every_acknowledged_payment_and_retries_p
                     enough.set()
 
         with pytest.raises(BaseException):  # noqa: B017 - the connection dies under the workers; any error will do
-            async with Client(url, read_timeout_seconds=5) as client, anyio.create_task_group() as tasks:
+            async with Client(url, read_timeout_seconds=STEP) as client, anyio.create_task_group() as tasks:
                 for start in range(WORKERS):
                     tasks.start_soon(worker, client, start)
-                with anyio.fail_after(60):
+                with anyio.fail_after(STEP):
                     await enough.wait()
                 served.kill()
-                with anyio.fail_after(30):
+                with anyio.fail_after(STEP):
                     await anyio.sleep_forever()
     in_flight = attempted - acknowledged
     assert KILL_AFTER <= len(acknowledged) < PAYMENTS and 0 < len(in_flight) <= WORKERS
@@ -93,7 +93,7 @@ async def test_sigkill_mid_stream_keeps_every_acknowledged_payment_and_retries_p
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
     with serving(tmp_path, "--transport", "http") as served:
-        async with Client(f"{served.base}/mcp", read_timeout_seconds=30) as client:
+        async with Client(f"{served.base}/mcp", read_timeout_seconds=STEP) as client:
             # every acknowledged payment survived; retrying every attempted key pays each exactly once
             replayed = 0
             for index in sorted(attempted):

@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 
 from servers.common.identity import new_agent_did
 from servers.common.surface import FORBIDDEN
-from tests.e2e.conftest import STATESET, child_env, serving
+from tests.e2e.conftest import STATESET, STEP, child_env, serving
 from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -34,7 +34,7 @@ def audit_verify(home: Path) -> subprocess.CompletedProcess[str]:
         env=child_env(home),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=STEP,
     )
 
 
@@ -46,13 +46,13 @@ async def test_key_and_policy_survive_restarts_and_the_audit_verifies_offline(tm
         "payer": Account.create().address,
         "counterparty": Account.create().address,
     }
-    async with Client(governance(tmp_path), mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+    async with Client(governance(tmp_path), mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
         first = await call(client, "get_policy")
         assert first["name"] == "procurement-default"  # configs/governance/default.yaml
         decision = await call(client, "evaluate_action", agent_id=new_agent_did(), action=payment)
         assert decision["receipt"] is not None
         changed = await call(client, "set_policy", policy={"name": "locked", "rules": {"payment": []}})
-    async with Client(governance(tmp_path), mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
+    async with Client(governance(tmp_path), mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
         again = await call(client, "get_policy")
         assert again["governance_address"] == first["governance_address"]  # the same key after a restart
         assert again["version"] == changed["version"]  # and the policy set before it

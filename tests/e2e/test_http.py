@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -12,7 +13,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from tests.e2e.conftest import STATESET, child_env, serving
+from tests.e2e.conftest import STATESET, STEP, Running, child_env, serving
 from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -20,37 +21,46 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 TOKEN = "agent-one-token-0123456789"
 
 
-@pytest.mark.parametrize("era", list(ERAS))
-async def test_streamable_http_serves_both_protocol_eras(tmp_path: Path, era: str) -> None:
-    with serving(tmp_path, "--transport", "http") as served:
-        health = httpx2.get(f"{served.base}/health").json()
-        assert health == {"status": "ok", "server": "wallet", "transport": "http"}
-        async with Client(f"{served.base}/mcp", mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
-            assert client.protocol_version == era
-            payer = (await call(client, "create_wallet", label="a", daily_limit="9", per_transaction_limit="9"))[
-                "address"
-            ]
-            await call(client, "fund_wallet", address=payer, amount="5")
-            text = (await client.read_resource(f"wallet://{payer}/balance")).contents[0].text  # type: ignore[union-attr]
-            assert '"available":"5"' in text
+# One server per transport for the tests that configure nothing: each makes wallets of its own.
+@pytest.fixture(scope="module")
+def over_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with serving(tmp_path_factory.mktemp("http"), "--transport", "http") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def over_sse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with serving(tmp_path_factory.mktemp("sse"), "--transport", "sse") as served:
+        yield served
 
 
 @pytest.mark.parametrize("era", list(ERAS))
-async def test_legacy_sse_transport_serves_both_protocol_eras(tmp_path: Path, era: str) -> None:
-    with serving(tmp_path, "--transport", "sse") as served:
-        async with Client(sse_client(f"{served.base}/sse"), mode=ERAS[era], read_timeout_seconds=30) as client:  # type: ignore[arg-type]
-            assert client.protocol_version == era
-            wallet = await call(client, "create_wallet", label="sse", daily_limit="9", per_transaction_limit="9")
-            assert wallet["label"] == "sse"
+async def test_streamable_http_serves_both_protocol_eras(over_http: Running, era: str) -> None:
+    health = httpx2.get(f"{over_http.base}/health", timeout=STEP).json()
+    assert health == {"status": "ok", "server": "wallet", "transport": "http"}
+    async with Client(f"{over_http.base}/mcp", mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
+        assert client.protocol_version == era
+        payer = (await call(client, "create_wallet", label="a", daily_limit="9", per_transaction_limit="9"))["address"]
+        await call(client, "fund_wallet", address=payer, amount="5")
+        text = (await client.read_resource(f"wallet://{payer}/balance")).contents[0].text  # type: ignore[union-attr]
+        assert '"available":"5"' in text
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_legacy_sse_transport_serves_both_protocol_eras(over_sse: Running, era: str) -> None:
+    async with Client(sse_client(f"{over_sse.base}/sse"), mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
+        assert client.protocol_version == era
+        wallet = await call(client, "create_wallet", label="sse", daily_limit="9", per_transaction_limit="9")
+        assert wallet["label"] == "sse"
 
 
 async def test_with_tokens_configured_every_mcp_request_needs_one(tmp_path: Path) -> None:
     env = child_env(tmp_path, STATESET_HTTP_TOKENS=f"agent-one:{TOKEN}")
     with serving(tmp_path, "--transport", "http", env=env) as served:
-        assert httpx2.get(f"{served.base}/health").status_code == 200  # probes stay open
+        assert httpx2.get(f"{served.base}/health", timeout=STEP).status_code == 200  # probes stay open
         request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
         for headers in ({}, {"Authorization": "Bearer wrong-token-0000000000"}):
-            response = httpx2.post(f"{served.base}/mcp", json=request, headers=headers)
+            response = httpx2.post(f"{served.base}/mcp", json=request, headers=headers, timeout=STEP)
             assert response.status_code == 401
             assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
         for era in ERAS.values():
@@ -63,9 +73,9 @@ async def test_with_tokens_configured_every_mcp_request_needs_one(tmp_path: Path
 async def test_sse_also_requires_the_token(tmp_path: Path) -> None:
     env = child_env(tmp_path, STATESET_HTTP_TOKENS=f"agent-one:{TOKEN}")
     with serving(tmp_path, "--transport", "sse", env=env) as served:
-        assert httpx2.get(f"{served.base}/sse", timeout=5).status_code == 401
+        assert httpx2.get(f"{served.base}/sse", timeout=STEP).status_code == 401
         async with Client(
-            sse_client(f"{served.base}/sse", headers={"Authorization": f"Bearer {TOKEN}"}), read_timeout_seconds=30
+            sse_client(f"{served.base}/sse", headers={"Authorization": f"Bearer {TOKEN}"}), read_timeout_seconds=STEP
         ) as client:
             assert len((await client.list_tools()).tools) == 12
 
@@ -76,14 +86,13 @@ def test_serving_beyond_loopback_without_tokens_is_refused(tmp_path: Path) -> No
         env=child_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=STEP,
     )
     assert result.returncode == 2
     assert "refusing to serve on 0.0.0.0 without bearer tokens" in result.stderr
 
 
-def test_a_foreign_host_header_is_refused(tmp_path: Path) -> None:
-    with serving(tmp_path, "--transport", "http") as served:
-        request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-        response = httpx2.post(f"{served.base}/mcp", json=request, headers={"Host": "evil.example:80"})
-        assert response.status_code == 421
+def test_a_foreign_host_header_is_refused(over_http: Running) -> None:
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    response = httpx2.post(f"{over_http.base}/mcp", json=request, headers={"Host": "evil.example:80"}, timeout=STEP)
+    assert response.status_code == 421

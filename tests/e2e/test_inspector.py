@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import STATESET, child_env, serving
+from tests.e2e.conftest import STATESET, STEP, child_env, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -19,12 +19,14 @@ INSPECTOR = Path(__file__).parents[2] / ".ci" / "node_modules" / ".bin" / "inspe
 def inspector(home: Path, *arguments: str) -> dict[str, Any]:
     if not INSPECTOR.exists():
         pytest.fail(f"the MCP Inspector is not installed at {INSPECTOR}: run .ci/setup --dev")
+    # the Inspector gives a server 15 s to connect (start and answer `initialize`) unless told otherwise
+    connect_ms = str(round(STEP * 1000))
     result = subprocess.run(
-        [str(INSPECTOR), "--cli", *arguments],
+        [str(INSPECTOR), "--cli", "--connect-timeout", connect_ms, *arguments],
         env=child_env(home) | {"HOME": str(home)},  # the Inspector keeps a catalog under $HOME
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=STEP,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     parsed: dict[str, Any] = json.loads(result.stdout)

@@ -3,20 +3,15 @@ tools called across servers through the aggregate, each server at its own path."
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx2
 import pytest
 from eth_account import Account
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
 from servers.common.identity import new_agent_did
-from tests.e2e.conftest import STATESET, child_env, free_port
+from tests.e2e.conftest import STATESET, STEP, child_env
 from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -31,76 +26,45 @@ EVERY_SERVER = (
 )
 
 
-@contextmanager
-def mesh_up(home: Path) -> Iterator[str]:
-    port = free_port()
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / "up.log"
-    began = time.monotonic()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [STATESET, "up", "--port", str(port), "--home", str(home)],
-            env=child_env(home),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                if httpx2.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() - began > 30:
-                pytest.fail(f"stateset up did not get ready:\n{log.read_text()}")
-            time.sleep(0.05)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(15)
-
-
 @pytest.mark.parametrize("era", list(ERAS))
-async def test_stateset_up_serves_every_server_and_the_gateway(tmp_path: Path, era: str) -> None:
-    with mesh_up(tmp_path) as base:
-        async with Client(f"{base}/mcp", mode=ERAS[era], read_timeout_seconds=30) as gateway:  # type: ignore[arg-type]
-            names = {tool.name for tool in (await gateway.list_tools()).tools}
-            assert set(EVERY_SERVER) <= names
-            # across servers: governance approves, the wallet (which trusts governance's key) pays once
-            payer = await call(
-                gateway,
-                "wallet_create_wallet",
-                label="agent",
-                daily_limit="500",
-                per_transaction_limit="100",
-                approval_required_above="10",
-            )
-            await call(gateway, "wallet_fund_wallet", address=payer["address"], amount="100")
-            payee = Account.create().address
-            action = {"type": "payment", "amount": "25", "payer": payer["address"], "counterparty": payee}
-            decision = await call(gateway, "governance_evaluate_action", agent_id=new_agent_did(), action=action)
-            assert decision["outcome"] == "approved"
-            paid = await call(
-                gateway,
-                "wallet_execute_payment",
-                from_address=payer["address"],
-                to_address=payee,
-                amount="25",
-                approval=decision["receipt"],
-            )
-            assert paid["status"] == "settled"
-            health = await gateway.read_resource("mesh://health")
-            assert '"status": "ok"' in health.contents[0].text  # type: ignore[union-attr]
-        async with Client(f"{base}/discovery/mcp", mode=ERAS[era]) as discovery:  # type: ignore[arg-type]
-            assert "find_agents" in {tool.name for tool in (await discovery.list_tools()).tools}
-        async with Client(sse_client(f"{base}/sap/sse"), mode=ERAS[era]) as sap:  # type: ignore[arg-type]
-            assert "create_purchase_order" in {tool.name for tool in (await sap.list_tools()).tools}
+async def test_stateset_up_serves_every_server_and_the_gateway(mesh: str, era: str) -> None:
+    async with Client(f"{mesh}/mcp", mode=ERAS[era], read_timeout_seconds=STEP) as gateway:  # type: ignore[arg-type]
+        names = {tool.name for tool in (await gateway.list_tools()).tools}
+        assert set(EVERY_SERVER) <= names
+        # across servers: governance approves, the wallet (which trusts governance's key) pays once
+        payer = await call(
+            gateway,
+            "wallet_create_wallet",
+            label="agent",
+            daily_limit="500",
+            per_transaction_limit="100",
+            approval_required_above="10",
+        )
+        await call(gateway, "wallet_fund_wallet", address=payer["address"], amount="100")
+        payee = Account.create().address
+        action = {"type": "payment", "amount": "25", "payer": payer["address"], "counterparty": payee}
+        decision = await call(gateway, "governance_evaluate_action", agent_id=new_agent_did(), action=action)
+        assert decision["outcome"] == "approved"
+        paid = await call(
+            gateway,
+            "wallet_execute_payment",
+            from_address=payer["address"],
+            to_address=payee,
+            amount="25",
+            approval=decision["receipt"],
+        )
+        assert paid["status"] == "settled"
+        health = await gateway.read_resource("mesh://health")
+        assert '"status": "ok"' in health.contents[0].text  # type: ignore[union-attr]
+    async with Client(f"{mesh}/discovery/mcp", mode=ERAS[era]) as discovery:  # type: ignore[arg-type]
+        assert "find_agents" in {tool.name for tool in (await discovery.list_tools()).tools}
+    async with Client(sse_client(f"{mesh}/sap/sse"), mode=ERAS[era]) as sap:  # type: ignore[arg-type]
+        assert "create_purchase_order" in {tool.name for tool in (await sap.list_tools()).tools}
 
 
 async def test_stateset_gateway_over_stdio_for_a_host(tmp_path: Path) -> None:
     params = StdioServerParameters(command=STATESET, args=["gateway"], env=child_env(tmp_path))
-    async with Client(params, read_timeout_seconds=30) as host:
+    async with Client(params, read_timeout_seconds=STEP) as host:
         assert host.server_info is not None and host.server_info.name == "stateset-mesh"
         lead = await call(
             host, "salesforce_create_lead", name="Ada Lovelace", email="ada@engines.example", company="Engines"

@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from servers.common.surface import FORBIDDEN
 from tests.agents import MeshAgent
-from tests.e2e.conftest import STATESET, child_env, free_port, serving
+from tests.e2e.conftest import STATESET, STEP, Launch, child_env, free_port, launched, served, serving
 from tests.helpers import ERAS, call, eventually, refused
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -29,7 +29,7 @@ def reputation_address(home: Path) -> str:
         env=child_env(home),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=STEP,
         check=True,
     )
     return result.stdout.strip()
@@ -52,14 +52,14 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
         ),
     }
 
-    def serve(name: str):  # type: ignore[no-untyped-def]
-        return serving(homes[name], "--transport", "http", env=envs[name], server=name, port=ports[name])
+    def serve(name: str) -> Launch:
+        return served(homes[name], "--transport", "http", env=envs[name], server=name, port=ports[name])
 
     def client(name: str) -> Client:
-        return Client(url[name], mode=ERAS[era], read_timeout_seconds=30)  # type: ignore[arg-type]
+        return Client(url[name], mode=ERAS[era], read_timeout_seconds=STEP)  # type: ignore[arg-type]
 
     worker, rater = MeshAgent("worker", ["audit"]), MeshAgent("rater", ["audit"])
-    with serve("wallet") as wallet_process, serve("reputation") as reputation_process, serve("discovery"):
+    with launched(serve("wallet"), serve("reputation"), serve("discovery")) as (wallet_process, reputation_process, _):
         async with client("wallet") as wallet:
             created = await call(
                 wallet, "create_wallet", label="worker", daily_limit="500", per_transaction_limit="500"
@@ -90,8 +90,7 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
 
         await eventually(lambda: discovery_sees(first["reputation"]["lcb"]))
 
-        wallet_process.process.terminate()
-        wallet_process.process.wait(10)
+        wallet_process.stop()
         async with client("reputation") as reputation:
             pending = await call(
                 reputation,
@@ -106,7 +105,7 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
             assert "stake is held until the slash for incident 'fraud-1' is settled" in message
         reputation_process.kill()  # a crash with the order issued and not yet carried out
 
-    with serve("wallet"), serve("discovery"), serve("reputation"):
+    with launched(serve("wallet"), serve("discovery"), serve("reputation")):
         async with client("reputation") as reputation:
 
             async def slashed() -> bool:
@@ -147,14 +146,14 @@ async def test_with_tokens_discovery_follows_with_its_own_and_only_admins_slash(
         headers = {"Authorization": f"Bearer {token}"} if token else None
         async with (
             create_mcp_http_client(headers=headers) as http,
-            Client(streamable_http_client(url[name], http_client=http), read_timeout_seconds=30) as connected,
+            Client(streamable_http_client(url[name], http_client=http), read_timeout_seconds=STEP) as connected,
         ):
             yield connected
 
     http = ("--transport", "http")
-    with (  # reputation first, so discovery's follower finds it at once
-        serving(tmp_path / "reputation", *http, env=reputation_env, server="reputation", port=ports["reputation"]),
-        serving(tmp_path / "discovery", *http, env=discovery_env, server="discovery", port=ports["discovery"]),
+    with launched(
+        served(tmp_path / "reputation", *http, env=reputation_env, server="reputation", port=ports["reputation"]),
+        served(tmp_path / "discovery", *http, env=discovery_env, server="discovery", port=ports["discovery"]),
     ):
         async with client("discovery") as discovery:
             for agent in (worker, rater):
@@ -216,7 +215,7 @@ async def test_a_follower_does_not_hold_up_shutdown_and_catches_up_after_a_resta
                 rated = await call(reputation, "record_interaction", **first.rating(worker, "a", {"reliability": 90}))
             await eventually(lambda: discovery_sees(rated["reputation"]["lcb"]))
             reputation_process.process.terminate()  # discovery's listen stream is still open
-            reputation_process.process.wait(10)  # raises TimeoutExpired if the open stream holds up the shutdown
+            reputation_process.process.wait(STEP)  # raises TimeoutExpired if the open stream holds up the shutdown
             assert "Waiting for connections to close" in reputation_process.log.read_text()
         with reputation_server():
             async with Client(url["reputation"]) as reputation:

@@ -17,7 +17,7 @@ from servers import SERVERS
 from servers.common.settings import ConfigError, MeshSettings
 from servers.common.transports import StaticTokenVerifier, http_app
 from tests.gateway.test_gateway import echo_server
-from tests.helpers import ERAS, call, refused
+from tests.helpers import ERAS, call, refused, scaled
 
 TOKEN = "echo-secret-token-0123456789"
 
@@ -81,7 +81,7 @@ async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Pat
         mesh = MeshSettings.from_env(environ, home=tmp_path / "mesh")
         async with running_mesh(mesh, environ, config=config) as running:
             assert set(running.servers) == {"wallet"}
-            assert await running.gateway.wait_ready(30)
+            assert await running.gateway.wait_ready(scaled(30))
             async with Client(running.aggregate, mode=ERAS[era]) as host:  # type: ignore[arg-type]
                 names = {tool.name for tool in (await host.list_tools()).tools}
                 assert {"wallet_get_balance", "governance_get_policy", "echo_echo"} <= names

@@ -16,7 +16,7 @@ from gateway.aggregate import Gateway, build_aggregate
 from gateway.backends import Backend, Target
 from servers.common.feed import ChangeFeed
 from servers.common.surface import new_server
-from tests.helpers import ERAS
+from tests.helpers import ERAS, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ async def host(era: str) -> AsyncIterator[Client]:
     gateway = Gateway({"echo": Backend("echo", Target(server=backend, mode=ERAS[era]))})
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
-        assert await gateway.wait_ready(5)
+        assert await gateway.wait_ready(scaled(5))
         async with Client(build_aggregate(gateway), mode=ERAS[era]) as client:  # type: ignore[arg-type]
             yield client
         tasks.cancel_scope.cancel()

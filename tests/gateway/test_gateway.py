@@ -25,7 +25,7 @@ from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
 from servers.common.surface import FORBIDDEN, new_server
 from servers.common.transports import http_app
-from tests.helpers import ERAS, call, eventually, refused
+from tests.helpers import ERAS, call, eventually, refused, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -104,7 +104,7 @@ async def mesh(era: str) -> AsyncIterator[Mesh]:
     gateway = Gateway(backends)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
-        assert await gateway.wait_ready(5)
+        assert await gateway.wait_ready(scaled(5))
         yield Mesh(gateway, build_aggregate(gateway), echo)
         tasks.cancel_scope.cancel()
 
@@ -180,7 +180,7 @@ async def test_host_following_a_backend_resource_hears_its_updates(mesh: Mesh, e
             async with watcher.listen(resource_subscriptions=["echo://state"]) as events:
                 await eventually(lambda: _followed(mesh, "echo://state"))
                 await call(actor, "echo_ring", uri="echo://state")
-                with anyio.fail_after(5):
+                with anyio.fail_after(scaled(5)):
                     event = await events.__anext__()
                 assert isinstance(event, ResourceUpdated) and event.uri == "echo://state"
         else:
@@ -199,7 +199,7 @@ async def test_host_following_a_backend_resource_hears_its_updates(mesh: Mesh, e
                     warnings.simplefilter("ignore", MCPDeprecationWarning)
                     await legacy.session.subscribe_resource("echo://state")
                 await call(actor, "echo_ring", uri="echo://state")
-                with anyio.fail_after(5):
+                with anyio.fail_after(scaled(5)):
                     await heard.wait()
 
 
@@ -227,7 +227,7 @@ async def test_a_backend_that_goes_down_is_named_and_comes_back(era: str) -> Non
             health = json.loads((await host.read_resource(HEALTH_URI)).contents[0].text)  # type: ignore[union-attr]
             assert health["status"] == "degraded" and health["backends"]["flaky"]["state"] == "down"
             async with emulation.serving(http_app(server, "http"), port=port, lifespan=True, name="flaky backend"):
-                assert await gateway.wait_ready(10)
+                assert await gateway.wait_ready(scaled(10))
                 assert (await call(host, "flaky_echo", text="back"))["said"] == "back"
             await eventually(lambda: _down(gateway, "flaky"))
             message = await refused(host, "flaky_echo", text="gone")
@@ -262,13 +262,13 @@ async def test_hosts_hear_the_tool_list_change_when_a_backend_comes_and_goes(era
                     host.listen(tools_list_changed=True) as events,
                     emulation.serving(http_app(server, "http"), port=port, lifespan=True),
                 ):
-                    with anyio.fail_after(10):
+                    with anyio.fail_after(scaled(10)):
                         while "flaky_echo" not in {tool.name for tool in (await host.list_tools()).tools}:
                             assert isinstance(await events.__anext__(), ToolsListChanged)  # each one refreshes
             else:
                 async with emulation.serving(http_app(server, "http"), port=port, lifespan=True):
-                    with anyio.fail_after(10):
+                    with anyio.fail_after(scaled(10)):
                         await heard.wait()
-                    await gateway.wait_ready(5)
+                    await gateway.wait_ready(scaled(5))
                     assert "flaky_echo" in {tool.name for tool in (await host.list_tools()).tools}
         tasks.cancel_scope.cancel()

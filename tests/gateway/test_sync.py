@@ -35,7 +35,7 @@ from servers.common.feed import ChangeFeed
 from servers.common.surface import new_server
 from servers.common.transports import http_app
 from tests.conftest import ManualClock
-from tests.helpers import ERAS, eventually
+from tests.helpers import ERAS, eventually, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -130,7 +130,7 @@ async def world(era: str) -> AsyncIterator[World]:
     )
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
-        assert await gateway.wait_ready(5)
+        assert await gateway.wait_ready(scaled(5))
         yield World(gateway, notes, stored)
         tasks.cancel_scope.cancel()
 
@@ -457,7 +457,7 @@ async def test_two_reads_at_once_apply_in_order(world: World, tmp_path: Path) ->
         hold = world.notes.hold
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(sync.refresh, DOC)  # reads "two", then waits at the backend
-            with anyio.fail_after(5):
+            with anyio.fail_after(scaled(5)):
                 await world.notes.reading.wait()
             world.notes.text = "three"
             tasks.start_soon(sync.refresh, DOC)  # reads "three" quickly, but only after the first is applied
@@ -497,7 +497,7 @@ async def test_a_backend_that_comes_back_is_caught_up(era: str, tmp_path: Path) 
         tasks.start_soon(gateway.run)
         async with StateSync.open(gateway, tmp_path / "replica.db") as sync:
             async with emulation.serving(http_app(server, "http"), port=port, lifespan=True, name="notes"):
-                assert await gateway.wait_ready(10)
+                assert await gateway.wait_ready(scaled(10))
                 await sync.follow(DOC)
             await until(lambda: gateway.backends["notes"].state == "down")
             notes.text = "changed while the backend was away"

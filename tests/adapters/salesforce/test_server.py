@@ -13,7 +13,7 @@ from mcp.client.subscriptions import ResourceUpdated
 
 from adapters.salesforce.emulator import Fault
 from tests.adapters.salesforce.conftest import Harness, posted
-from tests.helpers import call, refused
+from tests.helpers import call, refused, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -142,7 +142,7 @@ async def test_changes_become_change_events_and_resource_updates(client: Client,
         if listening:
             async with watcher.listen(resource_subscriptions=["salesforce://events"]) as updates:
                 events = await adapter.poll_changes()
-                with anyio.fail_after(5):
+                with anyio.fail_after(scaled(5)):
                     update = await updates.__anext__()
                 assert isinstance(update, ResourceUpdated) and update.uri == "salesforce://events"
         else:
@@ -179,7 +179,7 @@ async def test_the_platform_adapter_interface(harness: Harness) -> None:
     found = await adapter.read_data("Lead", query={"soql": "SELECT Id FROM Lead WHERE LastName = 'Hopper'"})
     assert found.total_size == 1
     events = adapter.subscribe_to_events()
-    with anyio.fail_after(5):
+    with anyio.fail_after(scaled(5)):
         event = await events.__anext__()
     assert (event.type, event.subject) == ("com.salesforce.LeadChangeEvent", lead.id)
     assert event.data["ChangeEventHeader"]["changeType"] == "UPDATE"  # created and changed within one poll

@@ -13,7 +13,7 @@ from mcp.client.subscriptions import ResourceUpdated
 
 from adapters.sap.emulator import Fault
 from tests.adapters.sap.conftest import ORDER, Harness, received
-from tests.helpers import call, refused
+from tests.helpers import call, refused, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -138,7 +138,7 @@ async def test_created_and_changed_orders_become_events(client: Client, harness:
         if watcher.protocol_version >= "2026-07-28":
             async with watcher.listen(resource_subscriptions=["sap://events"]) as updates:
                 events = await harness.adapter.consume_events()
-                with anyio.fail_after(5):
+                with anyio.fail_after(scaled(5)):
                     update = await updates.__anext__()
                 assert isinstance(update, ResourceUpdated) and update.uri == "sap://events"
         else:
@@ -166,7 +166,7 @@ async def test_the_platform_adapter_interface(harness: Harness) -> None:
     page = await adapter.read_data("A_PurchaseOrder", query={"filter": "Supplier eq '17300001'"})
     assert page.count == 1
     events = adapter.subscribe_to_events()
-    with anyio.fail_after(5):
+    with anyio.fail_after(scaled(5)):
         created = await events.__anext__()
     assert (created.type, created.subject) == ("sap.s4.beh.purchaseorder.v1.PurchaseOrder.Created.v1", order.id)
     await events.aclose()

@@ -15,6 +15,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from servers.common.identity import new_agent_did
+from tests.helpers import scaled
 from tests.servers.governance.conftest import APPROVERS, PAYEE, PAYER, Harness, call, refused, sign
 
 pytestmark = pytest.mark.anyio
@@ -382,7 +383,7 @@ async def test_votes_and_decisions_notify_subscribers(harness: Harness) -> None:
         async with watcher.listen(resource_subscriptions=uris) as events:
             await vote(actor, decision, 0)
             seen: set[str] = set()
-            with anyio.fail_after(5):
+            with anyio.fail_after(scaled(5)):
                 async for event in events:
                     seen.add(event.uri)  # type: ignore[attr-defined]
                     if seen == set(uris):

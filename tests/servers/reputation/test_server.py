@@ -15,7 +15,7 @@ from mcp.client.subscriptions import ResourceUpdated
 from servers.reputation.settings import ReputationSettings
 from tests.agents import MeshAgent
 from tests.conftest import ManualClock
-from tests.helpers import call, eventually, refused
+from tests.helpers import call, eventually, refused, scaled
 from tests.servers.reputation.conftest import Mesh, open_mesh
 
 pytestmark = pytest.mark.anyio
@@ -158,7 +158,7 @@ async def test_falling_below_50_is_announced_once_per_crossing(client: Client, h
         if watcher.protocol_version >= "2026-07-28":
             async with watcher.listen(resource_subscriptions=["reputation://events"]) as events:
                 bad = await call(client, "record_interaction", **rater.rating(worker, "t1", {"reliability": 0}))
-                with anyio.fail_after(5):
+                with anyio.fail_after(scaled(5)):
                     event = await events.__anext__()
                 assert isinstance(event, ResourceUpdated) and event.uri == "reputation://events"
         else:

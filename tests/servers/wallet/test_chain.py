@@ -29,7 +29,7 @@ from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import ChainSettlement
 from servers.wallet.store import MIGRATIONS, WalletStore
 from tests.conftest import TEST_SCRYPT_N
-from tests.e2e.conftest import STATESET, child_env, free_port, serving
+from tests.e2e.conftest import STATESET, STEP, child_env, free_port, serving
 from tests.helpers import call, refused, sign
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +55,7 @@ def anvil() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STEP
         while True:
             try:
                 httpx2.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
@@ -328,7 +328,7 @@ def test_an_unreachable_node_stops_start_up_with_a_clear_error(tmp_path: Path) -
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=STEP,
     )
     assert result.returncode == 2
     assert "STATESET_SETTLEMENT=evm: cannot reach the EVM node at http://127.0.0.1:" in result.stderr

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.helpers import call
+from tests.helpers import call, scaled
 from tests.servers.wallet.conftest import new_wallet
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +20,7 @@ async def race(client: Client, calls: list[dict[str, Any]]) -> list[Any]:
     async def one(index: int, arguments: dict[str, Any]) -> None:
         results[index] = await client.call_tool("execute_payment", arguments)
 
-    with anyio.fail_after(30):
+    with anyio.fail_after(scaled(30)):
         async with anyio.create_task_group() as tasks:
             for index, arguments in enumerate(calls):
                 tasks.start_soon(one, index, arguments)

@@ -12,7 +12,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
-from tests.helpers import call
+from tests.helpers import call, scaled
 from tests.servers.wallet.conftest import Harness, new_wallet
 
 pytestmark = pytest.mark.anyio
@@ -67,7 +67,7 @@ async def test_a_payment_notifies_2026_listeners_of_both_wallets(harness: Harnes
         async with watcher.listen(resource_subscriptions=uris) as events:
             await call(actor, "execute_payment", from_address=payer, to_address=payee, amount="10")
             seen: set[str] = set()
-            with anyio.fail_after(5):
+            with anyio.fail_after(scaled(5)):
                 async for event in events:
                     assert isinstance(event, ResourceUpdated)
                     seen.add(event.uri)
@@ -97,13 +97,13 @@ async def test_a_payment_notifies_2025_subscribers_on_their_own_session(harness:
         await watcher.session.subscribe_resource(f"wallet://{payee}/balance")
         await watcher.session.subscribe_resource(f"wallet://{payer}/transactions")
         await call(actor, "execute_payment", from_address=payer, to_address=payee, amount="10")
-        with anyio.fail_after(5):
+        with anyio.fail_after(scaled(5)):
             got = {await receive.receive(), await receive.receive()}
         assert got == {f"wallet://{payee}/balance", f"wallet://{payer}/transactions"}
 
         await watcher.session.unsubscribe_resource(f"wallet://{payee}/balance")
         await call(actor, "execute_payment", from_address=payer, to_address=payee, amount="1")
-        with anyio.fail_after(5):
+        with anyio.fail_after(scaled(5)):
             assert await receive.receive() == f"wallet://{payer}/transactions"
         assert harness.feed.subscriber_count(f"wallet://{payee}/balance") == 0
         assert harness.feed.subscriber_count(f"wallet://{payer}/transactions") == 1
