@@ -1,8 +1,9 @@
 """Launch `stateset` as a separate process, the way an MCP host or an operator does, and wait for it as they
-would: until it answers, however long a loaded machine takes, and no longer than it could need.
+would: until it says it serves.
 
 Every wait of an e2e test has one deadline, `STEP`, that scales with STATESET_TEST_TIMEOUT_SCALE; a process that
-exits or misses it fails the test with the end of its log.
+exits first or misses it fails the test with the end of its log. Ports come from `free_port`, which no other
+process can take meanwhile.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def free_port() -> int:
     take the port before our server binds it. So the probe stays bound here, with SO_REUSEADDR and not listening:
     the kernel hands the port to no other bind(0) or connect(), not even between a server's stop and its restart,
     while a server that sets SO_REUSEADDR too (uvicorn, anvil: every server we launch) can still listen on it.
+    A server that checked its port with a plain bind (no SO_REUSEADDR) would find it taken; uvicorn's bind would not.
     """
     probe = socket.socket()
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -89,6 +91,7 @@ class Running:
     def wait_ready(self) -> None:
         """Wait until the process says it serves. Fails the test, with the end of the process's log, if the
         process exits first or STEP passes."""
+        __tracebackhide__ = True  # the failure says what went wrong; this loop is not the news
         deadline = time.monotonic() + STEP
         while (left := deadline - time.monotonic()) > 0:
             if self.process.poll() is not None:

@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.e2e.conftest import STATESET, STEP, Launch, child_env, free_port, launched, serving
+from tests.e2e.conftest import STATESET, STEP, Launch, child_env, free_port, launched, served
 from tests.helpers import ERAS, call, refused
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -27,20 +25,16 @@ ORDER = {
 }
 
 
-@contextmanager
-def emulating(home: Path, platform: str) -> Iterator[str]:
+def emulator(home: Path, platform: str) -> Launch:
     port = free_port()
-    with launched(
-        Launch(
-            [STATESET, "emulate", platform, "--port", str(port)],
-            port=port,
-            ready="/_emulator/requests",
-            env=child_env(home),
-            log=home / f"emulator-{platform}.log",
-            name=f"the {platform} emulator",
-        )
-    ) as (emulator,):
-        yield emulator.base
+    return Launch(
+        [STATESET, "emulate", platform, "--port", str(port)],
+        port=port,
+        ready="/_emulator/requests",
+        env=child_env(home),
+        log=home / f"emulator-{platform}.log",
+        name=f"the {platform} emulator",
+    )
 
 
 @pytest.mark.parametrize("era", list(ERAS))
@@ -65,25 +59,30 @@ async def test_with_no_credentials_the_servers_run_against_their_sandboxes(tmp_p
 
 
 async def test_configured_for_emulators_in_their_own_processes_through_faults(tmp_path: Path) -> None:
-    with emulating(tmp_path / "sf", "salesforce") as sf_url, emulating(tmp_path / "sap", "sap") as sap_url:
-        env = child_env(
-            tmp_path / "adapters",
-            STATESET_SALESFORCE_CLIENT_ID="stateset-sandbox",
-            STATESET_SALESFORCE_CLIENT_SECRET="sandbox-secret",
-            STATESET_SALESFORCE_LOGIN_URL=sf_url,
-            STATESET_SALESFORCE_API_VERSION="v66.0",
-            STATESET_SALESFORCE_IDEMPOTENCY_FIELD="StateSet_Request_Id__c",
-            STATESET_SAP_URL=sap_url,
-            STATESET_SAP_USER="stateset",
-            STATESET_SAP_PASSWORD="sandbox-password",
-        )
-        with serving(tmp_path / "adapters", "--transport", "http", env=env, server="salesforce") as served:
+    with launched(emulator(tmp_path / "sf", "salesforce"), emulator(tmp_path / "sap", "sap")) as (sf, sap_system):
+        sf_url, sap_url = sf.base, sap_system.base
+        settings = {
+            "STATESET_SALESFORCE_CLIENT_ID": "stateset-sandbox",
+            "STATESET_SALESFORCE_CLIENT_SECRET": "sandbox-secret",
+            "STATESET_SALESFORCE_LOGIN_URL": sf_url,
+            "STATESET_SALESFORCE_API_VERSION": "v66.0",
+            "STATESET_SALESFORCE_IDEMPOTENCY_FIELD": "StateSet_Request_Id__c",
+            "STATESET_SAP_URL": sap_url,
+            "STATESET_SAP_USER": "stateset",
+            "STATESET_SAP_PASSWORD": "sandbox-password",
+        }
+
+        def adapter(name: str) -> Launch:
+            home = tmp_path / name
+            return served(home, "--transport", "http", env=child_env(home, **settings), server=name)
+
+        with launched(adapter("salesforce"), adapter("sap")) as (salesforce, sap):
             httpx2.post(
                 f"{sf_url}/_emulator/faults",
                 json={"status": 503, "code": "SERVER_UNAVAILABLE", "times": 2},
                 timeout=STEP,
             )
-            async with Client(f"{served.base}/mcp", read_timeout_seconds=STEP) as client:
+            async with Client(f"{salesforce.base}/mcp", read_timeout_seconds=STEP) as client:
                 assert "SANDBOX" not in (client.instructions or "")
                 lead = await call(
                     client, "create_lead", name="Cher", email="cher@example.com", company="Solo", idempotency_key="k-1"
@@ -103,13 +102,11 @@ async def test_configured_for_emulators_in_their_own_processes_through_faults(tm
                 if r["method"] in ("POST", "PATCH") and "/sobjects/Lead" in r["path"]
             ]
             assert [r["path"].rsplit("/", 1)[-1] for r in creates].count("k-1") == 3  # 503, 503, then created once
-        with serving(tmp_path / "adapters", "--transport", "http", env=env, server="sap") as served:
             httpx2.post(f"{sap_url}/_emulator/expire-sessions", timeout=STEP)
-            async with Client(f"{served.base}/mcp", read_timeout_seconds=STEP) as client:
+            async with Client(f"{sap.base}/mcp", read_timeout_seconds=STEP) as client:
                 first = await call(client, "create_purchase_order", **ORDER)
-                httpx2.post(
-                    f"{sap_url}/_emulator/expire-sessions", timeout=STEP
-                )  # the next write meets a stale CSRF session
+                # the next write meets a stale CSRF session
+                httpx2.post(f"{sap_url}/_emulator/expire-sessions", timeout=STEP)
                 second = await call(client, "create_purchase_order", **(ORDER | {"supplier": "17300002"}))
                 assert int(second["id"]) == int(first["id"]) + 1
                 message = await refused(client, "create_purchase_order", **(ORDER | {"supplier": "17399999"}))

@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from servers.common.surface import FORBIDDEN
 from tests.agents import MeshAgent
-from tests.e2e.conftest import STATESET, STEP, Launch, child_env, free_port, launched, served, serving
+from tests.e2e.conftest import STATESET, STEP, Launch, child_env, free_port, launched, served
 from tests.helpers import ERAS, call, eventually, refused
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -59,7 +59,7 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
         return Client(url[name], mode=ERAS[era], read_timeout_seconds=STEP)  # type: ignore[arg-type]
 
     worker, rater = MeshAgent("worker", ["audit"]), MeshAgent("rater", ["audit"])
-    with launched(serve("wallet"), serve("reputation"), serve("discovery")) as (wallet_process, reputation_process, _):
+    with launched(serve("discovery"), serve("wallet"), serve("reputation")) as (_, wallet_process, reputation_process):
         async with client("wallet") as wallet:
             created = await call(
                 wallet, "create_wallet", label="worker", daily_limit="500", per_transaction_limit="500"
@@ -105,27 +105,31 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
             assert "stake is held until the slash for incident 'fraud-1' is settled" in message
         reputation_process.kill()  # a crash with the order issued and not yet carried out
 
-    with launched(serve("wallet"), serve("discovery"), serve("reputation")):
-        async with client("reputation") as reputation:
+        with launched(serve("wallet"), serve("reputation")):  # both come back; discovery stayed up
+            async with client("reputation") as reputation:
 
-            async def slashed() -> bool:
-                stake = await call(reputation, "get_stake", agent_id=worker.agent_id)
-                return bool(stake["staked"] == "33.25")  # 47.5 less 30 %
+                async def slashed() -> bool:
+                    stake = await call(reputation, "get_stake", agent_id=worker.agent_id)
+                    return bool(stake["staked"] == "33.25")  # 47.5 less 30 %
 
-            await eventually(slashed)
-            replay = await call(
-                reputation,
-                "slash_reputation",
-                agent_id=worker.agent_id,
-                violation_type="FinancialMisconduct",
-                severity="Critical",
-                incident_id="fraud-1",
-            )
-            assert replay["replayed"] and replay["stake"]["status"] == "settled" and replay["stake"]["taken"] == "14.25"
-            assert (await call(reputation, "get_reputation", agent_id=worker.agent_id))["incidents"] == 2
-        async with client("wallet") as wallet:
-            balance = await call(wallet, "get_balance", address=worker.wallet)
-            assert (balance["staked"], balance["available"], balance["total"]) == ("33.25", "50", "83.25")
+                await eventually(slashed)
+                replay = await call(
+                    reputation,
+                    "slash_reputation",
+                    agent_id=worker.agent_id,
+                    violation_type="FinancialMisconduct",
+                    severity="Critical",
+                    incident_id="fraud-1",
+                )
+                assert (
+                    replay["replayed"]
+                    and replay["stake"]["status"] == "settled"
+                    and replay["stake"]["taken"] == "14.25"
+                )
+                assert (await call(reputation, "get_reputation", agent_id=worker.agent_id))["incidents"] == 2
+            async with client("wallet") as wallet:
+                balance = await call(wallet, "get_balance", address=worker.wallet)
+                assert (balance["staked"], balance["available"], balance["total"]) == ("33.25", "50", "83.25")
 
 
 async def test_with_tokens_discovery_follows_with_its_own_and_only_admins_slash(tmp_path: Path) -> None:
@@ -196,28 +200,28 @@ async def test_a_follower_does_not_hold_up_shutdown_and_catches_up_after_a_resta
     )
     http = ("--transport", "http")
 
-    def reputation_server():  # type: ignore[no-untyped-def]
-        return serving(
-            tmp_path / "reputation", *http, env=reputation_env, server="reputation", port=ports["reputation"]
-        )
+    def reputation_server() -> Launch:
+        return served(tmp_path / "reputation", *http, env=reputation_env, server="reputation", port=ports["reputation"])
 
     async def discovery_sees(lcb: float) -> bool:
         async with Client(url["discovery"]) as discovery:
             record = await call(discovery, "get_agent", agent_id=worker.agent_id)
         return record["reputation"] is not None and record["reputation"]["lcb"] == lcb
 
-    with serving(tmp_path / "discovery", *http, env=discovery_env, server="discovery", port=ports["discovery"]):
+    discovery_server = served(
+        tmp_path / "discovery", *http, env=discovery_env, server="discovery", port=ports["discovery"]
+    )
+    with launched(discovery_server, reputation_server()) as (_, reputation_process):
         async with Client(url["discovery"]) as discovery:
             for agent in (worker, first, second):
                 await call(discovery, "register_agent", **agent.registration())
-        with reputation_server() as reputation_process:
-            async with Client(url["reputation"]) as reputation:
-                rated = await call(reputation, "record_interaction", **first.rating(worker, "a", {"reliability": 90}))
-            await eventually(lambda: discovery_sees(rated["reputation"]["lcb"]))
-            reputation_process.process.terminate()  # discovery's listen stream is still open
-            reputation_process.process.wait(STEP)  # raises TimeoutExpired if the open stream holds up the shutdown
-            assert "Waiting for connections to close" in reputation_process.log.read_text()
-        with reputation_server():
+        async with Client(url["reputation"]) as reputation:
+            rated = await call(reputation, "record_interaction", **first.rating(worker, "a", {"reliability": 90}))
+        await eventually(lambda: discovery_sees(rated["reputation"]["lcb"]))
+        reputation_process.terminate()  # discovery's listen stream is still open
+        reputation_process.process.wait(STEP)  # raises TimeoutExpired if the open stream holds up the shutdown
+        assert "Waiting for connections to close" in reputation_process.log.read_text()
+        with launched(reputation_server()):
             async with Client(url["reputation"]) as reputation:
                 again = await call(reputation, "record_interaction", **second.rating(worker, "b", {"reliability": 90}))
             await eventually(lambda: discovery_sees(again["reputation"]["lcb"]))

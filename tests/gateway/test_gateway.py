@@ -160,7 +160,7 @@ async def test_calls_to_one_backend_run_in_parallel(mesh: Mesh) -> None:
     async with anyio.create_task_group() as tasks:
         for _ in range(12):  # more than the idle workers: new ones start
             tasks.start_soon(mesh.gateway.call_tool, "other_slow", {"seconds": 0.5})
-    assert anyio.current_time() - began < 1.5
+    assert anyio.current_time() - began < 0.5 + scaled(1)  # one after another: 6 s
 
 
 async def test_backend_progress_reaches_the_host(host: Client) -> None:
