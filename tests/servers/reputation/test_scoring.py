@@ -132,10 +132,11 @@ def test_without_new_evidence_a_score_fades_toward_the_prior(obs: list[Observati
     evidence = running(obs, [])
     t1 = T0 + 200 * DAY + wait
     s1, s2 = standing(evidence, t1, PARAMS), standing(evidence, t1 + more, PARAMS)
-    assert abs(s2.score - 50) <= abs(s1.score - 50) + 1e-9
+    # within the running sums' own rounding (1e-7 above): at a score a hair from 50, decay moves it less than that
+    assert abs(s2.score - 50) <= abs(s1.score - 50) + 1e-7
     assert s2.evidence <= s1.evidence
     for name in DIMENSIONS:
-        assert abs(s2.dimensions[name].score - 50) <= abs(s1.dimensions[name].score - 50) + 1e-9
+        assert abs(s2.dimensions[name].score - 50) <= abs(s1.dimensions[name].score - 50) + 1e-7
 
 
 def test_a_penalty_takes_its_points_at_once_and_half_of_them_after_a_half_life() -> None:
