@@ -44,11 +44,16 @@ GROUP_LIMIT = 64
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema step. Versions start at 1 and never change once released."""
+    """One schema step. Versions start at 1 and never change once released.
+
+    `functions` are SQL functions the step's script may call, for conversions SQLite lacks (such as
+    `unhex` before 3.41); they exist only while the step runs.
+    """
 
     version: int
     name: str
     sql: str
+    functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 class SchemaTooNewError(Exception):
@@ -226,6 +231,8 @@ class Database:
                 "upgrade stateset-mesh before opening it"
             )
         for migration in migrations[current:]:
+            for name, function in migration.functions.items():
+                conn.create_function(name, -1, function, deterministic=True)
             # One script, one transaction: a migration applies completely or not at all.
             try:
                 conn.executescript(
@@ -238,6 +245,9 @@ class Database:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                for name in migration.functions:
+                    conn.create_function(name, -1, None)
             logger.info("migrated %s to version %d (%s)", self.path, migration.version, migration.name)
 
 
