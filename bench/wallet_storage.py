@@ -29,9 +29,10 @@ from servers.common.keystore import KeyRing
 from servers.common.logging import configure_logging
 from servers.common.money import parse_usdc
 from servers.wallet.limits import SpendingRules
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 
 CALLERS = 16
 

@@ -16,11 +16,12 @@ from servers.common.feed import ChangeFeed
 from servers.common.keystore import KeyRing, load_password
 from servers.common.settings import ConfigError, MeshSettings
 from servers.wallet.chain import ChainUnavailableError, UsdcChain
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import ChainSettlement, LedgerSettlement, Settlement
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 
 
 @dataclass(frozen=True)

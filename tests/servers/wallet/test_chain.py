@@ -23,11 +23,12 @@ from servers.common.feed import ChangeFeed
 from servers.common.identity import TypedData
 from servers.common.keystore import KeyRing, decrypt_account
 from servers.wallet.chain import UsdcChain, deploy_test_usdc
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import ChainSettlement
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 from tests.conftest import TEST_SCRYPT_N
 from tests.e2e.conftest import STATESET, child_env, free_port, serving
 from tests.helpers import call, refused, sign

@@ -25,10 +25,11 @@ from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer
 from servers.common.keystore import KeyRing
 from servers.common.receipts import issue_approval
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
-from servers.wallet.store import MIGRATIONS, WalletStore, WalletTx
+from servers.wallet.store import WalletStore, WalletTx
 from tests.conftest import TEST_SCRYPT_N, ManualClock
 from tests.helpers import call, refused
 
@@ -228,3 +229,14 @@ async def test_new_payments_follow_the_old_ones(client: Client, before: Before) 
         client, "execute_payment", from_address=alice, to_address=bob, amount="3", idempotency_key="k-new"
     )
     assert again == paid | {"replayed": True}
+
+
+async def test_a_receipt_that_cannot_be_converted_stops_the_migration_and_changes_nothing(old_file: Path) -> None:
+    with sqlite3.connect(old_file) as conn:
+        conn.execute("UPDATE payments SET receipt = json_remove(receipt, '$.signature') WHERE rowid = 2")
+        dump = list(conn.iterdump())
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL constraint failed: compact_payments.signature"):
+        async with Database.open(old_file, MIGRATIONS):
+            pass
+    with sqlite3.connect(old_file) as conn:
+        assert list(conn.iterdump()) == dump

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from servers.common.db import Database
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import WINDOW_SECONDS, SpendingRules
-from servers.wallet.store import MIGRATIONS, WalletRecord, WalletStore, WalletTx
+from servers.wallet.schema import MIGRATIONS
+from servers.wallet.store import WalletRecord, WalletStore, WalletTx
 
 WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
