@@ -646,16 +646,33 @@ class _Request:
     memo: str
     approval: ApprovalReceipt | None
 
-    def _fields(self) -> dict[str, Any]:
-        approval = None if self.approval is None else self.approval.model_dump(mode="json")
-        return {"from": self.payer, "to": self.payee, "amount": self.amount, "memo": self.memo, "approval": approval}
-
     def fingerprint(self) -> bytes:
-        """SHA-256 of the request's RFC 8785 canonical JSON."""
-        return hashlib.sha256(rfc8785.dumps(self._fields())).digest()
+        """SHA-256 of the request's RFC 8785 canonical JSON, numbers as strings: RFC 8785 refuses integers
+        beyond 2^53, and amounts and expiries may be larger."""
+        approval = None if self.approval is None else self.approval.model_dump(mode="json")
+        fields: dict[str, Any] = {
+            "from": self.payer,
+            "to": self.payee,
+            "amount": str(self.amount),
+            "memo": self.memo,
+            "approval": None if approval is None else {k: _text(v) for k, v in approval.items()},
+        }
+        return hashlib.sha256(rfc8785.dumps(fields)).digest()
 
     def matches(self, stored: Fingerprint | None) -> bool:
         """Whether `stored`, an earlier request's fingerprint, is this request's."""
-        if isinstance(stored, str):  # written before migration 4: the same fields, hashed as json.dumps wrote them
-            return stored == hashlib.sha256(json.dumps(self._fields(), sort_keys=True).encode()).hexdigest()
+        if isinstance(stored, str):  # written before migration 4, as it was computed then
+            approval = None if self.approval is None else self.approval.model_dump(mode="json")
+            fields = {
+                "from": self.payer,
+                "to": self.payee,
+                "amount": self.amount,
+                "memo": self.memo,
+                "approval": approval,
+            }
+            return stored == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
         return stored == self.fingerprint()
+
+
+def _text(value: object) -> object:
+    return str(value) if isinstance(value, int) else value
