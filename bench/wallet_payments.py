@@ -1,13 +1,15 @@
 """Payments per second and latency through `execute_payment`, as an MCP client sees them.
 
-    .venv/bin/python bench/wallet_payments.py [--payments 2000] [--floor-only]
+    .venv/bin/python bench/wallet_payments.py [--payments 2000] [--floor-only] [--dir /dev/shm]
 
 First the floor, measured in the same run, one caller, in-memory in each era: (a) a trivial MCP tool
 call over the same kind of in-memory `Client`, (b) one durable commit (a one-row write through
 `Database.write`: the hop to the database thread, BEGIN, INSERT, COMMIT with synchronous=FULL) on the
 same kind of SQLite file, (c) one secp256k1 signature of a 32-byte digest with a kept key, and (d) one
 payment. They are measured one of each in turn, so load from other processes falls on all four alike;
-each figure is the median of 15 rounds' means (200 of each per round). It prints payments/s and d / (a+b+c).
+each figure is the median of 15 rounds' means (200 of each per round). It prints payments/s and d / (a+b+c),
+in wall time and in the process's CPU time (all threads): on a loaded machine the CPU ratio shows the work
+without the waits for a core.
 
 Every payment is a real one: limits checked against the rolling window, an EIP-712 authorization signed
 with the payer's key, an idempotency key recorded, a SQLite commit with synchronous=FULL before the reply.
@@ -198,8 +200,8 @@ async def measure(target: Target, payments: int, concurrency: int) -> tuple[floa
     return payments / elapsed, latencies
 
 
-async def floor(home: Path, mode: str) -> dict[str, float]:
-    """Seconds per (a) trivial call, (b) durable commit, (c) signature and (d) payment, measured side by side."""
+async def floor(home: Path, mode: str) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds per (a) trivial call, (b) durable commit, (c) signature and (d) payment, side by side."""
     trivial = new_server("trivial", title="Trivial", instructions="One tool that does nothing.", feed=ChangeFeed())
 
     @trivial.tool()
@@ -243,36 +245,41 @@ async def floor(home: Path, mode: str) -> dict[str, float]:
             )
 
         parts = {"a": call, "b": commit, "c": sign, "d": pay}
-        means: dict[str, list[float]] = {name: [] for name in parts}
+        walls: dict[str, list[float]] = {name: [] for name in parts}
+        cpus: dict[str, list[float]] = {name: [] for name in parts}
         for round_ in range(FLOOR_ROUNDS + 1):
-            spent = dict.fromkeys(parts, 0.0)
+            wall, cpu = dict.fromkeys(parts, 0.0), dict.fromkeys(parts, 0.0)
             for _ in range(FLOOR_CALLS):  # one of each in turn, so a burst of load falls on all four
                 for name, part in parts.items():
-                    started = time.perf_counter()
+                    started, started_cpu = time.perf_counter(), time.process_time()
                     await part()
-                    spent[name] += time.perf_counter() - started
+                    wall[name] += time.perf_counter() - started
+                    cpu[name] += time.process_time() - started_cpu
             if round_:  # the first round warms up
-                for name, seconds in spent.items():
-                    means[name].append(seconds / FLOOR_CALLS)
-        return {name: statistics.median(values) for name, values in means.items()}
+                for name in parts:
+                    walls[name].append(wall[name] / FLOOR_CALLS)
+                    cpus[name].append(cpu[name] / FLOOR_CALLS)
+        return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in parts}
 
 
-async def print_floor() -> None:
-    print("floor, one caller, in-memory: median of the rounds' means (ms)")
+async def print_floor(where: str | None) -> None:
+    print("floor, one caller, in-memory: median of the rounds' means (ms); CPU is the process's, all threads")
     print(
-        f"{'era':<12}{'(a) call':>10}{'(b) commit':>12}{'(c) sign':>10}{'(d) payment':>13}{'payments/s':>12}"
+        f"{'era':<12}{'':<6}{'(a) call':>10}{'(b) commit':>12}{'(c) sign':>10}{'(d) payment':>13}{'payments/s':>12}"
         f"{'d/(a+b+c)':>11}"
     )
     for mode in ("auto", "legacy"):
-        with tempfile.TemporaryDirectory() as home:
+        with tempfile.TemporaryDirectory(dir=where) as home:
             parts = await floor(Path(home), mode)
-        a, b, c, d = (parts[name] * 1000 for name in "abcd")
         era = "2026-07-28" if mode == "auto" else "2025-11-25"
-        print(f"{era:<12}{a:>10.3f}{b:>12.3f}{c:>10.3f}{d:>13.3f}{1000 / d:>12.0f}{d / (a + b + c):>11.2f}")
+        for index, kind in enumerate(("wall", "CPU")):
+            a, b, c, d = (parts[name][index] * 1000 for name in "abcd")
+            rate = f"{1000 / d:>12.0f}" if kind == "wall" else f"{'':>12}"
+            print(f"{era:<12}{kind:<6}{a:>10.3f}{b:>12.3f}{c:>10.3f}{d:>13.3f}{rate}{d / (a + b + c):>11.2f}")
 
 
-async def main(payments: int, floor_only: bool) -> None:
-    await print_floor()
+async def main(payments: int, floor_only: bool, where: str | None) -> None:
+    await print_floor(where)
     if floor_only:
         return
     print(
@@ -288,7 +295,7 @@ async def main(payments: int, floor_only: bool) -> None:
         rows.append(("in-memory, anvil", on_anvil, "auto", min(payments, 500)))
     for name, opener, mode, count in rows:
         for concurrency in CONCURRENCY:
-            with tempfile.TemporaryDirectory() as home:
+            with tempfile.TemporaryDirectory(dir=where) as home:
                 async with opener(Path(home), mode) as target:
                     rate, latencies = await measure(target, count, concurrency)
                     quantiles = statistics.quantiles(latencies, n=100)
@@ -303,5 +310,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payments", type=int, default=2000)
     parser.add_argument("--floor-only", action="store_true", help="print the floor and stop")
+    parser.add_argument("--dir", help="where the SQLite files go (default: the temp dir); /dev/shm leaves the disk out")
     arguments = parser.parse_args()
-    anyio.run(main, arguments.payments, arguments.floor_only)
+    anyio.run(main, arguments.payments, arguments.floor_only, arguments.dir)

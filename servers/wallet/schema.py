@@ -204,8 +204,9 @@ MIGRATIONS = (
         CREATE UNIQUE INDEX payments_by_key ON payments (payer, idempotency_key) WHERE idempotency_key IS NOT NULL;
         CREATE INDEX payments_pending ON payments (status) WHERE status = 'pending';
 
+        -- Ids only grow without AUTOINCREMENT too, as entries are never deleted; it cost a page write a commit.
         CREATE TABLE compact_entries (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id INTEGER PRIMARY KEY,
             wallet TEXT NOT NULL REFERENCES wallets(address),
             kind TEXT NOT NULL,
             payment INTEGER REFERENCES payments(id),
@@ -231,9 +232,6 @@ MIGRATIONS = (
             AND e.wallet = iif(e.kind = 'payment_in', p.payee, p.payer)
             AND e.counterparty = iif(e.kind = 'payment_in', p.payer, p.payee)
         ORDER BY e.id;
-        DELETE FROM sqlite_sequence WHERE name = 'compact_entries';
-        INSERT INTO sqlite_sequence (name, seq)
-            SELECT 'compact_entries', seq FROM sqlite_sequence WHERE name = 'entries';
         DROP TABLE entries;
         ALTER TABLE compact_entries RENAME TO entries;
         CREATE INDEX entries_by_wallet ON entries (wallet, id);

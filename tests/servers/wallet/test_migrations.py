@@ -81,7 +81,7 @@ def before(old_file: Path) -> Before:
                 for row in conn.execute("SELECT address, window_spent, window_floor FROM wallets")
             },
             totals=WalletTx(Session(conn)).totals(),  # the same query reads both schemas
-            last_entry=conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()[0],
+            last_entry=conn.execute("SELECT MAX(id) FROM entries").fetchone()[0],
             now=conn.execute("SELECT MAX(created_at) FROM payments").fetchone()[0] + 60,
         )
     finally:
