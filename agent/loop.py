@@ -74,7 +74,7 @@ class AgentLoop:
         self.planner: Planner = planner or RulePlanner()
         self.cosigners = list(cosigners)
         self.clock = clock
-        self._goals = [_goal(config, goal, workflow) for goal in config.goals]
+        self._new_goals = [_goal(config, goal, workflow) for goal in config.goals]  # a new agent starts with these
         self._cycle_lock = anyio.Lock()
 
     @property
@@ -96,7 +96,7 @@ class AgentLoop:
         Raises:
             ConfigError: a new wallet's multi-sig rule names fewer co-signers than its threshold.
         """
-        return await bootstrap.start(self.agent, self._goals, self.cosigners)
+        return await bootstrap.start(self.agent, self._new_goals, self.cosigners)
 
     # the cycle
 
