@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from adapters.salesforce.models import QueryResult, RecordResult
 from adapters.sap.models import ItemInput, MaterialStock, PurchaseOrder
@@ -39,6 +39,8 @@ from servers.governance.models import Action
 from servers.governance.models import Decision as Ruling
 from servers.reputation.models import RatingReceipt
 from servers.wallet.models import Limits, PaymentReceipt, Proposal
+
+Params = TypeVar("Params", bound=Strict)
 
 
 class MaintainReserve(Strict):
@@ -82,10 +84,12 @@ class ProcurementWorkflow(Workflow[Perception]):
                 continue
             try:
                 if goal.kind == "replenish_stock":
-                    seen.stock[goal.id] = await self._stock(goal.params["material"], goal.params["plant"])
-                    seen.suppliers[goal.id] = await self._suppliers(goal.params["capability"])
+                    stock = params(ReplenishStock, goal)
+                    seen.stock[goal.id] = await self._stock(stock.material, stock.plant)
+                    seen.suppliers[goal.id] = await self._suppliers(stock.capability)
                 elif goal.kind == "advance_opportunity":
-                    opportunity = await self._opportunity(goal.params["opportunity_name"])
+                    deal = params(AdvanceOpportunity, goal)
+                    opportunity = await self._opportunity(deal.opportunity_name)
                     if opportunity is not None:
                         seen.opportunity[goal.id] = opportunity
             except ActionFailedError as exc:
@@ -93,24 +97,29 @@ class ProcurementWorkflow(Workflow[Perception]):
         return seen
 
     def describe(self, perception: Perception) -> list[str]:
-        return [f"{goal}: {stock['quantity']} {stock['unit']} in stock" for goal, stock in perception.stock.items()] + [
-            f"{goal}: {len(offers)} supplier(s) found" for goal, offers in perception.suppliers.items()
-        ]
+        stock = [f"{goal}: {seen['quantity']} {seen['unit']} in stock" for goal, seen in perception.stock.items()]
+        offers = [f"{goal}: {len(found)} supplier(s) found" for goal, found in perception.suppliers.items()]
+        return stock + offers
 
     async def needs(self, perception: Perception) -> list[str]:
         missing = []
         for goal in self.agent.state.goals:
             if goal.status != "active":
                 continue
-            if goal.kind == "replenish_stock" and not perception.suppliers.get(goal.id):
-                capability = goal.params["capability"]
-                missing.append(
-                    f"{goal.id}: no agent in discovery offers {capability} (suppliers list it with discovery's "
-                    "register_agent)"
-                )
-            elif goal.kind == "advance_opportunity" and goal.id not in perception.opportunity:
-                name = goal.params["opportunity_name"]
-                missing.append(f"{goal.id}: no Opportunity named {name!r} in Salesforce (salesforce's create_record)")
+            try:
+                if goal.kind == "replenish_stock" and not perception.suppliers.get(goal.id):
+                    capability = params(ReplenishStock, goal).capability
+                    missing.append(
+                        f"{goal.id}: no agent in discovery offers {capability} (suppliers list it with discovery's "
+                        "register_agent)"
+                    )
+                elif goal.kind == "advance_opportunity" and goal.id not in perception.opportunity:
+                    name = params(AdvanceOpportunity, goal).opportunity_name
+                    missing.append(
+                        f"{goal.id}: no Opportunity named {name!r} in Salesforce (salesforce's create_record)"
+                    )
+            except ActionFailedError as exc:
+                missing.append(f"{goal.id}: {exc}")
         return missing
 
     async def _stock(self, material: str, plant: str) -> dict[str, Any]:
@@ -352,14 +361,15 @@ class ProcurementWorkflow(Workflow[Perception]):
         if sap is None:
             raise ActionFailedError("the deployment file has no `sap:` section to order under")
         goal = next(g for g in self.agent.state.goals if g.id == task.goal_id)
+        stock = params(ReplenishStock, goal)
         quantity = Decimal(str(task.params["quantity"]))
         net_price = (Decimal(task.params["amount"]) / 1_000_000 / quantity).quantize(Decimal("0.01"), ROUND_HALF_UP)
         item = ItemInput(
-            material=goal.params["material"],
+            material=stock.material,
             quantity=str(quantity),
             unit=task.params["unit"],
             net_price=str(net_price),
-            plant=goal.params["plant"],
+            plant=stock.plant,
         )
         order = await self.agent.mesh.call(
             "sap",
@@ -377,8 +387,8 @@ class ProcurementWorkflow(Workflow[Perception]):
         self.agent.journal.emit(
             "act",
             f"SAP: purchase order {order.id} created",
-            f"{quantity} {task.params['unit']} {goal.params['material']} at {net_price} {sap.currency} for plant "
-            f"{goal.params['plant']}, supplier {sap.supplier} ({task.params['supplier']['name']})",
+            f"{quantity} {task.params['unit']} {stock.material} at {net_price} {sap.currency} for plant "
+            f"{stock.plant}, supplier {sap.supplier} ({task.params['supplier']['name']})",
             cycle=cycle,
         )
         await self._rate_supplier(task, cycle)
@@ -444,6 +454,21 @@ class ProcurementWorkflow(Workflow[Perception]):
         task.notes.append(error)
         self.agent.state.metrics.actions_failed += 1
         self.agent.journal.emit("act", f"{task.id} failed", error, cycle=cycle)
+
+
+def params(kind: type[Params], goal: Goal) -> Params:
+    """The goal's params as its kind's model. They were checked when the deployment file was loaded; a goal
+    saved by an earlier version with a key its kind no longer allows fails the goal, not the cycle.
+
+    Raises:
+        ActionFailedError: naming the goal and the param.
+    """
+    try:
+        return kind.model_validate(goal.params)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise ActionFailedError(f"its params do not fit a {goal.kind} goal: {where}: {error['msg']}") from exc
 
 
 def opportunity_uri(record_id: str) -> str:

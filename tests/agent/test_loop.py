@@ -220,6 +220,22 @@ async def test_a_new_agent_without_its_co_signers_is_refused_before_anything_is_
     assert not [w for w in wallets if w["label"] == config.name]
 
 
+async def test_a_goal_saved_with_a_param_its_kind_does_not_allow_holds_that_goal_not_the_cycle(stage: Stage) -> None:
+    """What an earlier version kept from a file with a misspelled key: the goal says why it cannot act."""
+    config = load_agent_config(AGENT_CONFIG)
+    async with running_agent(
+        stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+    ) as loop:
+        frames = next(goal for goal in loop.state.goals if goal.id == "frames")
+        frames.params["max_prize"] = "90"
+        report = await loop.execute_cycle()
+        note = "goal frames: its params do not fit a replenish_stock goal: max_prize: Extra inputs are not permitted"
+        assert note in report.perception.notes
+        assert [d.chosen.action for d in report.decisions] == ["hold", "hold", "hold"]
+        assert "frames: its params do not fit a replenish_stock goal" in " ".join(await loop.needs())
+        assert loop.state.metrics.cycles == 1 and not loop.state.tasks
+
+
 @pytest.mark.parametrize("stopped_at", ["evaluate_action", "propose_transaction"])
 async def test_an_agent_killed_mid_step_pays_once_when_it_resumes(
     stage: Stage, stopped_at: str, monkeypatch: pytest.MonkeyPatch
