@@ -23,8 +23,8 @@ from agent.workflow import Workflow
 from agent.workflows import load_agent_config, workflow_for
 from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
+from gateway.registry import SERVERS
 from gateway.sync import StateSync
-from servers import SERVERS
 from servers.common.identity import new_agent_did
 from servers.common.keystore import server_key
 from servers.common.logging import register_secret
