@@ -139,7 +139,7 @@ async def run_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -
             f"state saved in {mesh.data_dir() / 'agents.db'}"
         )
         if needs:
-            print(what_to_do(args, in_process=not args.url))
+            print(what_to_do(args, mesh.home, in_process=not args.url))
     return 0
 
 
@@ -157,18 +157,18 @@ async def refuse_early(config: AgentConfig, mesh: MeshSettings, cosigners: Seque
     multi_sig_policy(config, cosigners)
 
 
-def what_to_do(args: Any, *, in_process: bool) -> str:
+def what_to_do(args: Any, home: Path, *, in_process: bool) -> str:
     """What a user does about a mesh that lacks what the agent's goals need (the `needs` lines say what)."""
     if in_process:
-        again = " ".join(f"--cosigner {c}" for c in args.cosigner)
+        signers = "".join(f" --cosigner {c}" for c in args.cosigner)
         advice = (
             "The mesh started in this process lacks what the agent's goals need (see `needs` above), and nothing "
             "else can reach it while this command runs, so the agent can only wait. `stateset demo` shows the "
             "procurement agent on a mesh staged with everything it needs (stock in SAP, supplier agents with "
             "reputations in discovery, the opportunity in Salesforce, two officers who approve and co-sign). To "
-            "run this agent on a mesh others can reach: start `stateset up`, provide what `needs` lists there, "
-            f"then `stateset agent run {args.config} --url http://127.0.0.1:8765 {again}` "
-            "(the same --home keeps the same agent)."
+            f"run this agent on a mesh others can reach: start `stateset up --home {home}` (its wallet is there), "
+            "provide what `needs` lists, then "
+            f"`stateset agent run {args.config} --home {home} --url http://127.0.0.1:8765{signers}`."
         )
     else:
         advice = (
