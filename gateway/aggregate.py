@@ -139,8 +139,12 @@ class Gateway:
             return _tool_error(str(exc))
         except MCPError as exc:
             raise MCPError(exc.code, f"backend {server}: {exc.message}", exc.data) from exc
-        except Exception as exc:
-            return _tool_error(f"backend {server} failed {tool}: {type(exc).__name__}: {exc}")
+        except Exception:  # a transport broke mid-call: the host hears what to do, the log has the cause
+            logger.exception("backend %s failed %s", server, tool)
+            return _tool_error(
+                f"backend {server} broke off during {tool}, so whether it took effect is unknown; check its "
+                "state before repeating it, or repeat it with the same idempotency key"
+            )
         if result.is_error:
             content = [
                 block.model_copy(update={"text": f"[{server}] {block.text}"})
