@@ -18,8 +18,8 @@ from agent.runtime import AgentRuntime, Event
 from agent.state import AgentStore
 from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
+from gateway.registry import SERVERS
 from gateway.sync import StateSync
-from servers import SERVERS
 from servers.common.identity import new_agent_did
 from servers.common.keystore import server_key
 from servers.common.logging import register_secret

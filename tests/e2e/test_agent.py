@@ -38,7 +38,7 @@ def test_agent_run_against_a_running_mesh_and_again_after_a_restart(tmp_path: Pa
 async def test_a_host_launches_the_agent_over_stdio(tmp_path: Path) -> None:
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "gateway.cli", "agent", "serve", str(CONFIG), "--home", str(tmp_path)],
+        args=["-m", "agent.cli", "agent", "serve", str(CONFIG), "--home", str(tmp_path)],
         env=child_env(tmp_path),
     )
     async with Client(params, read_timeout_seconds=60) as host:
