@@ -19,7 +19,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from mcp import Client
 
-from adapters.salesforce.emulator import Fault
+from adapters.salesforce.sandbox import Fault
 from agent.demo import AGENT_CONFIG, SupplierAgent, list_suppliers, officers_answer, procurement, set_stage
 from agent.mesh import MeshClient
 from agent.run import Timeline, running_agent
