@@ -10,18 +10,20 @@ import functools
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import rfc8785
-from coincurve import PrivateKey
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
-from eth_account.signers.local import LocalAccount
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
 from servers.common.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from eth_account.messages import SignableMessage
+    from eth_account.signers.local import LocalAccount
+
+# eth-account (with eth-keyfile's BLS constants and eth-abi's grammar) and eth-utils cost more to import
+# than the MCP SDK itself; they are imported where an address, a hash or a signature is first handled, so a
+# server launched by a host answers `initialize` without them.
 
 DOMAIN_NAME = "StateSet Agent Mesh"
 DOMAIN_VERSION = "1"
@@ -57,6 +59,8 @@ def parse_address(text: object, *, field: str = "address") -> str:
 @functools.lru_cache(maxsize=4096)
 def _checksum(lowercase_body: str) -> str:
     """EIP-55 for 40 lowercase hex digits: a keccak each time, and the same few addresses come again and again."""
+    from eth_utils.address import to_checksum_address
+
     return str(to_checksum_address("0x" + lowercase_body))
 
 
@@ -115,12 +119,16 @@ AgentDid = Annotated[
 
 def did_pkh(address: str, chain_id: int) -> str:
     """The same account as a `did:pkh` (CAIP-10), for systems that speak W3C DIDs."""
+    from eth_utils.address import to_checksum_address
+
     return f"did:pkh:eip155:{chain_id}:{to_checksum_address(address)}"
 
 
 def content_hash(document: Any) -> str:
     """keccak256 of the document's RFC 8785 canonical JSON, 0x-hex: the bytes32 a signature binds a whole
     document with (an agent card, a rating), whatever key order or spacing the signer's JSON had."""
+    from eth_utils.crypto import keccak
+
     return "0x" + bytes(keccak(rfc8785.dumps(document))).hex()
 
 
@@ -161,6 +169,8 @@ class TypedData:
         )
 
     def signable(self) -> SignableMessage:
+        from eth_account.messages import encode_typed_data
+
         return encode_typed_data(full_message=self.as_json())
 
     def digest(self) -> bytes:
@@ -176,12 +186,18 @@ class TypedData:
             struct = _struct_hash(self.primary_type, self.fields, self.message)
         except (_NotFlat, TypeError):
             signable = self.signable()
-            return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
-        return bytes(keccak(b"\x19\x01" + domain + struct))
+            return _keccak(b"\x19" + signable.version + signable.header + signable.body)
+        return _keccak(b"\x19\x01" + domain + struct)
 
 
 class _NotFlat(Exception):
     """Typed data the direct hashing leaves to eth-account."""
+
+
+def _keccak(data: bytes) -> bytes:
+    from eth_utils.crypto import keccak
+
+    return bytes(keccak(data))
 
 
 def _domain_fields(domain: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -206,13 +222,13 @@ def _domain_separator(items: tuple[tuple[str, Any], ...]) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _type_hash(primary_type: str, fields: tuple[tuple[str, str], ...]) -> bytes:
-    return bytes(keccak(f"{primary_type}({','.join(f'{kind} {name}' for name, kind in fields)})".encode()))
+    return _keccak(f"{primary_type}({','.join(f'{kind} {name}' for name, kind in fields)})".encode())
 
 
 def _struct_hash(primary_type: str, fields: tuple[tuple[str, str], ...], values: dict[str, Any]) -> bytes:
     words = [_type_hash(primary_type, fields)]
     words += (_word(kind, values.get(name)) for name, kind in fields)
-    return bytes(keccak(b"".join(words)))
+    return _keccak(b"".join(words))
 
 
 def _word(kind: str, value: Any) -> bytes:
@@ -222,11 +238,11 @@ def _word(kind: str, value: Any) -> bytes:
         if body in (body.lower(), body.upper()) or _checksum(body.lower()) == value:  # eth-abi's own rule
             return bytes(12) + bytes.fromhex(body)
     elif kind == "string" and isinstance(value, str):
-        return bytes(keccak(value.encode()))
+        return _keccak(value.encode())
     elif kind == "bool" and isinstance(value, bool):
         return int(value).to_bytes(32, "big")
     elif kind == "bytes" and isinstance(value, str) and _HEX.fullmatch(value):
-        return bytes(keccak(bytes.fromhex(value[2:])))
+        return _keccak(bytes.fromhex(value[2:]))
     elif (integer := _INTEGER.fullmatch(kind)) and type(value) is int:
         bits, signed = int(integer[2]), not integer[1]
         low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2**bits)
@@ -249,6 +265,8 @@ class Signer:
     """
 
     def __init__(self, account: LocalAccount) -> None:
+        from coincurve import PrivateKey
+
         self.address: str = account.address
         self._key = PrivateKey(bytes(account.key))
 
@@ -270,6 +288,8 @@ def recover_signer(data: TypedData, signature: object, *, field: str = "signatur
         raise InvalidInputError(
             f"{field} {_abbreviate(signature)} is not a signature", hint="use 0x followed by 130 hex digits (r, s, v)"
         )
+    from eth_account import Account
+
     try:
         return str(Account.recover_message(data.signable(), signature=signature))
     except Exception as exc:  # eth-keys raises several types for a malformed (r, s, v)

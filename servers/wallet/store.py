@@ -40,6 +40,7 @@ from servers.wallet.authorizations import transfer_authorization
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import MultiSig, SpendingRules
 from servers.wallet.models import EntryKind, PaymentReceipt, ProposalStatus, SlashResult, TreasuryStrategy
+from servers.wallet.schema import MIGRATIONS as MIGRATIONS  # the tables these queries use; open the file with them
 
 EntryRow = tuple[str, EntryKind, int, str | None, str | None, str, int, float]
 """(wallet, kind, amount, counterparty, reference, memo, available_after, at)"""
