@@ -9,18 +9,20 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import rfc8785
-from coincurve import PrivateKey
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
-from eth_account.signers.local import LocalAccount
-from eth_utils.address import is_hex_address, to_checksum_address
-from eth_utils.crypto import keccak
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
 from servers.common.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from eth_account.messages import SignableMessage
+    from eth_account.signers.local import LocalAccount
+
+# eth-account (with eth-keyfile's BLS constants and eth-abi's grammar) and eth-utils cost more to import
+# than the MCP SDK itself; they are imported where an address, a hash or a signature is first handled, so a
+# server launched by a host answers `initialize` without them.
 
 DOMAIN_NAME = "StateSet Agent Mesh"
 DOMAIN_VERSION = "1"
@@ -38,6 +40,8 @@ def parse_address(text: object, *, field: str = "address") -> str:
     Raises:
         InvalidInputError: not a 20-byte hex address, a bad checksum, or the zero address.
     """
+    from eth_utils.address import is_hex_address, to_checksum_address
+
     if not isinstance(text, str) or not is_hex_address(text) or not text.startswith("0x"):
         raise InvalidInputError(f"{field} {text!r} is not an Ethereum address", hint="use 0x followed by 40 hex digits")
     body = text[2:]
@@ -107,12 +111,16 @@ AgentDid = Annotated[
 
 def did_pkh(address: str, chain_id: int) -> str:
     """The same account as a `did:pkh` (CAIP-10), for systems that speak W3C DIDs."""
+    from eth_utils.address import to_checksum_address
+
     return f"did:pkh:eip155:{chain_id}:{to_checksum_address(address)}"
 
 
 def content_hash(document: Any) -> str:
     """keccak256 of the document's RFC 8785 canonical JSON, 0x-hex: the bytes32 a signature binds a whole
     document with (an agent card, a rating), whatever key order or spacing the signer's JSON had."""
+    from eth_utils.crypto import keccak
+
     return "0x" + bytes(keccak(rfc8785.dumps(document))).hex()
 
 
@@ -158,11 +166,15 @@ class TypedData:
         )
 
     def signable(self) -> SignableMessage:
+        from eth_account.messages import encode_typed_data
+
         return encode_typed_data(full_message=self.as_json())
 
     def digest(self) -> bytes:
         """The 32-byte hash a signer signs: keccak256(0x1901 ‖ domainSeparator ‖ structHash)."""
         signable = self.signable()
+        from eth_utils.crypto import keccak
+
         return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
 
 
@@ -176,6 +188,8 @@ class Signer:
     """
 
     def __init__(self, account: LocalAccount) -> None:
+        from coincurve import PrivateKey
+
         self.address: str = account.address
         self._key = PrivateKey(bytes(account.key))
 
@@ -197,6 +211,8 @@ def recover_signer(data: TypedData, signature: object, *, field: str = "signatur
         raise InvalidInputError(
             f"{field} {_abbreviate(signature)} is not a signature", hint="use 0x followed by 130 hex digits (r, s, v)"
         )
+    from eth_account import Account
+
     try:
         return str(Account.recover_message(data.signable(), signature=signature))
     except Exception as exc:  # eth-keys raises several types for a malformed (r, s, v)

@@ -39,7 +39,7 @@ from servers.governance.models import (
     RuleTrace,
     Vote,
 )
-from servers.governance.policy import HOST, Policy, compile_policy, normalize_party, parse_document
+from servers.governance.policy import HOST, Policy, load_policy, normalize_party
 from servers.governance.rules import Evaluation, Facts, Finding, Request, evaluate
 from servers.governance.settings import GovernanceSettings
 from servers.governance.store import ApprovalRow, GovernanceStore, GovernanceTx
@@ -257,8 +257,7 @@ class GovernanceService:
         )
 
     async def set_policy(self, policy: str | dict[str, Any]) -> PolicyView:
-        document = parse_document(policy) if isinstance(policy, str) else policy
-        compiled = compile_policy(document)
+        compiled = await anyio.to_thread.run_sync(load_policy, policy)  # CPU-bound: not on the shared loop
         now = self._clock()
 
         def activate(tx: GovernanceTx) -> None:

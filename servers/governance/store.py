@@ -8,7 +8,7 @@ Tables:
   take it out when its outcome stops counting (a request rejected or expired); reading a window moves its
   floor to the window's start, adjusting by the decisions that crossed it. A velocity check therefore
   costs the same at an agent's ten-thousandth decision as at its first, as the wallet's daily window does.
-  A window the policy starts to use (and every window after migration 2) is counted once from the
+  A window the policy starts to use (and every window after migration 3) is counted once from the
   decisions; from then on it is kept.
 - `approvals`, `votes`: approval requests of pending decisions and the votes cast on them.
 - `profiles`: what governance knows of an agent: owner, address, reputation, threat level.
@@ -89,6 +89,14 @@ MIGRATIONS = (
     ),
     Migration(
         2,
+        "audit entries from here on are linked over RFC 8785 canonical JSON",
+        """
+        CREATE TABLE audit_encoding (rfc8785_from INTEGER NOT NULL);
+        INSERT INTO audit_encoding SELECT COALESCE(MAX(seq), 0) + 1 FROM audit;
+        """,
+    ),
+    Migration(
+        3,
         "running velocity windows; approved amounts indexed for history",
         """
         CREATE TABLE velocity (
@@ -315,22 +323,30 @@ class GovernanceTx(Queries):
             rows = self._s.all("SELECT * FROM audit ORDER BY seq")
         else:
             rows = self._s.all("SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq", (newest,))
-        return [
-            audit.Entry(
-                int(row["seq"]),
-                float(row["at"]),
-                row["kind"],
-                row["subject"],
-                json.loads(row["body"]),
-                row["prev_hash"],
-                row["hash"],
-            )
-            for row in rows
-        ]
+        first = self._s.one("SELECT rfc8785_from FROM audit_encoding")
+        rfc8785_from = 1 if first is None else int(first["rfc8785_from"])
+        return [_audit_entry(row, rfc8785_from) for row in rows]
 
 
 class GovernanceStore(Store[GovernanceTx]):
     queries = GovernanceTx
+
+
+def _audit_entry(row: Any, rfc8785_from: int) -> audit.Entry:
+    """An entry as stored; a value altered past reading (text in `at`, a body that is not JSON) is kept as
+    text, so the chain check names the entry instead of failing."""
+    try:
+        at: Any = float(row["at"])
+    except (TypeError, ValueError):
+        at = str(row["at"])
+    try:
+        body = json.loads(row["body"])
+    except (TypeError, ValueError):
+        body = {"unreadable": str(row["body"])}
+    seq = int(row["seq"])
+    return audit.Entry(
+        seq, at, row["kind"], row["subject"], body, row["prev_hash"], row["hash"], audit.encoding_of(seq, rfc8785_from)
+    )
 
 
 def _profile(row: Any) -> AgentProfile:

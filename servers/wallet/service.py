@@ -416,7 +416,7 @@ class WalletService:
 
     async def slash_stake(self, order: SlashOrder) -> SlashResult:
         """Move up to `order.amount` of the wallet's stake to the recipient, once per incident."""
-        trusted = self._settings.reputation_address
+        trusted = self._settings.trusted("reputation")
         if trusted is None:
             raise SlashRefusedError(
                 "this wallet server trusts no reputation address, so it cannot accept slash orders",
@@ -562,7 +562,7 @@ class WalletService:
             authorizations.verify_approval(
                 approval,
                 chain_id=self._chain_id,
-                governance=self._settings.governance_address,
+                governance=self._settings.trusted("governance"),
                 payer=context.wallet.address,
                 payee=payee,
                 amount=amount,

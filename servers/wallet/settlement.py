@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -26,10 +26,13 @@ from servers.common.feed import Publisher
 from servers.common.identity import TypedData, mesh_domain
 from servers.wallet import views
 from servers.wallet.authorizations import SignedTransfer
-from servers.wallet.chain import ChainUnavailableError, IncomingTransfer, SettlementRefusedError, UsdcChain
+from servers.wallet.errors import ChainUnavailableError, SettlementRefusedError
 from servers.wallet.ledger import Balances
 from servers.wallet.models import EntryKind, PaymentReceipt
 from servers.wallet.store import EntryRow, WalletStore, WalletTx
+
+if TYPE_CHECKING:  # web3 is imported only when the wallet settles on a chain
+    from servers.wallet.chain import IncomingTransfer, UsdcChain
 
 logger = logging.getLogger(__name__)
 

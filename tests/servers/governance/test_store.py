@@ -148,9 +148,9 @@ def test_running_windows_always_equal_a_recount_of_the_decisions(sequence: list[
 @pytest.mark.anyio
 async def test_a_database_from_before_the_running_windows_counts_its_existing_decisions(tmp_path: Path) -> None:
     path, now = tmp_path / "governance.db", 1_800_000_000.0
-    async with Database.open(path, MIGRATIONS[:1]):
+    async with Database.open(path, MIGRATIONS[:2]):
         pass
-    with sqlite3.connect(path) as conn:  # decisions as the release before migration 2 wrote them
+    with sqlite3.connect(path) as conn:  # decisions as the release before migration 3 wrote them
         for index, (outcome, amount, age) in enumerate(
             [("approved", 40, 10), ("pending_approval", 2, 3000), ("denied", 100, 5), ("approved", 7, 2 * DAY)]
         ):
