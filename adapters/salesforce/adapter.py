@@ -201,9 +201,9 @@ class SalesforceAdapter:
                 header = ChangeEventHeader(
                     entityName=sobject,
                     recordIds=[record_id],
-                    changeType="CREATE"
-                    if before is None and record.get("CreatedDate") == record.get("LastModifiedDate")
-                    else "UPDATE",
+                    # a record first seen and created inside this window is new, whatever else happened to it
+                    # since: a poller sees one state per record, and timestamps cannot order what a poll folded
+                    changeType="CREATE" if before is None and _created_since(record, start) else "UPDATE",
                     changedFields=[k for k in changed if k != "Id"],
                     changeOrigin="com/stateset/mesh;client=rest-poll",
                     transactionKey=uuid.uuid4().hex,
@@ -297,4 +297,14 @@ def _iso(stamp: str) -> str:
 def _epoch_ms(stamp: str | None) -> int:
     if not stamp:
         return 0
-    return int(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
+    return int(_instant(stamp).timestamp() * 1000)
+
+
+def _instant(stamp: str) -> datetime:
+    """A Salesforce datetime ("2026-12-02T10:00:00.000+0000")."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def _created_since(record: dict[str, Any], start: str) -> bool:
+    created = record.get("CreatedDate")
+    return isinstance(created, str) and _instant(created) >= datetime.fromisoformat(start)
