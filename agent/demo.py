@@ -22,22 +22,31 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel
 
-from agent.config import load_agent_config
+from adapters.salesforce.models import RecordResult
+from adapters.sap.models import PurchaseOrder
 from agent.identity import AgentIdentity
-from agent.run import Timeline, agent_runtime
-from agent.runtime import AgentRuntime
+from agent.loop import AgentLoop
+from agent.mesh import ActionFailedError, MeshClient
+from agent.run import Timeline, running_agent
+from agent.state import AgentState, Task
+from agent.workflows import load_agent_config
 from gateway.aggregate import Gateway
 from gateway.launcher import running_mesh
 from servers.common.identity import Signer, new_agent_did
 from servers.common.money import format_usdc, parse_usdc
 from servers.common.settings import MeshSettings
+from servers.discovery.models import Registration
+from servers.governance.models import Decision, PolicyView
+from servers.reputation.models import RatingReceipt, Reputation
+from servers.wallet.models import Balance, Proposal, Wallet
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 AGENT_CONFIG = CONFIGS / "agents" / "procurement.yaml"
@@ -46,6 +55,7 @@ CAPABILITY = "supply:bike-frames"
 OPPORTUNITY = "Acme Cycles - 200 road bikes"
 RATINGS_PER_BUYER = 2
 DEMO_SCRYPT_N = 2**14
+M = TypeVar("M", bound=BaseModel)
 
 
 class DemoFailure(Exception):
@@ -79,7 +89,7 @@ def _leaves(group: BaseException) -> list[BaseException]:
 
 async def procurement(
     data_dir: Path, environ: Mapping[str, str], *, cycles: int = 3, home_given: bool = True
-) -> dict[str, Any]:
+) -> Outcome:
     """Run the demo; returns its outcomes (for the test that checks them)."""
     environ = {"STATESET_LOG_LEVEL": "WARNING"} | dict(environ) | {"STATESET_HOME": str(data_dir)}
     if not home_given:  # keys in a directory deleted at exit: a lighter scrypt keeps the demo to seconds
@@ -104,7 +114,7 @@ async def procurement(
         suppliers = await list_suppliers(gateway, mesh.chain_id, timeline)
         config = load_agent_config(AGENT_CONFIG)
         timeline.section("the procurement agent")
-        async with agent_runtime(
+        async with running_agent(
             gateway,
             config,
             mesh,
@@ -112,21 +122,19 @@ async def procurement(
             cosigners=[cfo.address, controller.address],
             owner=Account.create().address,
             on_event=timeline,
-        ) as runtime:
+        ) as loop:
             for cycle in range(1, cycles + 1):
                 timeline.section(f"cycle {cycle}")
-                await runtime.execute_cycle()
-                await officers_answer(gateway, runtime, officers, timeline)
-            return await _outcome(gateway, runtime, suppliers, timeline)
+                await loop.execute_cycle()
+                await officers_answer(gateway, loop, officers, timeline)
+            return await _outcome(gateway, loop, suppliers, timeline)
 
 
-async def _call(gateway: Gateway, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await gateway.call(server, tool, arguments)
-    if result.is_error or result.structured_content is None:
-        text = " ".join(getattr(block, "text", "") for block in result.content)
-        raise DemoFailure(f"{server}_{tool} failed: {text}")
-    content: dict[str, Any] = result.structured_content
-    return content.get("result", content) if set(content) == {"result"} else content
+async def _call(gateway: Gateway, server: str, tool: str, answer: type[M], **arguments: Any) -> M:
+    try:
+        return await MeshClient(gateway).call(server, tool, answer, **arguments)
+    except ActionFailedError as exc:
+        raise DemoFailure(f"{exc}") from exc
 
 
 async def set_stage(gateway: Gateway, sap: Any, officers: dict[str, LocalAccount], timeline: Timeline) -> None:
@@ -137,30 +145,31 @@ async def set_stage(gateway: Gateway, sap: Any, officers: dict[str, LocalAccount
         "required": 2,
         "timeout": "1h",
     }
-    view = await _call(gateway, "governance", "set_policy", policy=policy)
+    view = await _call(gateway, "governance", "set_policy", PolicyView, policy=policy)
     timeline.show(
         "governance",
-        f"policy {view['name']} active (version {view['version'][:12]}…)",
+        f"policy {view.name} active (version {view.version[:12]}…)",
         "payments: at most 100 USDC each, 500 a day; above 50 USDC the CFO and the controller both approve",
     )
     sap.set_stock("MZ-RM-R300-01", "1710", 40, unit="PC")
     timeline.show("SAP", "stock of MZ-RM-R300-01 (road bike frames) at plant 1710: 40 PC", "reorder point: 100 PC")
-    account = await _call(gateway, "salesforce", "create_record", sobject="Account", fields={"Name": "Acme Cycles"})
-    account_id = (account.get("record") or account)["Id"]
+    account = await _call(
+        gateway, "salesforce", "create_record", RecordResult, sobject="Account", fields={"Name": "Acme Cycles"}
+    )
     opportunity = await _call(
         gateway,
         "salesforce",
         "create_record",
+        RecordResult,
         sobject="Opportunity",
         fields={
             "Name": OPPORTUNITY,
             "StageName": "Proposal/Price Quote",
             "CloseDate": "2026-12-31",
-            "AccountId": account_id,
+            "AccountId": account.id,
         },
     )
-    record = opportunity.get("record") or opportunity
-    timeline.show("Salesforce", f"opportunity {OPPORTUNITY!r} at Proposal/Price Quote", f"id {record['Id']}")
+    timeline.show("Salesforce", f"opportunity {OPPORTUNITY!r} at Proposal/Price Quote", f"id {opportunity.id}")
 
 
 async def list_suppliers(gateway: Gateway, chain_id: int, timeline: Timeline) -> dict[str, SupplierAgent]:
@@ -174,12 +183,13 @@ async def list_suppliers(gateway: Gateway, chain_id: int, timeline: Timeline) ->
             gateway,
             "wallet",
             "create_wallet",
+            Wallet,
             label=name,
             daily_limit="10000",
             per_transaction_limit="1000",
             owner=identity.agent_id,
         )
-        supplier = SupplierAgent(identity, price, wallet["address"])
+        supplier = SupplierAgent(identity, price, wallet.address)
         registration = identity.registration(
             capabilities=[CAPABILITY],
             description=f"{name} sells road bike frames by the lot",
@@ -189,7 +199,7 @@ async def list_suppliers(gateway: Gateway, chain_id: int, timeline: Timeline) ->
             issued_at=int(time.time()),
             endpoint=f"http://127.0.0.1/agents/{name.lower().replace(' ', '-')}/mcp",
         )
-        await _call(gateway, "discovery", "register_agent", **registration)
+        await _call(gateway, "discovery", "register_agent", Registration, **registration)
         suppliers[name] = supplier
     buyers = [_identity(f"Buyer {n}", chain_id) for n in range(1, 6)]
     for buyer in buyers:
@@ -202,20 +212,20 @@ async def list_suppliers(gateway: Gateway, chain_id: int, timeline: Timeline) ->
             issued_at=int(time.time()),
             endpoint="http://127.0.0.1/agents/buyer/mcp",
         )
-        await _call(gateway, "discovery", "register_agent", **registration)
+        await _call(gateway, "discovery", "register_agent", Registration, **registration)
     for name, supplier in suppliers.items():
         quality = history[name]
         for n, buyer in enumerate(buyers):
             for order in range(RATINGS_PER_BUYER):
                 outcomes = {"reliability": quality, "efficiency": quality, "financial_responsibility": quality}
                 rating = buyer.rating(supplier.identity.agent_id, f"{supplier.identity.name}-{n}-{order}", outcomes)
-                await _call(gateway, "reputation", "record_interaction", **rating)
+                await _call(gateway, "reputation", "record_interaction", RatingReceipt, **rating)
     for name, supplier in suppliers.items():
-        standing = await _call(gateway, "reputation", "get_reputation", agent_id=supplier.identity.agent_id)
+        standing = await _call(gateway, "reputation", "get_reputation", Reputation, agent_id=supplier.identity.agent_id)
         timeline.show(
             "discovery",
             f"{name} listed: {CAPABILITY} at {supplier.price} USDC per lot",
-            f"reputation {standing['score']:.0f} (lower bound {standing['lcb']:.0f}) from "
+            f"reputation {standing.score:.0f} (lower bound {standing.lcb:.0f}) from "
             f"{len(buyers) * RATINGS_PER_BUYER} ratings by {len(buyers)} earlier buyers",
         )
     return suppliers
@@ -232,45 +242,45 @@ def _identity(name: str, chain_id: int) -> AgentIdentity:
 
 
 async def officers_answer(
-    gateway: Gateway, runtime: AgentRuntime, officers: dict[str, LocalAccount], timeline: Timeline
+    gateway: Gateway, loop: AgentLoop, officers: dict[str, LocalAccount], timeline: Timeline
 ) -> None:
     """The people in the loop: approvals in governance, signatures on wallet proposals."""
-    state = runtime.state
-    assert state is not None
-    for task in state.open_tasks():
+    for task in loop.state.open_tasks():
         if task.status == "awaiting_approval" and task.decision_id:
-            decision = await _call(gateway, "governance", "get_decision", decision_id=task.decision_id)
-            approval = decision.get("approval")
-            if decision["outcome"] != "pending_approval" or approval is None:
+            decision = await _call(gateway, "governance", "get_decision", Decision, decision_id=task.decision_id)
+            approval = decision.approval
+            if decision.outcome != "pending_approval" or approval is None:
                 continue
             for role, officer in officers.items():
-                signature = _sign(officer, approval["to_sign"]["approve"])
+                signature = _sign(officer, approval.to_sign["approve"])
                 await _call(
                     gateway,
                     "governance",
                     "submit_approval",
-                    approval_id=approval["approval_id"],
+                    Decision,
+                    approval_id=approval.approval_id,
                     approver=officer.address,
                     signature=signature,
                 )
                 timeline.show("people", f"the {role} approved {task.id} in governance", "an EIP-712 ApprovalVote")
         elif task.status == "awaiting_signatures" and task.proposal_id:
-            proposal = await runtime.read(f"wallet://proposals/{task.proposal_id}")
+            proposal = await loop.mesh.read(f"wallet://proposals/{task.proposal_id}", Proposal)
             for role, officer in officers.items():
-                if proposal["status"] != "pending":
+                if proposal.status != "pending":
                     break
                 proposal = await _call(
                     gateway,
                     "wallet",
                     "sign_proposal",
+                    Proposal,
                     proposal_id=task.proposal_id,
                     signer=officer.address,
-                    signature=_sign(officer, proposal["typed_data"]),
+                    signature=_sign(officer, proposal.typed_data),
                 )
                 timeline.show(
                     "people",
                     f"the {role} co-signed the wallet proposal",
-                    "the threshold is reached: the wallet pays" if proposal["status"] == "executed" else "",
+                    "the threshold is reached: the wallet pays" if proposal.status == "executed" else "",
                 )
 
 
@@ -278,11 +288,21 @@ def _sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
     return "0x" + bytes(account.sign_message(encode_typed_data(full_message=typed_data)).signature).hex()
 
 
+@dataclass
+class Outcome:
+    """What the demo ends with (the test checks it)."""
+
+    state: AgentState
+    order: Task
+    purchase_order: PurchaseOrder
+    balance: Balance
+    supplier: str
+
+
 async def _outcome(
-    gateway: Gateway, runtime: AgentRuntime, suppliers: dict[str, SupplierAgent], timeline: Timeline
-) -> dict[str, Any]:
-    state = runtime.state
-    assert state is not None and state.wallet is not None
+    gateway: Gateway, loop: AgentLoop, suppliers: dict[str, SupplierAgent], timeline: Timeline
+) -> Outcome:
+    state = loop.state
     timeline.section("the outcome")
     done = [t for t in state.tasks if t.action == "procure" and t.status == "done"]
     if len(done) != 1:
@@ -291,36 +311,30 @@ async def _outcome(
     chosen = order.params["supplier"]["name"]
     if chosen != "Frame Works":
         raise DemoFailure(f"the agent chose {chosen}; Frame Works is the best value that passes the constraints")
-    balance = await _call(gateway, "wallet", "get_balance", address=state.wallet)
-    paid = parse_usdc(balance["total"])
-    if paid != 1_000_000_000 - parse_usdc(suppliers[chosen].price):
-        raise DemoFailure(f"the agent's wallet holds {balance['total']} USDC, not 1000 minus one payment")
-    po = await _call(gateway, "sap", "get_purchase_order", id=order.purchase_order)
+    balance = await _call(gateway, "wallet", "get_balance", Balance, address=state.wallet)
+    price = parse_usdc(suppliers[chosen].price)
+    if balance.total != 1_000_000_000 - price:
+        raise DemoFailure(f"the agent's wallet holds {format_usdc(balance.total)} USDC, not 1000 minus one payment")
+    po = await _call(gateway, "sap", "get_purchase_order", PurchaseOrder, id=order.purchase_order)
     opportunity = next(t for t in state.tasks if t.action == "update_opportunity")
     if opportunity.status != "done":
         raise DemoFailure(f"the opportunity update is {opportunity.status}: {opportunity.notes}")
-    lines = [f"agent wallet: {balance['available']} USDC available of {balance['total']}"]
+    lines = [f"agent wallet: {format_usdc(balance.available)} USDC available of {format_usdc(balance.total)}"]
     for name, supplier in suppliers.items():
-        supplier_balance = await _call(gateway, "wallet", "get_balance", address=supplier.wallet)
-        standing = await _call(gateway, "reputation", "get_reputation", agent_id=supplier.identity.agent_id)
+        supplier_balance = await _call(gateway, "wallet", "get_balance", Balance, address=supplier.wallet)
+        standing = await _call(gateway, "reputation", "get_reputation", Reputation, agent_id=supplier.identity.agent_id)
         lines.append(
-            f"{name}: {supplier_balance['total']} USDC, reputation {standing['score']:.1f} "
-            f"(lower bound {standing['lcb']:.1f})"
+            f"{name}: {format_usdc(supplier_balance.total)} USDC, reputation {standing.score:.1f} "
+            f"(lower bound {standing.lcb:.1f})"
         )
     lines.append(
         f"{state.name}: reputation {state.reputation.get('score', 0):.1f}; {state.metrics.cycles} cycles, "
         f"{state.metrics.actions} actions, {format_usdc(state.metrics.spent)} USDC spent"
     )
+    item = po.items[0]
     timeline.show(
         "done",
-        f"purchase order {po['id']} for {po['items'][0]['quantity']} {po['items'][0]['unit']} from "
-        f"{chosen}, paid {format_usdc(parse_usdc(suppliers[chosen].price))} USDC",
+        f"purchase order {po.id} for {item.quantity} {item.unit} from {chosen}, paid {format_usdc(price)} USDC",
         "\n".join(lines),
     )
-    return {
-        "state": state,
-        "order": order,
-        "purchase_order": po,
-        "balance": balance,
-        "supplier": chosen,
-    }
+    return Outcome(state, order, po, balance, chosen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -11,15 +12,19 @@ from typing import Any
 
 import anyio
 
-from agent.cognition import CognitiveEngine
-from agent.config import AgentConfig, load_agent_config
+from agent.bootstrap import multi_sig_policy
+from agent.cognition import Planner
+from agent.config import AgentConfig
 from agent.identity import AgentIdentity
-from agent.runtime import AgentRuntime, Event
+from agent.journal import Event
+from agent.loop import AgentLoop
 from agent.state import AgentStore
+from agent.workflow import Workflow
+from agent.workflows import load_agent_config, workflow_for
 from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
+from gateway.registry import SERVERS
 from gateway.sync import StateSync
-from servers import SERVERS
 from servers.common.identity import new_agent_did
 from servers.common.keystore import server_key
 from servers.common.logging import register_secret
@@ -27,24 +32,28 @@ from servers.common.settings import MeshSettings
 
 
 @asynccontextmanager
-async def agent_runtime(
+async def running_agent(
     gateway: Gateway,
     config: AgentConfig,
     mesh: MeshSettings,
     environ: Mapping[str, str],
     *,
-    engine: CognitiveEngine | None = None,
+    workflow: type[Workflow[Any]] | None = None,
+    planner: Planner | None = None,
     cosigners: Sequence[str] = (),
     owner: str | None = None,
     on_event: Callable[[Event], None] | None = None,
     clock: Callable[[], float] = time.time,
-) -> AsyncIterator[AgentRuntime]:
-    """The agent named in `config`, loaded from the data directory or created there, started."""
+) -> AsyncIterator[AgentLoop]:
+    """The agent named in `config`, loaded from the data directory or created there, started. Its kind's
+    workflow is the one its `type` names, unless `workflow` is given."""
     data_dir = mesh.data_dir()
     async with AgentStore.open(data_dir / "agents.db") as store:
+        existing = await store.find(config.name)
+        if existing is None:
+            multi_sig_policy(config, cosigners)  # refused before its key is made
         key_file = data_dir / f"agent-{config.name}.json"
         signer = await server_key(key_file, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role=config.name)
-        existing = await store.find(config.name)
         identity = AgentIdentity(
             agent_id=existing.id if existing else new_agent_did(),
             name=config.name,
@@ -53,19 +62,20 @@ async def agent_runtime(
             chain_id=mesh.chain_id,
         )
         async with StateSync.open(gateway, data_dir / f"replica-{config.name}.db", clock=clock) as sync:
-            runtime = AgentRuntime(
+            loop = AgentLoop(
                 gateway,
                 store,
                 config,
                 identity,
-                engine=engine,
+                workflow or workflow_for(config),
+                planner=planner,
                 sync=sync,
-                cosigners=list(cosigners),
+                cosigners=cosigners,
                 on_event=on_event,
                 clock=clock,
             )
-            await runtime.start()
-            yield runtime
+            await loop.start()
+            yield loop
 
 
 @asynccontextmanager
@@ -107,26 +117,65 @@ class Timeline:
 
 
 async def run_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    """`stateset agent run`: the agent's cycles against the mesh at --url, or against one started here."""
     config = load_agent_config(Path(args.config))
+    await refuse_early(config, mesh, args.cosigner)
     show = Timeline()
-
-    async def cycles(gateway: Gateway) -> None:
-        async with agent_runtime(gateway, config, mesh, environ, cosigners=args.cosigner, on_event=show) as runtime:
-            for cycle in range(args.cycles):
-                if cycle:
-                    await anyio.sleep(args.interval)
-                await runtime.execute_cycle()
-            state = runtime.state
-            assert state is not None
-            print(
-                f"\n{state.name}: {state.metrics.cycles} cycles, {state.metrics.actions} actions "
-                f"({state.metrics.actions_failed} failed), {len(state.open_tasks())} open task(s); "
-                f"state saved in {mesh.data_dir() / 'agents.db'}"
-            )
-
-    async with mesh_gateway(args.url, mesh, environ) as gateway:
-        await cycles(gateway)
+    async with (
+        mesh_gateway(args.url, mesh, environ) as gateway,
+        running_agent(gateway, config, mesh, environ, cosigners=args.cosigner, on_event=show) as loop,
+    ):
+        needs = await loop.needs()
+        if needs:
+            show.show("needs", f"what the mesh lacks for {config.name}'s goals", "\n".join(needs))
+        for cycle in range(args.cycles):
+            if cycle:
+                await anyio.sleep(args.interval)
+            await loop.execute_cycle()
+        state = loop.state
+        print(
+            f"\n{state.name}: {state.metrics.cycles} cycles, {state.metrics.actions} actions "
+            f"({state.metrics.actions_failed} failed), {len(state.open_tasks())} open task(s); "
+            f"state saved in {mesh.data_dir() / 'agents.db'}"
+        )
+        if needs:
+            print(what_to_do(args, mesh.home, in_process=not args.url))
     return 0
+
+
+async def refuse_early(config: AgentConfig, mesh: MeshSettings, cosigners: Sequence[str]) -> None:
+    """Refuse a new agent whose wallet would lack its co-signers before any part of the mesh starts.
+
+    Raises:
+        ConfigError: naming the file, the key and what to pass.
+    """
+    agents = mesh.home / "agents.db"
+    if agents.exists():
+        async with AgentStore.open(agents) as store:
+            if await store.find(config.name) is not None:
+                return
+    multi_sig_policy(config, cosigners)
+
+
+def what_to_do(args: Any, home: Path, *, in_process: bool) -> str:
+    """What a user does about a mesh that lacks what the agent's goals need (the `needs` lines say what)."""
+    if in_process:
+        signers = "".join(f" --cosigner {c}" for c in args.cosigner)
+        advice = (
+            "The mesh started in this process lacks what the agent's goals need (see `needs` above), and nothing "
+            "else can reach it while this command runs, so the agent can only wait. `stateset demo` shows the "
+            "procurement agent on a mesh staged with everything it needs (stock in SAP, supplier agents with "
+            "reputations in discovery, the opportunity in Salesforce, two officers who approve and co-sign). To "
+            f"run this agent on a mesh others can reach: start `stateset up --home {home}` (its wallet is there), "
+            "provide what `needs` lists, then "
+            f"`stateset agent run {args.config} --home {home} --url http://127.0.0.1:8765{signers}`."
+        )
+    else:
+        advice = (
+            f"The mesh at {args.url} lacks what the agent's goals need (see `needs` above); the agent takes it up "
+            "in the first cycle after it appears there."
+        )
+    return "\n" + textwrap.fill(advice, width=110, break_on_hyphens=False, break_long_words=False)
 
 
 async def serve_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
@@ -134,11 +183,12 @@ async def serve_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str])
     from agent.server import build_agent_server
 
     config = load_agent_config(Path(args.config))
+    await refuse_early(config, mesh, args.cosigner)
     async with (
         mesh_gateway(args.url, mesh, environ) as gateway,
-        agent_runtime(gateway, config, mesh, environ, cosigners=args.cosigner) as runtime,
+        running_agent(gateway, config, mesh, environ, cosigners=args.cosigner) as loop,
     ):
-        await build_agent_server(runtime).run_stdio_async()
+        await build_agent_server(loop).run_stdio_async()
     return 0
 
 

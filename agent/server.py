@@ -16,17 +16,18 @@ import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
 from pydantic import BaseModel
 
-from agent.cognition import Choice, CognitiveEngine, Option, Planner, RulePlanner, SamplingPlanner, sampling_prompt
-from agent.runtime import AgentRuntime
+from agent.cognition import Choice, Option, Planner, RulePlanner, SamplingPlanner, sampling_prompt
+from agent.loop import AgentLoop
 from agent.state import Goal
 from servers.common.feed import ChangeFeed
 from servers.common.surface import CREATE, READ, new_server, to_json
 
 INSTRUCTIONS = """\
-An autonomous StateSet agent. run_cycle runs one perceive-decide-act-learn cycle: it reads its wallet,
-stock, suppliers and opportunities through the mesh, decides per goal, sends every action to governance
-first, then acts. If this host offers sampling, the agent asks your model to choose among the options
-that passed its constraints. get_state (and agent://state) shows its goals, tasks, memory and metrics."""
+An autonomous StateSet agent. run_cycle runs one perceive-decide-act-learn cycle: it reads its wallet
+and what its goals watch (for a procurement agent: stock, suppliers, the opportunity) through the mesh,
+decides per goal, and acts (a procurement agent sends every action to governance first). If this host
+offers sampling, the agent asks your model to choose among the options that passed its constraints.
+get_state (and agent://state) shows its goals, tasks, memory and metrics."""
 
 
 class DecisionSummary(BaseModel):
@@ -65,15 +66,15 @@ class _Answered:
         return await RulePlanner().choose(goal, options)
 
 
-def build_agent_server(runtime: AgentRuntime) -> MCPServer[Any]:
+def build_agent_server(loop: AgentLoop) -> MCPServer[Any]:
     feed = ChangeFeed()
-    server = new_server("agent", title=f"StateSet agent {runtime.config.name}", instructions=INSTRUCTIONS, feed=feed)
+    server = new_server("agent", title=f"StateSet agent {loop.config.name}", instructions=INSTRUCTIONS, feed=feed)
     asked: dict[str, str] = {}  # the goal the pending question is about, per call
 
     async def ask_the_model(ctx: Context) -> Sample | None:
         if ctx.client_capabilities is None or ctx.client_capabilities.sampling is None:
             return None
-        question = await runtime.open_question()
+        question = await loop.open_question()
         if question is None:
             return None
         goal, options = question
@@ -89,10 +90,9 @@ def build_agent_server(runtime: AgentRuntime) -> MCPServer[Any]:
         planner: Planner = RulePlanner()
         if answer is not None and isinstance(answer.content, types.TextContent) and "goal" in asked:
             planner = _Answered(asked["goal"], answer.content.text)
-        report = await runtime.execute_cycle(CognitiveEngine(planner))
+        report = await loop.execute_cycle(planner)
         await feed.publish(["agent://state"])
-        state = runtime.state
-        assert state is not None
+        state = loop.state
         return CycleSummary(
             cycle=report.cycle,
             decisions=[
@@ -114,15 +114,11 @@ def build_agent_server(runtime: AgentRuntime) -> MCPServer[Any]:
     @server.tool(annotations=READ)
     async def get_state() -> dict[str, Any]:
         """The agent's state: identity, wallet, treasury, goals, tasks, memory, metrics, risk."""
-        state = runtime.state
-        assert state is not None
-        return state.model_dump(mode="json")
+        return loop.state.model_dump(mode="json")
 
     @server.resource("agent://state", title="Agent state", mime_type="application/json")
     async def agent_state() -> str:
         """The agent's state, as get_state returns it."""
-        state = runtime.state
-        assert state is not None
-        return to_json(state)
+        return to_json(loop.state)
 
     return server

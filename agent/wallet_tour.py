@@ -62,7 +62,7 @@ async def _walkthrough(data_dir: Path, environ: Mapping[str, str]) -> None:
     env = {"STATESET_LOG_LEVEL": "WARNING"} | env  # the server's log shares this terminal; keep it to problems
     env |= {"STATESET_HOME": str(data_dir), "STATESET_GOVERNANCE_ADDRESS": governance.address}
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "gateway.cli", "serve", "wallet", "--home", str(data_dir)], env=env
+        command=sys.executable, args=["-m", "agent.cli", "serve", "wallet", "--home", str(data_dir)], env=env
     )
     chain_id = MeshSettings.from_env(environ).chain_id
     timeline = Timeline()

@@ -1,6 +1,6 @@
-"""Decisions per second and latency of `evaluate_action` under a 200-rule policy.
+"""Decisions per second and latency of `evaluate_action` under a 200-rule policy; cost against history.
 
-    .venv/bin/python bench/governance_decisions.py [--decisions 2000]
+    .venv/bin/python bench/governance_decisions.py [--decisions 2000] [--history 0,1000,3000,10000] [--busy-only]
 
 The policy has 200 payment rules of every kind (counterparty deny lists, categories with amount
 thresholds, velocity limits over four windows, time windows, reputation and risk gates, allows). Each
@@ -8,6 +8,11 @@ decision is real: facts read from SQLite (velocity per window, history, counterp
 evaluated, risk scored, the decision and its audit entry committed, and, for an approved payment,
 the receipt signed. Measured as a call on the service in-process, through the SDK's in-memory client
 (whose check of the result against the output schema is part of the figure), and the evaluator alone.
+
+One busy agent: a single agent decides again and again (all its decisions inside every velocity window,
+the worst case for counting them); at each point of `--history` its p50 over the next decisions is
+printed with the ratio to its p50 at the first point, beside the p50 of new agents deciding in turn with
+it at that moment (the floor: what a decision costs with no history, on the machine as it is then).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from servers.governance.settings import GovernanceSettings
 from servers.governance.store import MIGRATIONS, GovernanceStore
 
 RULES = 200
+SAMPLE = 300  # decisions per point of the busy agent's history (and as many of new agents beside them)
+WARM_UP = 100
 CATEGORIES = [f"category_{n}" for n in range(40)]
 
 
@@ -153,19 +160,81 @@ def pure(document: dict[str, Any], decisions: int, rng: random.Random) -> None:
     print(f"evaluate() alone, {RULES} rules: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 
 
-async def main(decisions: int) -> None:
+async def one_busy_agent(document: dict[str, Any], history: list[int], sample: int, rng: random.Random) -> None:
+    """evaluate_action of one agent as its history grows, beside new agents' at each point."""
+    payees = [Account.create().address for _ in range(50)]
+    payer, busy = Account.create().address, new_agent_did()
+
+    def action() -> Action:
+        return Action.model_validate(
+            {
+                "type": "payment",
+                "amount": str(rng.randint(1, 99)),
+                "payer": payer,
+                "counterparty": rng.choice(payees),
+                "category": rng.choice(CATEGORIES),
+            }
+        )
+
+    with tempfile.TemporaryDirectory() as home:
+        async with Database.open(Path(home) / "governance.db", MIGRATIONS) as db:
+            service = GovernanceService(
+                GovernanceStore(db),
+                Signer(Account.create()),
+                GovernanceSettings(),
+                ChangeFeed(),
+                compile_policy(document),
+                time.time(),
+                chain_id=31337,
+            )
+
+            async def timed(agent: str) -> float:
+                began = time.perf_counter()
+                await service.evaluate_action(agent, action())
+                return time.perf_counter() - began
+
+            for _ in range(WARM_UP):
+                await timed(new_agent_did())
+            made, first = 0, None
+            for point in history:
+                while made < point:  # the history, decided for real
+                    await service.evaluate_action(busy, action())
+                    made += 1
+                busy_samples, new_samples = [], []
+                for _ in range(sample):
+                    busy_samples.append(await timed(busy))
+                    new_samples.append(await timed(new_agent_did()))
+                made += sample
+                busy_p50, new_p50 = percentiles(busy_samples)[0], percentiles(new_samples)[0]
+                first = first or busy_p50
+                print(
+                    f"one busy agent, {point:>6} earlier decisions: p50 {busy_p50:.2f} ms, "
+                    f"x{busy_p50 / first:.2f} of the first point; new agents meanwhile p50 {new_p50:.2f} ms "
+                    f"(busy/new x{busy_p50 / new_p50:.2f})"
+                )
+
+
+async def main(decisions: int, history: list[int], busy_only: bool) -> None:
     rng = random.Random(7)
     document = policy_with_200_rules(rng)
     print(
         f"governance, {len(document['rules']['payment'])}-rule payment policy, {decisions} decisions per row, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
-    pure(document, decisions, rng)
-    await decisions_through(document, decisions, rng)
+    if not busy_only:
+        pure(document, decisions, rng)
+        await decisions_through(document, decisions, rng)
+    await one_busy_agent(document, history, SAMPLE, rng)
 
 
 if __name__ == "__main__":
     configure_logging("WARNING")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=2000)
-    anyio.run(main, parser.parse_args().decisions)
+    parser.add_argument(
+        "--history", default="0,1000,3000,10000", help="earlier decisions of the busy agent at each point measured"
+    )
+    parser.add_argument("--busy-only", action="store_true", help="only the one-busy-agent case")
+    arguments = parser.parse_args()
+    points = sorted(int(point) for point in arguments.history.split(","))
+    anyio.run(main, arguments.decisions, points, arguments.busy_only)

@@ -1,6 +1,15 @@
 """Payments per second and latency through `execute_payment`, as an MCP client sees them.
 
-    .venv/bin/python bench/wallet_payments.py [--payments 2000]
+    .venv/bin/python bench/wallet_payments.py [--payments 2000] [--floor-only] [--dir /dev/shm]
+
+First the floor, measured in the same run, one caller, in-memory in each era: (a) a trivial MCP tool
+call over the same kind of in-memory `Client`, (b) one durable commit (a one-row write through
+`Database.write`: the hop to the database thread, BEGIN, INSERT, COMMIT with synchronous=FULL) on the
+same kind of SQLite file, (c) one secp256k1 signature of a 32-byte digest with a kept key, and (d) one
+payment. They are measured one of each in turn, so load from other processes falls on all four alike;
+each figure is the median of 15 rounds' means (200 of each per round). It prints payments/s and d / (a+b+c),
+in wall time and in the process's CPU time (all threads): on a loaded machine the CPU ratio shows the work
+without the waits for a core.
 
 Every payment is a real one: limits checked against the rolling window, an EIP-712 authorization signed
 with the payer's key, an idempotency key recorded, a SQLite commit with synchronous=FULL before the reply.
@@ -31,18 +40,22 @@ from eth_account import Account
 from mcp import Client, StdioServerParameters
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from servers.common.db import Database
+from servers.common.db import Database, Migration
 from servers.common.feed import ChangeFeed
+from servers.common.identity import Signer
 from servers.common.keystore import KeyRing
 from servers.common.logging import configure_logging
+from servers.common.surface import new_server
 from servers.wallet.chain import UsdcChain, deploy_test_usdc
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import ChainSettlement
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 
 CONCURRENCY = (1, 16)
+FLOOR_ROUNDS, FLOOR_CALLS = 15, 200
 ANVIL = Path(__file__).parents[1] / ".ci" / "node_modules" / ".bin" / "anvil"
 # anvil's well-known funded development accounts: the token's minter and the relayer
 MINTER = Account.from_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
@@ -187,7 +200,88 @@ async def measure(target: Target, payments: int, concurrency: int) -> tuple[floa
     return payments / elapsed, latencies
 
 
-async def main(payments: int) -> None:
+async def floor(home: Path, mode: str) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds per (a) trivial call, (b) durable commit, (c) signature and (d) payment, side by side."""
+    trivial = new_server("trivial", title="Trivial", instructions="One tool that does nothing.", feed=ChangeFeed())
+
+    @trivial.tool()
+    async def ping(text: str) -> str:
+        """Answer with the text."""
+        return text
+
+    table = Migration(1, "one table", "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+    signer = Signer(Account.create())
+    digest = os.urandom(32)
+    async with (
+        in_memory(home, mode) as target,
+        Client(trivial, mode=mode) as plain,  # type: ignore[arg-type]
+        Database.open(home / "floor.db", [table]) as db,
+    ):
+        client = target.client
+        wallet = {"daily_limit": "1000000000", "per_transaction_limit": "1000"}
+        payer = (await structured(client, "create_wallet", label="payer", **wallet))["address"]
+        payee = (await structured(client, "create_wallet", label="payee", **wallet))["address"]
+        await target.fund(payer, "1000000000")
+        count = iter(range(10**9))
+
+        async def call() -> None:
+            await structured(plain, "ping", text="x")
+
+        async def commit() -> None:
+            await db.write(lambda session: session.run("INSERT INTO t (v) VALUES (?)", (digest,)))
+
+        async def sign() -> None:
+            signer._key.sign_recoverable(digest, hasher=None)  # what Signer.sign does after hashing
+
+        async def pay() -> None:
+            await structured(
+                client,
+                "execute_payment",
+                from_address=payer,
+                to_address=payee,
+                amount="1.25",
+                memo="bench",
+                idempotency_key=f"floor-{next(count)}",
+            )
+
+        parts = {"a": call, "b": commit, "c": sign, "d": pay}
+        walls: dict[str, list[float]] = {name: [] for name in parts}
+        cpus: dict[str, list[float]] = {name: [] for name in parts}
+        for round_ in range(FLOOR_ROUNDS + 1):
+            wall, cpu = dict.fromkeys(parts, 0.0), dict.fromkeys(parts, 0.0)
+            for _ in range(FLOOR_CALLS):  # one of each in turn, so a burst of load falls on all four
+                for name, part in parts.items():
+                    started, started_cpu = time.perf_counter(), time.process_time()
+                    await part()
+                    wall[name] += time.perf_counter() - started
+                    cpu[name] += time.process_time() - started_cpu
+            if round_:  # the first round warms up
+                for name in parts:
+                    walls[name].append(wall[name] / FLOOR_CALLS)
+                    cpus[name].append(cpu[name] / FLOOR_CALLS)
+        return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in parts}
+
+
+async def print_floor(where: str | None) -> None:
+    print("floor, one caller, in-memory: median of the rounds' means (ms); CPU is the process's, all threads")
+    print(
+        f"{'era':<12}{'':<6}{'(a) call':>10}{'(b) commit':>12}{'(c) sign':>10}{'(d) payment':>13}{'payments/s':>12}"
+        f"{'d/(a+b+c)':>11}"
+    )
+    for mode in ("auto", "legacy"):
+        with tempfile.TemporaryDirectory(dir=where) as home:
+            parts = await floor(Path(home), mode)
+        era = "2026-07-28" if mode == "auto" else "2025-11-25"
+        for index, kind in enumerate(("wall", "CPU")):
+            a, b, c, d = (parts[name][index] * 1000 for name in "abcd")
+            rate = f"{1000 / d:>12.0f}" if kind == "wall" else f"{'':>12}"
+            print(f"{era:<12}{kind:<6}{a:>10.3f}{b:>12.3f}{c:>10.3f}{d:>13.3f}{rate}{d / (a + b + c):>11.2f}")
+
+
+async def main(payments: int, floor_only: bool, where: str | None) -> None:
+    await print_floor(where)
+    if floor_only:
+        return
     print(
         f"wallet execute_payment, {payments} payments per row, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
@@ -201,7 +295,7 @@ async def main(payments: int) -> None:
         rows.append(("in-memory, anvil", on_anvil, "auto", min(payments, 500)))
     for name, opener, mode, count in rows:
         for concurrency in CONCURRENCY:
-            with tempfile.TemporaryDirectory() as home:
+            with tempfile.TemporaryDirectory(dir=where) as home:
                 async with opener(Path(home), mode) as target:
                     rate, latencies = await measure(target, count, concurrency)
                     quantiles = statistics.quantiles(latencies, n=100)
@@ -215,4 +309,7 @@ if __name__ == "__main__":
     configure_logging("WARNING")  # per-payment INFO lines would be part of what is measured
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payments", type=int, default=2000)
-    anyio.run(main, parser.parse_args().payments)
+    parser.add_argument("--floor-only", action="store_true", help="print the floor and stop")
+    parser.add_argument("--dir", help="where the SQLite files go (default: the temp dir); /dev/shm leaves the disk out")
+    arguments = parser.parse_args()
+    anyio.run(main, arguments.payments, arguments.floor_only, arguments.dir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -119,6 +120,13 @@ class Gateway:
         backend = self.backends.get(server)
         if backend is None:
             return _tool_error(f"no backend {server!r}; known: {', '.join(sorted(self.backends))}")
+        not_json = _not_json_number(arguments)
+        if not_json is not None:  # jsonschema takes NaN for a number; sent on, it would arrive as null
+            where, value = not_json
+            return _tool_error(
+                f"arguments for {qualified(server, tool)}: {where} is {value}, which is not a JSON number;"
+                " send a finite number"
+            )
         validator = backend.catalog.validator(tool)
         if validator is not None and not validator.is_valid(arguments):
             problem = _problem(validator, arguments)
@@ -131,8 +139,12 @@ class Gateway:
             return _tool_error(str(exc))
         except MCPError as exc:
             raise MCPError(exc.code, f"backend {server}: {exc.message}", exc.data) from exc
-        except Exception as exc:
-            return _tool_error(f"backend {server} failed {tool}: {type(exc).__name__}: {exc}")
+        except Exception:  # a transport broke mid-call: the host hears what to do, the log has the cause
+            logger.exception("backend %s failed %s", server, tool)
+            return _tool_error(
+                f"backend {server} broke off during {tool}, so whether it took effect is unknown; check its "
+                "state before repeating it, or repeat it with the same idempotency key"
+            )
         if result.is_error:
             content = [
                 block.model_copy(update={"text": f"[{server}] {block.text}"})
@@ -348,6 +360,20 @@ def _problem(validator: jsonschema.Draft202012Validator, arguments: Mapping[str,
         return "(no detail)"
     where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
     return f"{where}: {error.message}"
+
+
+def _not_json_number(arguments: Mapping[str, Any]) -> tuple[str, float] | None:
+    """Where the arguments hold NaN or ±Infinity (JSON has neither), and the value; None when they hold none."""
+    stack: list[tuple[str, Any]] = [(key, value) for key, value in arguments.items()]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where, value
+        if isinstance(value, Mapping):
+            stack.extend((f"{where}/{key}", item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{where}/{index}", item) for index, item in enumerate(value))
+    return None
 
 
 def _template_matches(template: str, uri: str) -> bool:

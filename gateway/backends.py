@@ -19,22 +19,22 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-import httpx2
 import jsonschema
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
+from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated
-from mcp.server.mcpserver import MCPServer
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
+
+from servers.common.clients import Target, connect, describe_error, subscribe_legacy
+
+__all__ = ["Backend", "BackendUnavailableError", "Catalog", "Target"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,25 +42,6 @@ State = Literal["connecting", "up", "down"]
 MAX_BACKOFF_SECONDS = 30.0
 HEARTBEAT_SECONDS = 2.0
 IDLE_WORKERS = 4  # request workers kept waiting per connected backend
-
-
-@dataclass(frozen=True)
-class Target:
-    """How to reach a backend: an in-process server, a command speaking stdio, or a streamable HTTP URL."""
-
-    server: MCPServer[Any] | None = None
-    command: tuple[str, ...] = ()
-    env: Mapping[str, str] | None = None
-    url: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    mode: str = "auto"  # "legacy" pins the 2025-11-25 handshake
-
-    def describe(self) -> str:
-        if self.server is not None:
-            return "in process"
-        if self.command:
-            return f"stdio: {' '.join(self.command)}"
-        return f"HTTP: {self.url}"
 
 
 class BackendUnavailableError(Exception):
@@ -170,7 +151,7 @@ class Backend:
             self.protocol_version = client.protocol_version
             await self._refresh(client)
             self._requests, self.state, self.error, self.connected_at = send, "up", None, time.time()
-            self._in_process = client if self.target.server is not None else None
+            self._in_process = client if self.target.in_process else None
             self._up.set()
             logger.info("backend %s is up (%s, %s)", self.name, self.target.describe(), client.protocol_version)
             try:
@@ -187,19 +168,8 @@ class Backend:
                 send.close()
                 await self._fail_pending(receive)
 
-    def _client(self, on_message: Any) -> Any:
-        target = self.target
-        options: dict[str, Any] = {"mode": target.mode, "read_timeout_seconds": self.timeout_seconds, "cache": None}
-        options["message_handler"] = on_message
-        if target.server is not None:
-            return Client(target.server, **options)
-        if target.command:
-            params = StdioServerParameters(
-                command=target.command[0], args=list(target.command[1:]), env=dict(target.env) if target.env else None
-            )
-            return Client(params, **options)
-        assert target.url is not None
-        return _HttpClient(target.url, dict(target.headers), options)
+    def _client(self, on_message: Any) -> AbstractAsyncContextManager[Client]:
+        return connect(self.target, timeout_seconds=self.timeout_seconds, message_handler=on_message)
 
     async def _serve(self, client: Client, requests: MemoryObjectReceiveStream[_Request], tasks: Any) -> None:
         """Workers in the owning task's group take requests; one more starts whenever all are busy, so
@@ -282,10 +252,8 @@ class Backend:
                 await client.send_ping()
 
     async def _subscribe_legacy(self, client: Client) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MCPDeprecationWarning)
-            for uri in sorted(self.subscriptions):
-                await client.session.subscribe_resource(uri)
+        for uri in sorted(self.subscriptions):
+            await subscribe_legacy(client, uri)
 
     async def _refresh(self, client: Client) -> None:
         capabilities = client.server_capabilities
@@ -303,7 +271,7 @@ class Backend:
     def _mark_down(self, exc: BaseException) -> None:
         self.state = "down"
         self._up = anyio.Event()
-        self.error = _describe(exc)
+        self.error = describe_error(exc)
 
     # callers
 
@@ -360,42 +328,9 @@ class Backend:
             return  # followed from the next connection on
         if self.protocol_version < "2026-07-28":
             if new:
-
-                async def subscribe(client: Client) -> None:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", MCPDeprecationWarning)
-                        await client.session.subscribe_resource(uri)
-
-                await self.request(subscribe)
+                await self.request(lambda client: subscribe_legacy(client, uri))
             return
         with anyio.move_on_after(within):
             while uri not in self.listening:
                 self._resubscribe.set()
                 await self._listening_changed.wait()
-
-
-class _HttpClient:
-    """A Client over streamable HTTP with extra headers; the httpx client closes with it."""
-
-    def __init__(self, url: str, headers: dict[str, str], options: dict[str, Any]) -> None:
-        self._url, self._headers, self._options = url, headers, options
-        self._stack = AsyncExitStack()
-
-    async def __aenter__(self) -> Client:
-        http = await self._stack.enter_async_context(
-            create_mcp_http_client(headers=self._headers, timeout=httpx2.Timeout(30, read=300))
-        )
-        client: Client = await self._stack.enter_async_context(
-            Client(streamable_http_client(self._url, http_client=http), **self._options)
-        )
-        return client
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._stack.__aexit__(*exc)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        return _describe(exc.exceptions[0])
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.backends import Target
-from servers import SERVERS
+from gateway.registry import SERVERS
 from servers.common.logging import register_secret
 from servers.common.settings import ConfigError, load_yaml
 

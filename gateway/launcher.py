@@ -44,7 +44,9 @@ from servers.common.transports import (
     SSE_MESSAGE_PATH,
     SSE_PATH,
     StaticTokenVerifier,
+    bound_url,
     check_exposure,
+    listen,
     require_bearer,
     run_app,
 )
@@ -98,10 +100,15 @@ async def running_mesh(
                 unlocking.start_soon(key, role, keystore)
     environ = keys | dict(environ)  # what the operator set wins
     servers: dict[str, MCPServer[Any]] = {}
+    started = {name: anyio.Event() for name in local}
+
+    async def started_server(name: str) -> MCPServer[Any]:
+        await started[name].wait()
+        return servers[name]
 
     def peer(name: str) -> Peer | None:
-        """The in-process server, or None for the server's own STATESET_<NAME>_URL setting."""
-        return Peer(name, lambda: servers[name]) if name in local else None
+        """The in-process server once it has started, or None for the server's own STATESET_<NAME>_URL."""
+        return Peer.in_process(name, functools.partial(started_server, name)) if name in local else None
 
     async with AsyncExitStack() as stack:
         apps: dict[str, Any] = {}
@@ -118,6 +125,7 @@ async def running_mesh(
         for name in local:
             apps[name] = await stack.enter_async_context(openers[name]())
             servers[name] = apps[name].server
+            started[name].set()
         targets |= {name: Target(server=server) for name, server in servers.items()}
         gateway = Gateway(
             {
@@ -180,13 +188,15 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
     """`stateset up`: the mesh over HTTP until interrupted."""
     verifier = StaticTokenVerifier.from_env(environ)
     check_exposure(args.host, verifier)
+    config = load_mesh_config(environ, args.config)
+    sock = listen(args.host, args.port)  # before anything is created: a port in use is one line
     began = time.perf_counter()
-    async with running_mesh(mesh, environ, config=load_mesh_config(environ, args.config)) as running:
+    async with running_mesh(mesh, environ, config=config) as running:
         app = mesh_app(running, host=args.host, token_verifier=verifier)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(functools.partial(run_app, app, host=args.host, port=args.port))
+            tasks.start_soon(run_app, app, sock)
             ready = await running.gateway.wait_ready(10)
-            base = f"http://{args.host}:{args.port}"
+            base = bound_url(sock)
             logger.info(
                 "mesh %s in %.1f s: gateway at %s/mcp; servers at %s/<name>/mcp (%s)",
                 "ready" if ready else "started, not every backend is up,",
@@ -200,13 +210,17 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
 async def run_gateway(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> None:
     """`stateset gateway`: only the aggregate, over stdio or HTTP."""
     verifier = StaticTokenVerifier.from_env(environ) if args.transport == "http" else None
+    config = load_mesh_config(environ, args.config)
+    sock = None
     if args.transport == "http":
         check_exposure(args.host, verifier)
-    async with running_mesh(mesh, environ, config=load_mesh_config(environ, args.config)) as running:
+        sock = listen(args.host, args.port)
+    async with running_mesh(mesh, environ, config=config) as running:
         aggregate = running.aggregate
-        if args.transport == "stdio":
+        if sock is None:
             async with stdio_server() as (read, write):
                 await aggregate.run(read, write, aggregate.create_initialization_options())
             return
         app = aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
-        await run_app(_guard(app, verifier), host=args.host, port=args.port)
+        logger.info("serving the aggregate gateway at %s", bound_url(sock, MCP_PATH))
+        await run_app(_guard(app, verifier), sock)

@@ -43,6 +43,7 @@ replica and change together; `reconcile` is the part tested on its own.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -56,6 +57,7 @@ from typing import Any, Literal
 
 import anyio
 import mcp_types as types
+import rfc8785
 from anyio.abc import TaskGroup
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
@@ -517,8 +519,12 @@ def _parse(text: str, mime_type: str | None) -> tuple[bool, Any]:
 
 
 def _digest(text: str, is_json: bool, data: Any = None) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if is_json else text
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """The content's hash: of its RFC 8785 form for JSON, so key order and spacing are not a change. JSON
+    outside RFC 8785's domain (integers past 2**53) is hashed as sent: a reordering then looks like a change."""
+    if is_json:
+        with contextlib.suppress(rfc8785.CanonicalizationError):
+            return hashlib.sha256(rfc8785.dumps(data)).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _encode(uri: str, value: Any, is_json: bool) -> tuple[str, str]:

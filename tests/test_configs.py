@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from servers import SERVERS
+from gateway.registry import SERVERS
 from servers.discovery.planning import load_templates
 from servers.discovery.settings import DEFAULT_TEMPLATES
 from servers.reputation.settings import ReputationSettings
@@ -13,10 +13,12 @@ from servers.reputation.settings import ReputationSettings
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_the_claude_desktop_example_launches_servers_that_exist() -> None:
-    config = json.loads((CONFIGS / "claude_desktop_config.json").read_text())
-    for entry in config["mcpServers"].values():
-        assert entry["args"][0] == "serve" and entry["args"][1] in SERVERS
+def test_the_claude_desktop_example_is_what_claude_config_prints() -> None:
+    from gateway.hosts import claude_config
+
+    example = json.loads((CONFIGS / "claude_desktop_config.json").read_text())
+    stateset, home = "/path/to/stateset-mesh/.venv/bin/stateset", Path("/path/to/stateset-mesh/.stateset")
+    assert example == claude_config(stateset, home, gateway=False)
 
 
 def test_the_default_templates_and_reputation_parameters_load() -> None:
@@ -46,11 +48,22 @@ def test_a_broken_config_names_the_file_and_the_key(tmp_path: Path) -> None:
 
 
 def test_claude_config_launches_every_server_or_the_gateway(tmp_path: Path) -> None:
-    from gateway.cli import claude_config
+    from gateway.hosts import claude_config
 
-    servers = claude_config(tmp_path, gateway=False)["mcpServers"]
+    servers = claude_config("/opt/stateset", tmp_path, gateway=False)["mcpServers"]
     assert set(servers) == {f"stateset-{name}" for name in SERVERS}
-    assert servers["stateset-sap"]["args"] == ["serve", "sap", "--home", str(tmp_path.resolve())]
-    gateway = claude_config(tmp_path, gateway=True)["mcpServers"]
-    assert list(gateway) == ["stateset-mesh"] and gateway["stateset-mesh"]["args"][0] == "gateway"
-    assert all(Path(entry["command"]).name == "stateset" for entry in [*servers.values(), *gateway.values()])
+    assert servers["stateset-sap"] == {
+        "command": "/opt/stateset",
+        "args": ["serve", "sap", "--home", str(tmp_path.resolve())],
+    }
+    # the servers others reach serve their loopback port, and those who reach them are told where
+    assert servers["stateset-wallet"]["args"][-2:] == ["--peer-port", "8701"]
+    assert servers["stateset-reputation"]["env"] == {
+        "STATESET_DISCOVERY_URL": "http://127.0.0.1:8704/mcp",
+        "STATESET_WALLET_URL": "http://127.0.0.1:8701/mcp",
+    }
+    assert servers["stateset-discovery"]["env"] == {"STATESET_REPUTATION_URL": "http://127.0.0.1:8703/mcp"}
+    gateway = claude_config("/opt/stateset", tmp_path, gateway=True)["mcpServers"]
+    assert gateway == {
+        "stateset-mesh": {"command": "/opt/stateset", "args": ["gateway", "--home", str(tmp_path.resolve())]}
+    }

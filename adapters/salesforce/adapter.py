@@ -12,9 +12,8 @@ ChangeEventHeader-shaped event per change: CREATE or UPDATE, with the changed fi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +23,7 @@ from typing import Any
 import anyio
 
 from adapters.base import PlatformEvent
+from adapters.idempotency import fingerprint, matches
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.models import ChangeEvent, ChangeEventHeader, LeadResult, Limits, QueryResult, RecordResult
 from adapters.salesforce.names import split_name
@@ -118,11 +118,12 @@ class SalesforceAdapter:
         return await self.update_record("Opportunity", id, fields)
 
     async def create_record(self, sobject: str, fields: dict[str, Any], *, idempotency_key: str | None) -> RecordResult:
-        fingerprint = hashlib.sha256(json.dumps([sobject, fields], sort_keys=True).encode()).hexdigest()
+        check_values(fields)
+        request = [sobject, fields]
         if idempotency_key is not None:
             prior = await self._store.read(lambda tx: tx.request(idempotency_key))
             if prior is not None:
-                if prior[0] != fingerprint:
+                if not matches(prior[0], request):
                     raise ConflictError(
                         f"idempotency key {idempotency_key!r} was used for another create",
                         hint="use a new key for a new record",
@@ -133,14 +134,15 @@ class SalesforceAdapter:
             sobject=sobject, id=record_id, created=created, record=await self.client.get(sobject, record_id)
         )
         if idempotency_key is not None:
-            now = self._clock()
+            now, taken = self._clock(), fingerprint(request)
             await self._store.write(
-                lambda tx: tx.save_request(idempotency_key, fingerprint, result.model_dump(mode="json"), now)
+                lambda tx: tx.save_request(idempotency_key, taken, result.model_dump(mode="json"), now)
             )
         logger.info("created %s %s", sobject, record_id)
         return result
 
     async def update_record(self, sobject: str, record_id: str, fields: dict[str, Any]) -> RecordResult:
+        check_values(fields)
         await self.client.update(sobject, record_id, fields)
         return RecordResult(sobject=sobject, id=record_id, record=await self.client.get(sobject, record_id))
 
@@ -199,9 +201,9 @@ class SalesforceAdapter:
                 header = ChangeEventHeader(
                     entityName=sobject,
                     recordIds=[record_id],
-                    changeType="CREATE"
-                    if before is None and record.get("CreatedDate") == record.get("LastModifiedDate")
-                    else "UPDATE",
+                    # a record first seen and created inside this window is new, whatever else happened to it
+                    # since: a poller sees one state per record, and timestamps cannot order what a poll folded
+                    changeType="CREATE" if before is None and _created_since(record, start) else "UPDATE",
                     changedFields=[k for k in changed if k != "Id"],
                     changeOrigin="com/stateset/mesh;client=rest-poll",
                     transactionKey=uuid.uuid4().hex,
@@ -253,6 +255,40 @@ class SalesforceAdapter:
             await anyio.sleep(self.client.settings.poll_seconds)
 
 
+JSON_SAFE_INTEGER = 2**53 - 1  # RFC 7493 (I-JSON): beyond it, a JSON number does not arrive exactly
+
+
+def check_values(fields: dict[str, Any]) -> None:
+    """Refuse, before anything is sent or stored, a value JSON cannot carry: NaN, Infinity, or an integer
+    beyond ±2^53-1 (Salesforce reads numbers as doubles). Nested lists and objects are checked too.
+
+    Raises:
+        InvalidInputError: naming the field and what is allowed.
+    """
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+            raise InvalidInputError(
+                f"field {where} is {shown}, which JSON and Salesforce cannot hold",
+                hint="send a finite number, or null to clear the field",
+            )
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > JSON_SAFE_INTEGER:
+            raise InvalidInputError(
+                f"field {where} is {value}, beyond the ±{JSON_SAFE_INTEGER} a JSON number carries exactly",
+                hint="send such a number as a string",
+            )
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                walk(inner, f"{where}[{index}]")
+
+    for name, value in fields.items():
+        walk(value, name)
+
+
 def _iso(stamp: str) -> str:
     """A Salesforce date-time (2026-01-15T09:00:00.000+0000) as ISO 8601 that Python reads back."""
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").isoformat() if "+0000" in stamp else stamp
@@ -261,4 +297,14 @@ def _iso(stamp: str) -> str:
 def _epoch_ms(stamp: str | None) -> int:
     if not stamp:
         return 0
-    return int(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
+    return int(_instant(stamp).timestamp() * 1000)
+
+
+def _instant(stamp: str) -> datetime:
+    """A Salesforce datetime ("2026-12-02T10:00:00.000+0000")."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def _created_since(record: dict[str, Any], start: str) -> bool:
+    created = record.get("CreatedDate")
+    return isinstance(created, str) and _instant(created) >= datetime.fromisoformat(start)

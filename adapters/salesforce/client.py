@@ -6,7 +6,7 @@
 - 429, 503 and UNABLE_TO_LOCK_ROW mean the platform applied nothing, so the call is repeated with
   backoff. A connection that fails before the request is sent is repeated too. A write whose answer is
   lost after it was sent is repeated only when it is idempotent (PATCH, an upsert by external ID);
-  a lost create raises OutcomeUnknownError instead of risking a second record.
+  a lost create raises OutcomeUnknownError instead of risking a second record (adapters.retry).
 - Error arrays become PlatformRejectedError listing each errorCode, message and fields.
 - `Sforce-Limit-Info` is read from every answer.
 """
@@ -22,14 +22,8 @@ import anyio
 import httpx2
 import jwt
 
-from adapters.base import (
-    AuthenticationError,
-    ErrorDetail,
-    OutcomeUnknownError,
-    PlatformRejectedError,
-    PlatformUnavailableError,
-)
-from adapters.retry import DEFAULT_BACKOFF, NOT_SENT, RETRYABLE_STATUS, Backoff
+from adapters.base import AuthenticationError, ErrorDetail, PlatformRejectedError, PlatformUnavailableError
+from adapters.retry import DEFAULT_BACKOFF, Backoff, busy, send_with_retries
 from adapters.salesforce.settings import SalesforceSettings
 
 logger = logging.getLogger(__name__)
@@ -50,10 +44,17 @@ class ApiUsage:
 
 
 class SalesforceClient:
-    def __init__(self, settings: SalesforceSettings, *, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    def __init__(
+        self,
+        settings: SalesforceSettings,
+        *,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network, e.g. with an emulator in this process (adapters.sandbox.transport)."""
         self.settings = settings
         self._backoff = backoff
-        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds)
+        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds, transport=transport)
         self._session: Session | None = None
         self._renewing = anyio.Lock()
         self.api_usage: ApiUsage | None = None
@@ -138,56 +139,39 @@ class SalesforceClient:
         Raises:
             PlatformRejectedError, PlatformUnavailableError, OutcomeUnknownError, AuthenticationError
         """
-        repeatable = method in ("GET", "PATCH", "DELETE") if idempotent is None else idempotent
         full_path = path if path.startswith("/services/") else f"{self.data_path}{path}"
         session = await self._current_session()
         renewed = False
-        for attempt in range(1, self._backoff.attempts + 1):
+
+        async def send() -> httpx2.Response:
             headers = {"Authorization": f"Bearer {session.access_token}", "Accept": "application/json"}
-            try:
-                response = await self._http.request(
-                    method, session.instance_url + full_path, json=json, params=params, headers=headers
-                )
-            except NOT_SENT as exc:
-                failure = f"{exc!r}"
-                if attempt < self._backoff.attempts:
-                    await anyio.sleep(self._backoff.delay(attempt))
-                    continue
-                raise PlatformUnavailableError(f"Salesforce did not answer {method} {full_path}: {failure}") from None
-            except httpx2.TransportError as exc:
-                if not repeatable:
-                    raise OutcomeUnknownError(
-                        f"the connection broke after {method} {full_path} was sent ({exc!r}); it may or may not "
-                        "have been applied, so it was not repeated",
-                        hint="look the record up before trying again, or pass an idempotency_key",
-                    ) from None
-                if attempt < self._backoff.attempts:
-                    await anyio.sleep(self._backoff.delay(attempt))
-                    continue
-                raise PlatformUnavailableError(f"Salesforce did not answer {method} {full_path}: {exc!r}") from None
+            response = await self._http.request(
+                method, session.instance_url + full_path, json=json, params=params, headers=headers
+            )
             self._note_usage(response)
-            if response.status_code < 400:
-                return response
-            details = _details(response)
-            codes = {detail.code for detail in details}
-            if response.status_code == 401 and "INVALID_SESSION_ID" in codes and not renewed:
-                session, renewed = await self._current_session(stale=session), True
-                continue
-            if (
-                response.status_code in RETRYABLE_STATUS or codes & RETRYABLE_CODES
-            ) and attempt < self._backoff.attempts:
-                delay = self._backoff.delay(attempt, response.headers.get("retry-after"))
-                logger.info(
-                    "Salesforce answered %s to %s %s; retrying in %.2f s",
-                    response.status_code,
-                    method,
-                    full_path,
-                    delay,
-                )
-                await anyio.sleep(delay)
-                continue
-            raise PlatformRejectedError("Salesforce", response.status_code, details)
-        raise PlatformUnavailableError(f"Salesforce kept failing {method} {full_path}")  # pragma: no cover
+            return response
+
+        async def renew(response: httpx2.Response) -> bool:
+            """A 401 INVALID_SESSION_ID: one new token, once."""
+            nonlocal session, renewed
+            if response.status_code != 401 or renewed or "INVALID_SESSION_ID" not in _codes(response):
+                return False
+            session, renewed = await self._current_session(stale=session), True
+            return True
+
+        response = await send_with_retries(
+            send,
+            platform="Salesforce",
+            what=f"{method} {full_path}",
+            backoff=self._backoff,
+            repeatable=method in ("GET", "PATCH", "DELETE") if idempotent is None else idempotent,
+            retryable=_busy,
+            renew=renew,
+            lost_hint="look the record up before trying again, or pass an idempotency_key",
+        )
+        if response.status_code >= 400:
+            raise PlatformRejectedError("Salesforce", response.status_code, _details(response))
+        return response
 
     def _note_usage(self, response: httpx2.Response) -> None:
         header = response.headers.get("sforce-limit-info", "")
@@ -238,6 +222,15 @@ class SalesforceClient:
     async def limits(self) -> dict[str, Any]:
         body: dict[str, Any] = (await self.request("GET", "/limits")).json()
         return body
+
+
+def _codes(response: httpx2.Response) -> set[str]:
+    return {detail.code for detail in _details(response)}
+
+
+def _busy(response: httpx2.Response) -> bool:
+    """429, 503, or an error code that says Salesforce applied nothing (a locked row, a busy server)."""
+    return busy(response) or bool(_codes(response) & RETRYABLE_CODES)
 
 
 def _details(response: httpx2.Response) -> list[ErrorDetail]:

@@ -1,7 +1,8 @@
 """The Salesforce adapter's own SQLite file; each use case one transaction (see servers.common.db).
 
 Tables:
-- `requests`: creates made with an idempotency key, and their results: a repeated key answers from here.
+- `requests`: creates made with an idempotency key, their fingerprints (adapters.idempotency) and their
+  results: a repeated key answers from here.
 - `watermarks`: per sObject, up to when changes have been read for the event feed.
 - `snapshots`: each watched record as last read, to tell what a change changed.
 - `events`: the change events published, newest last.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from adapters.idempotency import MARK_LEGACY_SQL
 from servers.common.db import Migration, Queries, Store
 
 MIGRATIONS = (
@@ -42,6 +44,7 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(2, "fingerprints taken before RFC 8785 canonical JSON are marked legacy", MARK_LEGACY_SQL),
 )
 
 

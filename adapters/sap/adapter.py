@@ -5,6 +5,10 @@ CorrespncExternalReference ("Your Reference"). When the answer to the create is 
 looks the order up by that reference rather than creating it again; a repeated key answers from the
 local record. Updates send If-Match when the service's $metadata declares a concurrency token.
 
+Systems differ in small ways the adapter absorbs: item numbers come as "10" or "00010" (the adapter reports
+them as numbers, "10", and matches the ones it is given by value, sending each system its own form), and
+an item's DocumentCurrency may come back empty (the item then takes the header's).
+
 Stock is read from API_MATERIAL_STOCK_SRV's A_MatlStkInAcctMod, filtered by material (and plant), a page
 of 1,000 rows at a time. SAP answers a material it holds no stock for with an empty collection, not an
 error, and so does the adapter: a zero total with no rows.
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import re
 import time
@@ -28,9 +31,11 @@ from typing import Any
 import anyio
 
 from adapters.base import OutcomeUnknownError, PlatformEvent
+from adapters.idempotency import fingerprint, matches
 from adapters.sap import odata
 from adapters.sap.client import SapClient
 from adapters.sap.models import (
+    STOCK_FIELDS,
     STOCK_SERVICE,
     ItemInput,
     MaterialStock,
@@ -53,21 +58,6 @@ EDM = "{http://schemas.microsoft.com/ado/2008/09/edm}"
 MATERIAL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,39}")
 PLANT_PATTERN = re.compile(r"[A-Za-z0-9]{1,4}")
 STOCK_PAGE = 1000
-STOCK_FIELDS = (
-    "Material",
-    "Plant",
-    "StorageLocation",
-    "Batch",
-    "Supplier",
-    "Customer",
-    "WBSElementInternalID",
-    "SDDocument",
-    "SDDocumentItem",
-    "InventorySpecialStockType",
-    "InventoryStockType",
-    "MaterialBaseUnit",
-    "MatlWrhsStkQtyInMatlBaseUnit",
-)
 HEADER_CHANGES = {
     "payment_terms": "PaymentTerms",
     "purchasing_group": "PurchasingGroup",
@@ -172,29 +162,28 @@ class SapAdapter:
         if idempotency_key is None:
             number = await self._post(body)
             return (await self.get_purchase_order(number)).model_copy(update={"created": True})
-        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         prior = await self._store.read(lambda tx: tx.request(idempotency_key))
         if prior is not None:
-            if prior[0] != fingerprint:
+            if not matches(prior[0], body):
                 raise ConflictError(
                     f"idempotency key {idempotency_key!r} was used for another purchase order ({prior[1]})",
                     hint="use a new key for a new order",
                 )
             return await self.get_purchase_order(prior[1])
         reference = reference_for(idempotency_key)
-        body["CorrespncExternalReference"] = reference
+        sent = body | {"CorrespncExternalReference": reference}  # the fingerprint is the request's, without it
         created = True
         try:
-            number = await self._post(body)
+            number = await self._post(sent)
         except OutcomeUnknownError:
             found = await self._find_by_reference(reference)
             if found is None:
-                number = await self._post(body)  # it was not created: creating it now is the first time
+                number = await self._post(sent)  # it was not created: creating it now is the first time
             else:
                 number, created = found, False
                 logger.info("the lost create of purchase order %s was found by its reference", number)
-        now = self._clock()
-        await self._store.write(lambda tx: tx.save_request(idempotency_key, fingerprint, number, now))
+        now, taken = self._clock(), fingerprint(body)
+        await self._store.write(lambda tx: tx.save_request(idempotency_key, taken, number, now))
         return (await self.get_purchase_order(number)).model_copy(update={"created": created})
 
     async def _post(self, body: dict[str, Any]) -> str:
@@ -274,6 +263,7 @@ class SapAdapter:
             raise InvalidInputError(
                 "changes name nothing to change", hint="set payment_terms, purchasing_group, incoterms or items"
             )
+        item_keys = await self._item_keys(number, [change.item for change in changes.items])
         if header:
             headers = {}
             if await self._etag_required():
@@ -289,11 +279,28 @@ class SapAdapter:
             if change.net_price is not None:
                 fields["NetPriceAmount"] = change.net_price
             if fields:
-                key = f"PurchaseOrder='{number}',PurchaseOrderItem='{change.item}'"
+                key = f"PurchaseOrder='{number}',PurchaseOrderItem='{item_keys[int(change.item)]}'"
                 await self.client.request("PATCH", f"/A_PurchaseOrderItem({key})", json=fields)
         order = await self.get_purchase_order(number)
         await self._publisher.publish([order_uri(number)])
         return order
+
+    async def _item_keys(self, number: str, wanted: list[str]) -> dict[int, str]:
+        """The order's item numbers as the system writes them ("10" or "00010"), by their value; refuses an
+        item the order does not have before anything is changed."""
+        if not wanted:
+            return {}
+        response = await self.client.request(
+            "GET", f"/A_PurchaseOrder('{number}')/to_PurchaseOrderItem", params={"$select": "PurchaseOrderItem"}
+        )
+        keys = {int(i["PurchaseOrderItem"]): str(i["PurchaseOrderItem"]) for i in response.json()["d"]["results"]}
+        missing = [item for item in wanted if int(item) not in keys]
+        if missing:
+            raise InvalidInputError(
+                f"purchase order {number} has no item {missing[0]}",
+                hint=f"its items are {', '.join(str(n) for n in sorted(keys)) or 'none'}",
+            )
+        return keys
 
     async def _etag_required(self) -> bool:
         """Whether $metadata declares a concurrency token on A_PurchaseOrderType (read once)."""
@@ -365,17 +372,22 @@ def _order(entity: dict[str, Any]) -> PurchaseOrder:
         last_changed=_date(entity.get("LastChangeDateTime"), "Edm.DateTimeOffset"),
         items=[
             PurchaseOrderItem(
-                item=item["PurchaseOrderItem"],
+                item=_item_number(item["PurchaseOrderItem"]),
                 material=item["Material"],
                 plant=item["Plant"],
                 quantity=_decimal(item["OrderQuantity"]),
                 unit=item["PurchaseOrderQuantityUnit"],
                 net_price=_decimal(item["NetPriceAmount"]),
-                currency=item["DocumentCurrency"],
+                currency=item.get("DocumentCurrency") or entity["DocumentCurrency"],  # some systems leave it empty
             )
             for item in (items.get("results", []) if isinstance(items, dict) else items)
         ],
     )
+
+
+def _item_number(value: str) -> str:
+    """An item number as a number: "00010" (as some systems write it) and "10" are both item 10."""
+    return str(int(value)) if value.isdigit() else value
 
 
 def _date(value: Any, edm: str) -> datetime | None:

@@ -1,32 +1,28 @@
-"""The SAP adapter assembled from settings: the system (or the sandbox emulator), the client, the
-adapter's own SQLite file, the MCP server and the event consumer."""
+"""The SAP adapter assembled from settings (adapters.assembly): the system (or the sandbox emulator), the
+client, the adapter's own SQLite file, the MCP server and the event consumer."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 from mcp.server.mcpserver import MCPServer
+from starlette.types import ASGIApp
 
-from adapters import emulation
+from adapters.assembly import Assembly, assembled
 from adapters.sap.adapter import SapAdapter
 from adapters.sap.client import SapClient
-from adapters.sap.emulator import SapSystem, build_app
 from adapters.sap.server import build_server
 from adapters.sap.settings import SapSettings
 from adapters.sap.store import MIGRATIONS, SapStore
 from servers.common.clock import Clock
-from servers.common.db import Database
-from servers.common.feed import ChangeFeed
 from servers.common.settings import MeshSettings
 
-logger = logging.getLogger(__name__)
-DATABASE_FILE = "sap.db"
+if TYPE_CHECKING:
+    from adapters.sap.sandbox import SapSystem
 
 
 @dataclass(frozen=True)
@@ -42,23 +38,29 @@ class SapApp:
         return self.system
 
 
+def _sandbox() -> tuple[SapSystem, ASGIApp]:
+    from adapters.sap.sandbox import SapSystem, build_app
+
+    system = SapSystem()
+    return system, build_app(system)
+
+
+ASSEMBLY: Assembly[SapSettings, SapClient, SapAdapter, SapSystem] = Assembly(
+    platform="SAP",
+    database_file="sap.db",
+    migrations=MIGRATIONS,
+    configured=SapSettings.from_env,
+    missing="no STATESET_SAP_URL set",
+    sandbox=_sandbox,
+    sandbox_settings=SapSettings.sandbox_for,
+    client=SapClient,
+    adapter=lambda client, db, feed, clock: SapAdapter(client, SapStore(db), feed, clock=clock),
+    server=build_server,
+)
+
+
 @asynccontextmanager
 async def running(mesh: MeshSettings, environ: Mapping[str, str], *, clock: Clock = time.time) -> AsyncIterator[SapApp]:
     """Serve the configured system, or, with none configured, the built-in sandbox emulator."""
-    settings = SapSettings.from_env(environ)
-    async with AsyncExitStack() as stack:
-        system = None
-        if settings is None:
-            system = SapSystem()
-            url = await stack.enter_async_context(emulation.serving(build_app(system), name="SAP sandbox emulator"))
-            settings = SapSettings.sandbox_for(url)
-            logger.warning("SANDBOX: no STATESET_SAP_URL set; using the built-in emulator at %s", url)
-        client = SapClient(settings)
-        stack.push_async_callback(client.aclose)
-        db = await stack.enter_async_context(Database.open(mesh.data_dir() / DATABASE_FILE, MIGRATIONS))
-        feed = ChangeFeed()
-        adapter = SapAdapter(client, SapStore(db), feed, clock=clock)
-        tasks = await stack.enter_async_context(anyio.create_task_group())
-        tasks.start_soon(adapter.run_events)
-        yield SapApp(adapter, build_server(adapter, feed), system)
-        tasks.cancel_scope.cancel()
+    async with assembled(ASSEMBLY, mesh, environ, clock=clock) as (adapter, server, system):
+        yield SapApp(adapter, server, system)

@@ -12,7 +12,8 @@ CSRF, retries that never duplicate.
 - `sap-client` on every request.
 - 429 and 503 mean the system applied nothing: the call is repeated with backoff. A write whose answer
   is lost is repeated only when it is idempotent (PATCH, MERGE, PUT); for a create the caller decides
-  (see SapAdapter: it looks the order up by its reference instead of creating it twice).
+  (see SapAdapter: it looks the order up by its reference instead of creating it twice). One loop does
+  all of this, with the token and session renewals (adapters.retry).
 - The Gateway's error envelope becomes PlatformRejectedError with code, message and the property of
   each error detail.
 """
@@ -26,14 +27,8 @@ from typing import Any
 import anyio
 import httpx2
 
-from adapters.base import (
-    AuthenticationError,
-    ErrorDetail,
-    OutcomeUnknownError,
-    PlatformRejectedError,
-    PlatformUnavailableError,
-)
-from adapters.retry import DEFAULT_BACKOFF, NOT_SENT, RETRYABLE_STATUS, Backoff
+from adapters.base import AuthenticationError, ErrorDetail, PlatformRejectedError, PlatformUnavailableError
+from adapters.retry import DEFAULT_BACKOFF, Backoff, send_with_retries
 from adapters.sap.settings import SapSettings
 
 logger = logging.getLogger(__name__)
@@ -50,14 +45,21 @@ class GatewaySession:
 
 
 class SapClient:
-    def __init__(self, settings: SapSettings, *, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    def __init__(
+        self,
+        settings: SapSettings,
+        *,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network, e.g. with an emulator in this process (adapters.sandbox.transport)."""
         self.settings = settings
         self._backoff = backoff
         auth = None
         if settings.auth == "basic":
             assert settings.username is not None and settings.password is not None
             auth = httpx2.BasicAuth(settings.username, settings.password.get_secret_value())
-        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds, auth=auth)
+        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds, auth=auth, transport=transport)
         self._session: GatewaySession | None = None
         self._session_lock = anyio.Lock()
         self._bearer: str | None = None
@@ -69,13 +71,14 @@ class SapClient:
 
     # auth and session
 
-    async def _authorization(self, stale: str | None = None) -> dict[str, str]:
+    async def _bearer_token(self, stale: str | None = None) -> str | None:
+        """The OAuth bearer token (None with Basic auth); a new one when `stale` is the one just refused."""
         if self.settings.auth != "oauth":
-            return {}
-        async with self._bearer_lock:
+            return None
+        async with self._bearer_lock:  # callers refused with the same token renew it once between them
             if self._bearer is None or self._bearer == stale:
                 self._bearer = await self._fetch_bearer()
-            return {"Authorization": f"Bearer {self._bearer}"}
+            return self._bearer
 
     async def _fetch_bearer(self) -> str:
         settings = self.settings
@@ -103,7 +106,8 @@ class SapClient:
         """The Gateway session; opened when there is none, or when `stale` is the one just refused."""
         async with self._session_lock:  # callers that hit the same stale session open one new session
             if self._session is None or self._session is stale:
-                response = await self._fetch_session()
+                # GET on the service root asking for a token, without cookies: a new session. Retried like a read.
+                response, _ = await self._call("GET", "/", headers={"X-CSRF-Token": "Fetch"}, repeatable=True)
                 if response.status_code == 401:
                     raise self._refused_credentials("GET", "/")
                 token = response.headers.get("x-csrf-token")
@@ -114,22 +118,6 @@ class SapClient:
                 self._session = GatewaySession(dict(response.cookies), token)
                 self.csrf_fetches += 1
             return self._session
-
-    async def _fetch_session(self) -> httpx2.Response:
-        """GET on the service root asking for a token, without cookies: a new session. Retried like a read."""
-        for attempt in range(1, self._backoff.attempts + 1):
-            try:
-                response = await self._send("GET", "/", headers={"X-CSRF-Token": "Fetch"}, session=None)
-            except httpx2.TransportError as exc:
-                if attempt < self._backoff.attempts:
-                    await anyio.sleep(self._backoff.delay(attempt))
-                    continue
-                raise PlatformUnavailableError(f"SAP did not answer the session fetch: {exc!r}") from None
-            if response.status_code in RETRYABLE_STATUS and attempt < self._backoff.attempts:
-                await anyio.sleep(self._backoff.delay(attempt, response.headers.get("retry-after")))
-                continue
-            return response
-        raise PlatformUnavailableError("SAP kept failing the session fetch")  # pragma: no cover
 
     # requests
 
@@ -149,51 +137,71 @@ class SapClient:
         Raises:
             PlatformRejectedError, PlatformUnavailableError, OutcomeUnknownError, AuthenticationError
         """
+        response, refetched = await self._call(
+            method,
+            path,
+            json=json,
+            params=params,
+            headers=headers,
+            service=service,
+            repeatable=method in ("GET", "PATCH", "MERGE", "PUT"),
+            session=await self.session(),
+        )
+        if response.status_code < 400:
+            return response
+        if response.status_code == 401:
+            raise self._refused_credentials(method, path)
+        hint = "the session's CSRF token was refused twice" if response.status_code == 403 and refetched else None
+        raise PlatformRejectedError("SAP", response.status_code, _details(response), hint=hint)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        service: str | None = None,
+        repeatable: bool,
+        session: GatewaySession | None = None,
+    ) -> tuple[httpx2.Response, bool]:
+        """Send through the adapters' one retry loop: with `session`, its cookies and (on writes) its CSRF
+        token, and a new session once when Gateway answers 403 `x-csrf-token: Required`; with OAuth, a new
+        bearer token once on 401. The final answer, and whether the session was renewed."""
         writes = method != "GET"
-        repeatable = method in ("GET", "PATCH", "MERGE", "PUT")
-        session = await self.session()
-        refetched = False
-        for attempt in range(1, self._backoff.attempts + 1):
+        bearer = await self._bearer_token()
+        renewed_bearer = refetched = False
+
+        async def send() -> httpx2.Response:
             extra = dict(headers or {})
-            if writes:
+            if session is not None and writes:
                 extra["X-CSRF-Token"] = session.token
-            try:
-                response = await self._send(
-                    method, path, json=json, params=params, headers=extra, session=session, service=service
-                )
-            except NOT_SENT as exc:
-                if attempt < self._backoff.attempts:
-                    await anyio.sleep(self._backoff.delay(attempt))
-                    continue
-                raise PlatformUnavailableError(f"SAP did not answer {method} {path}: {exc!r}") from None
-            except httpx2.TransportError as exc:
-                if not repeatable:
-                    raise OutcomeUnknownError(
-                        f"the connection broke after {method} {path} was sent ({exc!r}); it may or may not have "
-                        "been applied, so it was not repeated"
-                    ) from None
-                if attempt < self._backoff.attempts:
-                    await anyio.sleep(self._backoff.delay(attempt))
-                    continue
-                raise PlatformUnavailableError(f"SAP did not answer {method} {path}: {exc!r}") from None
-            if response.status_code < 400:
-                return response
-            if (
-                response.status_code == 403
-                and response.headers.get("x-csrf-token", "").lower() == "required"
-                and writes
-                and not refetched
-            ):
+            return await self._send(
+                method, path, json=json, params=params, headers=extra, session=session, bearer=bearer, service=service
+            )
+
+        async def renew(response: httpx2.Response) -> bool:
+            nonlocal bearer, session, renewed_bearer, refetched
+            if response.status_code == 401 and self.settings.auth == "oauth" and not renewed_bearer:
+                bearer, renewed_bearer = await self._bearer_token(stale=bearer), True  # an expired bearer token
+                return True
+            csrf_required = response.headers.get("x-csrf-token", "").lower() == "required"
+            if response.status_code == 403 and csrf_required and session is not None and writes and not refetched:
                 session, refetched = await self.session(stale=session), True
-                continue
-            if response.status_code in RETRYABLE_STATUS and attempt < self._backoff.attempts:
-                await anyio.sleep(self._backoff.delay(attempt, response.headers.get("retry-after")))
-                continue
-            if response.status_code == 401:
-                raise self._refused_credentials(method, path)
-            hint = "the session's CSRF token was refused twice" if response.status_code == 403 and refetched else None
-            raise PlatformRejectedError("SAP", response.status_code, _details(response), hint=hint)
-        raise PlatformUnavailableError(f"SAP kept failing {method} {path}")  # pragma: no cover
+                return True
+            return False
+
+        response = await send_with_retries(
+            send,
+            platform="SAP",
+            what=f"{method} {path}",
+            backoff=self._backoff,
+            repeatable=repeatable,
+            renew=renew,
+            lost_hint="the order may exist: look it up by its reference before trying again",
+        )
+        return response, refetched
 
     def _refused_credentials(self, method: str, path: str) -> AuthenticationError:
         who = self.settings.username if self.settings.auth == "basic" else self.settings.client_id
@@ -207,33 +215,32 @@ class SapClient:
         method: str,
         path: str,
         *,
-        json: Any = None,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
+        json: Any,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
         session: GatewaySession | None,
-        service: str | None = None,
+        bearer: str | None,
+        service: str | None,
     ) -> httpx2.Response:
         query = dict(params or {})
         if self.settings.sap_client is not None:
             query["sap-client"] = self.settings.sap_client
-        base = {"Accept": "application/json"} | (headers or {})
+        sent = {"Accept": "application/json"} | headers
         if session is not None:
-            base["Cookie"] = session.cookie_header
+            sent["Cookie"] = session.cookie_header
+        if bearer is not None:
+            sent["Authorization"] = f"Bearer {bearer}"
         root = self.settings.service_url if service is None else self.settings.url_of(service)
-        url = f"{root}{path}"
-        response = await self._http.request(
-            method, url, json=json, params=query, headers=base | await self._authorization()
-        )
-        if response.status_code == 401 and self.settings.auth == "oauth":  # an expired bearer token: renew once
-            authorization = await self._authorization(stale=self._bearer)
-            response = await self._http.request(method, url, json=json, params=query, headers=base | authorization)
-        self._http.cookies.clear()  # the session's cookies travel in GatewaySession, never in a shared jar
-        return response
+        try:
+            return await self._http.request(method, f"{root}{path}", json=json, params=query, headers=sent)
+        finally:
+            self._http.cookies.clear()  # the session's cookies travel in GatewaySession, never in a shared jar
 
     async def consume_event(self, queue: str) -> dict[str, Any] | None:
         """One message from an Event Mesh queue (REST consumption, QoS 0), or None when the queue is empty."""
         url = f"{self.settings.base_url}/messagingrest/v1/queues/{queue}/messages/consumption"
-        headers = {"x-qos": "0"} | await self._authorization()
+        bearer = await self._bearer_token()
+        headers = {"x-qos": "0"} | ({"Authorization": f"Bearer {bearer}"} if bearer else {})
         try:
             response = await self._http.post(url, headers=headers)
         except httpx2.TransportError as exc:

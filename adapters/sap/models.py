@@ -26,6 +26,20 @@ SERVICE_PATH = f"/sap/opu/odata/sap/{SERVICE}"
 STOCK_SERVICE = "API_MATERIAL_STOCK_SRV"
 STOCK_SERVICE_PATH = f"/sap/opu/odata/sap/{STOCK_SERVICE}"
 SANDBOX_QUEUE = "stateset/purchase-orders"  # the Event Mesh queue the sandbox puts purchase order events on
+STOCK_KEYS = (  # A_MatlStkInAcctMod's key: what tells one stock row from another
+    "Material",
+    "Plant",
+    "StorageLocation",
+    "Batch",
+    "Supplier",
+    "Customer",
+    "WBSElementInternalID",
+    "SDDocument",
+    "SDDocumentItem",
+    "InventorySpecialStockType",
+    "InventoryStockType",
+)
+STOCK_FIELDS = (*STOCK_KEYS, "MaterialBaseUnit", "MatlWrhsStkQtyInMatlBaseUnit")  # what the adapter reads of a row
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,10}$")]
 Quantity = Annotated[
@@ -67,7 +81,9 @@ class ItemInput(BaseModel):
 class ItemChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item: Annotated[str, Field(pattern=r"^[0-9]{1,5}$", description="The item number, e.g. 10")]
+    item: Annotated[
+        str, Field(pattern=r"^[0-9]{1,5}$", description="The item number, e.g. 10 (00010 names the same item)")
+    ]
     quantity: Quantity | None = None
     net_price: Price | None = None
 
@@ -82,7 +98,7 @@ class PurchaseOrderChanges(BaseModel):
 
 
 class PurchaseOrderItem(BaseModel):
-    item: str
+    item: str = Field(description="The item number without leading zeros, e.g. 10 (SAP may write it 00010)")
     material: str
     plant: str
     quantity: str

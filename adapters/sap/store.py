@@ -1,7 +1,8 @@
 """The SAP adapter's own SQLite file; each use case one transaction (see servers.common.db).
 
 Tables:
-- `requests`: purchase orders created with an idempotency key: a repeated key answers from here.
+- `requests`: purchase orders created with an idempotency key, and the request's fingerprint
+  (adapters.idempotency): a repeated key answers from here.
 - `events`: the purchase order events consumed from Event Mesh, newest last.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from adapters.idempotency import MARK_LEGACY_SQL
 from servers.common.db import Migration, Queries, Store
 
 MIGRATIONS = (
@@ -31,6 +33,7 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(2, "fingerprints taken before RFC 8785 canonical JSON are marked legacy", MARK_LEGACY_SQL),
 )
 
 

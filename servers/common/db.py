@@ -11,6 +11,10 @@ which runs on the aiosqlite connection's worker thread. Three things follow:
   failing one is rolled back alone; then one COMMIT, one fsync, makes them all durable. No caller hears
   of its write before that COMMIT, so a crash loses only writes nobody was told about.
 
+One process at a time owns a file: `open` takes an exclusive lock beside it (`<file>.lock`, released when
+the process ends, however it ends) and refuses a second owner with a message naming the first, so two
+`stateset up`s, or an `up` and an `agent run`, on one data directory cannot both write.
+
 Commits use `synchronous=FULL`: when a tool returns, its change is on disk. A write that has reached
 the worker thread runs to the end even if its caller is cancelled, so a change is either wholly
 committed or wholly absent; a caller that lost the answer retries with its idempotency key.
@@ -18,8 +22,11 @@ committed or wholly absent; a caller that lost the answer retries with its idemp
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -31,6 +38,7 @@ from typing import Any, Generic, TypeVar
 import aiosqlite
 
 from servers.common.errors import StorageError
+from servers.common.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +52,24 @@ GROUP_LIMIT = 64
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema step. Versions start at 1 and never change once released."""
+    """One schema step. Versions start at 1 and never change once released.
+
+    `functions` are SQL functions the step's script may call, for conversions SQLite lacks (such as
+    `unhex` before 3.41); they exist only while the step runs.
+    """
 
     version: int
     name: str
     sql: str
+    functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 class SchemaTooNewError(Exception):
     """The file was written by a newer release; opening it could lose data."""
+
+
+class DatabaseInUseError(ConfigError):
+    """Another process owns the file."""
 
 
 class Session:
@@ -131,6 +148,7 @@ class Database:
         """Open (creating if needed) and migrate the file; close it on exit."""
         target = str(path)
         opened: list[sqlite3.Connection] = []
+        lock = _own(Path(f"{target}.lock"), target)
 
         def connect() -> sqlite3.Connection:  # runs on the worker thread, which then owns the connection
             conn = sqlite3.connect(target, isolation_level=None)
@@ -140,10 +158,13 @@ class Database:
             opened.append(conn)
             return conn
 
-        async with aiosqlite.Connection(connect, iter_chunk_size=64) as worker:
-            database = cls(worker, opened[0], target)
-            await database._call(database._migrate, migrations)
-            yield database
+        try:
+            async with aiosqlite.Connection(connect, iter_chunk_size=64) as worker:
+                database = cls(worker, opened[0], target)
+                await database._call(database._migrate, migrations)
+                yield database
+        finally:
+            os.close(lock)  # closing the descriptor releases the lock
 
     async def write(self, work: Callable[[Session], T]) -> T:
         """Run `work` as one atomic change: everything it does commits together or not at all.
@@ -226,6 +247,8 @@ class Database:
                 "upgrade stateset-mesh before opening it"
             )
         for migration in migrations[current:]:
+            for name, function in migration.functions.items():
+                conn.create_function(name, -1, function, deterministic=True)
             # One script, one transaction: a migration applies completely or not at all.
             try:
                 conn.executescript(
@@ -238,7 +261,29 @@ class Database:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                for name in migration.functions:
+                    conn.create_function(name, -1, None)
             logger.info("migrated %s to version %d (%s)", self.path, migration.version, migration.name)
+
+
+def _own(lock_path: Path, target: str) -> int:
+    """An open descriptor holding the exclusive lock on `lock_path`, which then names this process."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 512).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise DatabaseInUseError(
+            f"{target} is in use by {holder}; stop that process, or give this one its own data directory (--home)"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} ({' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200]})\n".encode())
+    return fd
 
 
 def _sql_text(text: str) -> str:

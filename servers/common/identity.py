@@ -6,21 +6,24 @@ hardware wallet or MetaMask can sign it and anyone can verify it with eth-accoun
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import rfc8785
-from coincurve import PrivateKey
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
-from eth_account.signers.local import LocalAccount
-from eth_utils.address import is_hex_address, to_checksum_address
-from eth_utils.crypto import keccak
 from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
 
 from servers.common.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from eth_account.messages import SignableMessage
+    from eth_account.signers.local import LocalAccount
+
+# eth-account (with eth-keyfile's BLS constants and eth-abi's grammar) and eth-utils cost more to import
+# than the MCP SDK itself; they are imported where an address, a hash or a signature is first handled, so a
+# server launched by a host answers `initialize` without them.
 
 DOMAIN_NAME = "StateSet Agent Mesh"
 DOMAIN_VERSION = "1"
@@ -28,6 +31,7 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 AGENT_DID_PREFIX = "did:stateset:agent:"
 
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def parse_address(text: object, *, field: str = "address") -> str:
@@ -38,10 +42,10 @@ def parse_address(text: object, *, field: str = "address") -> str:
     Raises:
         InvalidInputError: not a 20-byte hex address, a bad checksum, or the zero address.
     """
-    if not isinstance(text, str) or not is_hex_address(text) or not text.startswith("0x"):
+    if not isinstance(text, str) or _ADDRESS.fullmatch(text) is None:
         raise InvalidInputError(f"{field} {text!r} is not an Ethereum address", hint="use 0x followed by 40 hex digits")
     body = text[2:]
-    checksummed = str(to_checksum_address(text))
+    checksummed = _checksum(body.lower())
     if body != body.lower() and body != body.upper() and checksummed != text:
         raise InvalidInputError(
             f"{field} {text!r} fails its EIP-55 checksum",
@@ -50,6 +54,14 @@ def parse_address(text: object, *, field: str = "address") -> str:
     if int(body, 16) == 0:
         raise InvalidInputError(f"{field} {text!r} is the zero address", hint="funds sent there are lost")
     return checksummed
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksum(lowercase_body: str) -> str:
+    """EIP-55 for 40 lowercase hex digits: a keccak each time, and the same few addresses come again and again."""
+    from eth_utils.address import to_checksum_address
+
+    return str(to_checksum_address("0x" + lowercase_body))
 
 
 def _validate_address(value: Any, info: ValidationInfo) -> str:
@@ -107,12 +119,16 @@ AgentDid = Annotated[
 
 def did_pkh(address: str, chain_id: int) -> str:
     """The same account as a `did:pkh` (CAIP-10), for systems that speak W3C DIDs."""
+    from eth_utils.address import to_checksum_address
+
     return f"did:pkh:eip155:{chain_id}:{to_checksum_address(address)}"
 
 
 def content_hash(document: Any) -> str:
     """keccak256 of the document's RFC 8785 canonical JSON, 0x-hex: the bytes32 a signature binds a whole
     document with (an agent card, a rating), whatever key order or spacing the signer's JSON had."""
+    from eth_utils.crypto import keccak
+
     return "0x" + bytes(keccak(rfc8785.dumps(document))).hex()
 
 
@@ -131,14 +147,9 @@ class TypedData:
 
     def as_json(self) -> dict[str, Any]:
         """The `eth_signTypedData_v4` JSON form, ready for any Ethereum wallet."""
-        domain_types = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}]
-        if "chainId" in self.domain:
-            domain_types.append({"name": "chainId", "type": "uint256"})
-        if "verifyingContract" in self.domain:
-            domain_types.append({"name": "verifyingContract", "type": "address"})
         return {
             "types": {
-                "EIP712Domain": domain_types,
+                "EIP712Domain": [{"name": name, "type": kind} for name, kind in _domain_fields(self.domain)],
                 self.primary_type: [{"name": name, "type": kind} for name, kind in self.fields],
             },
             "primaryType": self.primary_type,
@@ -158,12 +169,90 @@ class TypedData:
         )
 
     def signable(self) -> SignableMessage:
+        from eth_account.messages import encode_typed_data
+
         return encode_typed_data(full_message=self.as_json())
 
     def digest(self) -> bytes:
-        """The 32-byte hash a signer signs: keccak256(0x1901 ‖ domainSeparator ‖ structHash)."""
-        signable = self.signable()
-        return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
+        """The 32-byte hash a signer signs: keccak256(0x1901 ‖ domainSeparator ‖ structHash).
+
+        Our typed data is one flat struct of atomic and dynamic fields, so it is hashed here directly,
+        with the domain separator and type hash computed once: eth-account's general encoder (types
+        resolved, every value through eth-abi) cost more than the signature itself. Anything else, or
+        values in a lenient form eth-account accepts (numbers as strings, text for bytes), goes to it.
+        """
+        try:
+            domain = _domain_separator(tuple(self.domain.items()))
+            struct = _struct_hash(self.primary_type, self.fields, self.message)
+        except (_NotFlat, TypeError):
+            signable = self.signable()
+            return _keccak(b"\x19" + signable.version + signable.header + signable.body)
+        return _keccak(b"\x19\x01" + domain + struct)
+
+
+class _NotFlat(Exception):
+    """Typed data the direct hashing leaves to eth-account."""
+
+
+def _keccak(data: bytes) -> bytes:
+    from eth_utils.crypto import keccak
+
+    return bytes(keccak(data))
+
+
+def _domain_fields(domain: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The EIP712Domain type of a domain: always a name and a version; a chain id and contract if it has them."""
+    optional = (("chainId", "uint256"), ("verifyingContract", "address"))
+    return (("name", "string"), ("version", "string"), *(item for item in optional if item[0] in domain))
+
+
+_INTEGER = re.compile(r"(u?)int([1-9][0-9]{0,2})")
+_FIXED_BYTES = re.compile(r"bytes([1-9][0-9]?)")
+_HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_separator(items: tuple[tuple[str, Any], ...]) -> bytes:
+    domain = dict(items)
+    fields = _domain_fields(domain)
+    if domain.keys() != {name for name, _ in fields}:  # eth-account refuses fields the type does not declare
+        raise _NotFlat
+    return _struct_hash("EIP712Domain", fields, domain)
+
+
+@functools.lru_cache(maxsize=64)
+def _type_hash(primary_type: str, fields: tuple[tuple[str, str], ...]) -> bytes:
+    return _keccak(f"{primary_type}({','.join(f'{kind} {name}' for name, kind in fields)})".encode())
+
+
+def _struct_hash(primary_type: str, fields: tuple[tuple[str, str], ...], values: dict[str, Any]) -> bytes:
+    words = [_type_hash(primary_type, fields)]
+    words += (_word(kind, values.get(name)) for name, kind in fields)
+    return _keccak(b"".join(words))
+
+
+def _word(kind: str, value: Any) -> bytes:
+    """One field's 32-byte encoding, for values in their canonical Python form."""
+    if kind == "address" and isinstance(value, str) and _ADDRESS.fullmatch(value):
+        body = value[2:]
+        if body in (body.lower(), body.upper()) or _checksum(body.lower()) == value:  # eth-abi's own rule
+            return bytes(12) + bytes.fromhex(body)
+    elif kind == "string" and isinstance(value, str):
+        return _keccak(value.encode())
+    elif kind == "bool" and isinstance(value, bool):
+        return int(value).to_bytes(32, "big")
+    elif kind == "bytes" and isinstance(value, str) and _HEX.fullmatch(value):
+        return _keccak(bytes.fromhex(value[2:]))
+    elif (integer := _INTEGER.fullmatch(kind)) and type(value) is int:
+        bits, signed = int(integer[2]), not integer[1]
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2**bits)
+        if bits % 8 == 0 and 8 <= bits <= 256 and low <= value < high:
+            return value.to_bytes(32, "big", signed=signed)
+    elif (fixed := _FIXED_BYTES.fullmatch(kind)) and isinstance(value, str) and _HEX.fullmatch(value):
+        size = int(fixed[1])
+        if 1 <= size <= 32 and len(value) == 2 + 2 * size:
+            return bytes.fromhex(value[2:]).ljust(32, b"\0")
+    raise _NotFlat
 
 
 class Signer:
@@ -176,6 +265,8 @@ class Signer:
     """
 
     def __init__(self, account: LocalAccount) -> None:
+        from coincurve import PrivateKey
+
         self.address: str = account.address
         self._key = PrivateKey(bytes(account.key))
 
@@ -197,6 +288,8 @@ def recover_signer(data: TypedData, signature: object, *, field: str = "signatur
         raise InvalidInputError(
             f"{field} {_abbreviate(signature)} is not a signature", hint="use 0x followed by 130 hex digits (r, s, v)"
         )
+    from eth_account import Account
+
     try:
         return str(Account.recover_message(data.signable(), signature=signature))
     except Exception as exc:  # eth-keys raises several types for a malformed (r, s, v)

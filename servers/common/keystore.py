@@ -15,20 +15,23 @@ import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from servers.common.identity import Signer
 from servers.common.logging import register_secret
 from servers.common.settings import ConfigError
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
 logger = logging.getLogger(__name__)
 
 PASSWORD_ENV = "STATESET_KEYSTORE_PASSWORD"
 PASSWORD_FILE = "keystore.password"
+# The keys servers sign with for others to trust (approval receipts, slash orders): role -> file in the data directory
+SERVER_KEYSTORES = {"governance": "governance.keystore.json", "reputation": "reputation.keystore.json"}
 
 
 class KeystoreError(Exception):
@@ -63,6 +66,8 @@ def load_password(data_dir: Path, environ: Mapping[str, str]) -> str:
 
 def encrypt_account(account: LocalAccount, password: str, *, scrypt_n: int) -> str:
     """The account's key as keystore v3 JSON text."""
+    from eth_account import Account  # imported on first use: see servers.common.identity
+
     keystore: dict[str, Any] = Account.encrypt(account.key, password, kdf="scrypt", iterations=scrypt_n)
     return json.dumps(keystore, separators=(",", ":"))
 
@@ -73,6 +78,8 @@ def decrypt_account(keystore_json: str, password: str) -> LocalAccount:
     Raises:
         KeystoreError: the password does not open it, or the file is damaged.
     """
+    from eth_account import Account
+
     try:
         key = Account.decrypt(keystore_json, password)
     except (ValueError, KeyError, TypeError) as exc:  # eth-keyfile: MAC mismatch is a ValueError
@@ -80,6 +87,20 @@ def decrypt_account(keystore_json: str, password: str) -> LocalAccount:
         raise KeystoreError(f"the keystore for {address} cannot be opened with the configured password") from exc
     account: LocalAccount = Account.from_key(key)
     return account
+
+
+def stored_address(path: Path) -> str | None:
+    """The address a keystore file says it holds, read without the password; None when there is no file.
+
+    Trusting it is trusting the data directory, which already holds every key and the password.
+    """
+    try:
+        address = json.loads(path.read_text(encoding="utf-8"))["address"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a keystore v3 file") from None
+    return "0x" + str(address).removeprefix("0x")
 
 
 def _address_of(keystore_json: str) -> str:
@@ -105,6 +126,8 @@ class KeyRing:
 
     async def create(self) -> tuple[Signer, str]:
         """A fresh key and its keystore JSON, ready to store."""
+        from eth_account import Account
+
         account: LocalAccount = Account.create()
         keystore = await anyio.to_thread.run_sync(
             functools.partial(encrypt_account, account, self._password, scrypt_n=self._scrypt_n)
@@ -155,6 +178,8 @@ def _server_key(path: Path, password: str, scrypt_n: int, role: str) -> Signer:
             return Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
         except KeystoreError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+    from eth_account import Account
+
     account: LocalAccount = Account.create()
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(encrypt_account(account, password, scrypt_n=scrypt_n))

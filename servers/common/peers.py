@@ -2,8 +2,9 @@
 
 A `Peer` is another server as this one sees it: in-process (its `MCPServer`, when both run in one
 process, as in `stateset up` and the tests) or over streamable HTTP (`STATESET_<NAME>_URL`, with
-`STATESET_<NAME>_TOKEN` when the peer requires a bearer token). Every call opens its own short-lived
-client, so a peer that restarts is simply reached again on the next call.
+`STATESET_<NAME>_TOKEN` when the peer requires a bearer token), reached through servers.common.clients.
+Every call opens its own short-lived client, so a peer that restarts is simply reached again on the
+next call.
 
 `follow` keeps a replica of a peer's change log (servers.common.changes): it listens for updates to
 `<scheme>://changes` (2026-07-28 `subscriptions/listen`, or 2025-11-25 `resources/subscribe`), reads every
@@ -15,22 +16,18 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPDeprecationWarning
 
 from servers.common.changes import Change, ChangePage
+from servers.common.clients import Target, connect, describe_error, subscribe_legacy
 from servers.common.errors import MeshError
 from servers.common.logging import register_secret
 
@@ -52,12 +49,16 @@ class Peer:
     """Another mesh server this one calls."""
 
     name: str
-    target: MCPServer[Any] | str | Callable[[], MCPServer[Any]] = field(repr=False)
-    """An in-process server, a streamable HTTP URL, or a function that returns the in-process server once
-    it exists (servers started together in one process follow each other)."""
-    token: str | None = field(default=None, repr=False)
-    mode: str = "auto"  # "legacy" pins the 2025-11-25 handshake
+    target: Target
     timeout_seconds: float = 10.0
+
+    @classmethod
+    def in_process(
+        cls, name: str, server: MCPServer[Any] | Callable[[], Awaitable[MCPServer[Any]]], *, mode: str = "auto"
+    ) -> Peer:
+        """A server in this process, or a function that waits for it to start and returns it (servers
+        started together in one process follow each other, so one of them starts before the other)."""
+        return cls(name, Target(server=server, mode=mode))
 
     @classmethod
     def from_env(cls, name: str, environ: Mapping[str, str]) -> Peer | None:
@@ -68,35 +69,13 @@ class Peer:
         token = environ.get(f"STATESET_{name.upper()}_TOKEN") or None
         if token is not None:
             register_secret(token)
-        return cls(name, url, token=token)
+        return cls(name, Target(url=url, headers={} if token is None else {"Authorization": f"Bearer {token}"}))
 
     def __str__(self) -> str:
-        where = self.target if isinstance(self.target, str) else "in this process"
-        return f"the {self.name} server ({where})"
+        return f"the {self.name} server ({self.target.url or self.target.describe()})"
 
-    @asynccontextmanager
-    async def connect(self, *, message_handler: Any = None) -> AsyncIterator[Client]:
-        options: dict[str, Any] = {
-            "mode": self.mode,
-            "read_timeout_seconds": self.timeout_seconds,
-            "message_handler": message_handler,
-            "cache": None,  # a replica must see every change, never a cached read
-        }
-        if isinstance(self.target, MCPServer):
-            async with Client(self.target, **options) as client:
-                yield client
-            return
-        if not isinstance(self.target, str):
-            async with Client(self.target(), **options) as client:
-                yield client
-            return
-        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
-        timeout = httpx2.Timeout(self.timeout_seconds, read=300.0)
-        async with (
-            create_mcp_http_client(headers=headers, timeout=timeout) as http,
-            Client(streamable_http_client(self.target, http_client=http), **options) as client,
-        ):
-            yield client
+    def connect(self, *, message_handler: Any = None) -> AbstractAsyncContextManager[Client]:
+        return connect(self.target, timeout_seconds=self.timeout_seconds, message_handler=message_handler)
 
     async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
         """Call one of the peer's tools; its structured result.
@@ -112,7 +91,7 @@ class Peer:
         except MeshError:
             raise
         except Exception as exc:  # transport, protocol and timeout failures all mean "try again later"
-            raise PeerUnavailableError(f"{self} did not answer {tool}: {_describe(exc)}") from exc
+            raise PeerUnavailableError(f"{self} did not answer {tool}: {describe_error(exc)}") from exc
         if result.is_error:
             message = " ".join(getattr(block, "text", "") for block in result.content)
             raise PeerRefusedError(f"{self} refused {tool}: {message.removeprefix(f'Error executing tool {tool}: ')}")
@@ -158,7 +137,7 @@ async def follow(
             failures += 1
             # a peer that is still starting is normal once; again and again it is worth a warning
             level = logging.INFO if failures == 1 else logging.WARNING
-            logger.log(level, "following %s failed (%s); retrying in %.0f s", peer, _describe(exc), backoff)
+            logger.log(level, "following %s failed (%s); retrying in %.0f s", peer, describe_error(exc), backoff)
         await anyio.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -189,13 +168,5 @@ async def _updates(peer: Peer, uri: str) -> AsyncIterator[tuple[Client, AsyncIte
             async with client.listen(resource_subscriptions=[uri]) as events:
                 yield client, events
         else:
-            with warnings.catch_warnings():  # the 2025-11-25 era is what this branch is for
-                warnings.simplefilter("ignore", MCPDeprecationWarning)
-                await client.session.subscribe_resource(uri)
+            await subscribe_legacy(client, uri)
             yield client, receive
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        return _describe(exc.exceptions[0])
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

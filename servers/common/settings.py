@@ -53,7 +53,12 @@ class MeshSettings(BaseModel):
 
     def data_dir(self) -> Path:
         """The data directory, created with owner-only permissions on first use."""
-        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigError(f"the data directory {self.home} is a file; name a directory with --home") from None
+        except OSError as exc:
+            raise ConfigError(f"the data directory {self.home} cannot be created: {exc.strerror}") from None
         return self.home
 
 

@@ -1,18 +1,25 @@
-"""What every server's MCP surface shares: construction, tool annotations, resource encoding."""
+"""What every server's MCP surface shares: construction, tool annotations, resource encoding, and how
+caller mistakes are answered.
+
+A caller mistake gets one sentence naming the value and what is allowed, on its plane: bad tool
+arguments a tool error (without pydantic's banner, error codes and links), a bad or unknown resource
+URI or an unknown prompt the invalid-params error (-32602).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import ToolAnnotations
-from pydantic import BaseModel, TypeAdapter
+from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, ToolAnnotations
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from servers.common.changes import ChangePage
 from servers.common.errors import InvalidInputError, MeshError, NotFoundError
@@ -26,9 +33,55 @@ def package_version() -> str:
         return "0.0.0"
 
 
+class MeshServer(MCPServer[Any]):
+    """An `MCPServer` that answers caller mistakes in one sentence, on the right plane."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            # The SDK wraps arguments that fail validation (and only those) around pydantic's ValidationError.
+            if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {argument_problems(exc.__cause__)}") from exc.__cause__
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        known = sorted(prompt.name for prompt in await self.list_prompts())
+        if name not in known:  # the SDK reports it as a crash (-32603)
+            raise MCPError(INVALID_PARAMS, f"no prompt {name!r} here; prompts: {', '.join(known) or 'none'}")
+        return await super().get_prompt(name, arguments, context)
+
+
+def argument_problems(error: ValidationError) -> str:
+    """What is wrong with a tool's arguments: one sentence per problem, naming the argument, the value
+    and what is allowed."""
+    problems = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "the arguments"
+        cause = (problem.get("ctx") or {}).get("error")
+        if problem["type"] in ("value_error", "assertion_error") and cause is not None:
+            problems.append(str(cause))  # our validators' own sentence (InvalidInputError): value and rule
+        elif problem["type"] == "missing":
+            problems.append(f"{where} is required")
+        elif problem["type"] == "extra_forbidden":
+            problems.append(f"{where} is not a known argument or field")
+        else:
+            problems.append(f"{where} {_shown(problem['input'])}: {problem['msg'][:1].lower()}{problem['msg'][1:]}")
+    return "; ".join(problems)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def new_server(name: str, *, title: str, instructions: str, feed: ChangeFeed) -> MCPServer[Any]:
     """An `MCPServer` whose resource updates reach subscribers of both protocol eras through `feed`."""
-    server: MCPServer[Any] = MCPServer(
+    server: MCPServer[Any] = MeshServer(
         name,
         title=title,
         instructions=instructions,
@@ -82,13 +135,19 @@ def to_json(value: BaseModel | list[Any]) -> str:
 
 @contextmanager
 def resource_errors() -> Iterator[None]:
-    """Report our errors on the resource plane: unknown ids as not-found (-32602), the rest as -32603."""
+    """Report our errors on the resource plane: a caller's mistake in the URI (an unknown id, a malformed
+    value) as not-found (-32602, SEP-2164), the rest as -32603."""
     try:
         yield
-    except NotFoundError as exc:
-        raise ResourceNotFoundError(exc.message) from exc
+    except (NotFoundError, InvalidInputError) as exc:
+        raise ResourceNotFoundError(str(exc)) from exc
     except MeshError as exc:
         raise ResourceError(str(exc)) from exc
+
+
+# The largest sequence number SQLite stores (a signed 64-bit integer).
+_CURSOR = re.compile(r"[0-9]{1,19}")
+MAX_CURSOR = 2**63 - 1
 
 
 def serve_change_log(server: MCPServer[Any], scheme: str, page: Callable[[int], Awaitable[ChangePage]]) -> None:
@@ -103,8 +162,9 @@ def serve_change_log(server: MCPServer[Any], scheme: str, page: Callable[[int], 
     async def changes_page(after: str) -> str:
         """Up to 500 entries after sequence number `after`, oldest first; `more` says whether to read on."""
         with resource_errors():
-            if not after.isdigit():
+            if not _CURSOR.fullmatch(after) or int(after) > MAX_CURSOR:
                 raise InvalidInputError(
-                    f"cursor {after!r} is not a sequence number", hint="use 0 to read from the start"
+                    f"cursor {after!r} is not a sequence number (0 to {MAX_CURSOR})",
+                    hint="use 0 to read from the start",
                 )
             return to_json(await page(int(after)))

@@ -11,11 +11,15 @@ orchestrators can probe it. Binding a non-loopback address without tokens is ref
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
+import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
@@ -29,7 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from servers.common.logging import register_secret
-from servers.common.settings import ConfigError
+from servers.common.settings import ConfigError, MeshSettings
 
 logger = logging.getLogger(__name__)
 
@@ -125,29 +129,76 @@ def check_exposure(host: str, token_verifier: TokenVerifier | None) -> None:
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
-async def serve(
-    server: MCPServer[Any],
-    transport: TransportName,
+class PortInUseError(ConfigError):
+    """Another process listens on the port."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port. Taken before anything else starts, so a port in use is one line
+    naming it, not a data directory set up for nothing and a traceback."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is in use by another process; stop it, or choose another port with --port"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def bound_url(sock: socket.socket, path: str = "") -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+
+
+async def serve_one(
+    opener: Callable[[MeshSettings, Mapping[str, str]], AbstractAsyncContextManager[Any]],
+    mesh: MeshSettings,
+    environ: Mapping[str, str],
     *,
+    transport: TransportName,
     host: str = "127.0.0.1",
     port: int = 8000,
-    token_verifier: TokenVerifier | None = None,
+    peer_port: int | None = None,
 ) -> None:
-    """Run until cancelled or, for stdio, until the host closes stdin."""
-    if transport == "stdio":
-        await server.run_stdio_async()
-        return
-    path = MCP_PATH if transport == "http" else SSE_PATH
-    logger.info("serving %s over %s at http://%s:%d%s", server.name, transport, host, port, path)
-    await run_app(http_app(server, transport, host=host, token_verifier=token_verifier), host=host, port=port)
+    """`stateset serve <name>`: open one server and serve it until cancelled or, for stdio, until the host
+    closes stdin. With `peer_port`, a stdio server also serves streamable HTTP on loopback for its peers."""
+    verifier = StaticTokenVerifier.from_env(environ)
+    sockets = []
+    if transport != "stdio":
+        check_exposure(host, verifier)
+        sockets.append(listen(host, port))
+    if peer_port is not None:
+        sockets.append(listen("127.0.0.1", peer_port))
+    async with opener(mesh, environ) as running:
+        server: MCPServer[Any] = running.server
+        if transport == "stdio" and not sockets:
+            await server.run_stdio_async()
+            return
+        http: Literal["http", "sse"] = "sse" if transport == "sse" else "http"
+        app = http_app(server, http, host=host if transport != "stdio" else "127.0.0.1", token_verifier=verifier)
+        path = MCP_PATH if http == "http" else SSE_PATH
+        for sock in sockets:
+            logger.info("serving %s over %s at %s", server.name, http, bound_url(sock, path))
+        if transport != "stdio":
+            await run_app(app, sockets[0])
+            return
+        async with anyio.create_task_group() as tasks:  # stdio for the host, HTTP for the peers
+            tasks.start_soon(run_app, app, sockets[0])
+            await server.run_stdio_async()
+            tasks.cancel_scope.cancel()
 
 
-async def run_app(app: ASGIApp, *, host: str, port: int) -> None:
-    """Serve an ASGI app in the foreground until SIGINT or SIGTERM."""
+async def run_app(app: ASGIApp, sock: socket.socket) -> None:
+    """Serve an ASGI app on a listening socket (see `listen`) until SIGINT, SIGTERM or cancellation."""
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_config=None,
         lifespan="on",
         access_log=False,
@@ -155,4 +206,4 @@ async def run_app(app: ASGIApp, *, host: str, port: int) -> None:
         # SIGTERM would wait for every subscriber (another server's follower) to go away first.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=[sock])

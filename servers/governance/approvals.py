@@ -4,20 +4,22 @@ Each vote is EIP-712 typed data under the mesh domain:
 
     ApprovalVote(string approvalId, bytes32 requestHash, bool approve, uint256 expiresAt)
 
-`requestHash` is keccak256 of the exact request (agent, action, decision id), so an approver's
+`requestHash` is keccak256 of the exact request's RFC 8785 canonical JSON (agent, action, decision id),
+computed once when the request is decided and kept with it, so an approver's
 signature cannot be carried over to a different payload, and `expiresAt` is the request's own
 deadline. The person at an MCP host (`host`) votes through elicitation instead of a signature.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import rfc8785
 from eth_utils.crypto import keccak
 
+from servers.common.errors import InvalidInputError
 from servers.common.identity import TypedData, mesh_domain, recover_signer
 from servers.governance.errors import ApproverRefusedError
 from servers.governance.models import ApprovalStatus
@@ -37,9 +39,15 @@ class Ballot:
 
 def request_hash(decision_id: str, agent_id: str, action: Mapping[str, Any]) -> str:
     """keccak256 of the request's canonical JSON, as 0x-hex."""
-    body = {"decision_id": decision_id, "agent_id": agent_id, "action": action}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "0x" + bytes(keccak(canonical.encode())).hex()
+    body: Any = {"decision_id": decision_id, "agent_id": agent_id, "action": action}
+    try:
+        canonical = rfc8785.dumps(body)
+    except rfc8785.CanonicalizationError as exc:  # only the free-form payload can hold such a value
+        raise InvalidInputError(
+            f"action.payload cannot be hashed as canonical JSON: {exc}",
+            hint="send numbers as strings when they are not finite or beyond ±9007199254740991 (2**53 - 1)",
+        ) from None
+    return "0x" + bytes(keccak(canonical)).hex()
 
 
 def vote_typed_data(chain_id: int, *, approval_id: str, request_hash: str, approve: bool, expires_at: int) -> TypedData:

@@ -39,7 +39,7 @@ from servers.governance.models import (
     RuleTrace,
     Vote,
 )
-from servers.governance.policy import HOST, Policy, compile_policy, normalize_party, parse_document
+from servers.governance.policy import HOST, Policy, load_policy, normalize_party
 from servers.governance.rules import Evaluation, Facts, Finding, Request, evaluate
 from servers.governance.settings import GovernanceSettings
 from servers.governance.store import ApprovalRow, GovernanceStore, GovernanceTx
@@ -90,7 +90,7 @@ class GovernanceService:
         decision_id, now = f"dec_{uuid.uuid4().hex}", self._clock()
 
         def decide(tx: GovernanceTx) -> Decision:
-            facts = self._facts(tx, agent_id, request, now)
+            facts = self._facts(tx, agent_id, request, now, keep=True)
             evaluation = evaluate(policy, request, facts)
             request_hash = approvals.request_hash(decision_id, agent_id, action.model_dump(mode="json"))
             decision = Decision(
@@ -129,7 +129,7 @@ class GovernanceService:
         """What evaluate_action would decide now, rule by rule. Reads only."""
         agent_id = parse_agent_did(agent_id, field="agent_id")
         policy, request, now = self._policy, self._request(action), self._clock()
-        facts = await self._store.read(lambda tx: self._facts(tx, agent_id, request, now))
+        facts = await self._store.read(lambda tx: self._facts(tx, agent_id, request, now, keep=False))
         evaluation = evaluate(policy, request, facts, trace=True)
         return Explanation(
             outcome=evaluation.outcome,
@@ -257,8 +257,7 @@ class GovernanceService:
         )
 
     async def set_policy(self, policy: str | dict[str, Any]) -> PolicyView:
-        document = parse_document(policy) if isinstance(policy, str) else policy
-        compiled = compile_policy(document)
+        compiled = await anyio.to_thread.run_sync(load_policy, policy)  # CPU-bound: not on the shared loop
         now = self._clock()
 
         def activate(tx: GovernanceTx) -> None:
@@ -336,13 +335,14 @@ class GovernanceService:
             jurisdiction=None if jurisdiction is None else jurisdiction.upper(),
         )
 
-    def _facts(self, tx: GovernanceTx, agent_id: str, request: Request, now: float) -> Facts:
+    def _facts(self, tx: GovernanceTx, agent_id: str, request: Request, now: float, *, keep: bool) -> Facts:
+        """What the rules read; with `keep` (in a write), the velocity windows move up to `now` as they are read."""
         profile = tx.profile(agent_id)
         return Facts(
             now=now,
             reputation=None if profile is None else profile.reputation,
             threat_level="none" if profile is None else profile.threat_level,
-            usage=tx.usage(agent_id, request.type, self._policy.velocity_windows(request.type), now),
+            usage=tx.usage(agent_id, request.type, self._policy.velocity_windows(request.type), now, keep=keep),
             history=tx.history(agent_id, request.type),
             counterparty_known=request.counterparty is not None and tx.dealt_with(agent_id, request.counterparty),
         )

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from servers.common.keystore import SERVER_KEYSTORES
 from servers.common.settings import ConfigError, env_int
 
 # The policy shipped in the source tree; STATESET_GOVERNANCE_POLICY names another.
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "configs" / "governance" / "default.yaml"
-KEYSTORE_FILE = "governance.keystore.json"  # governance's own key, in the data directory
+KEYSTORE_FILE = SERVER_KEYSTORES["governance"]  # governance's own key, in the data directory
 ADMIN_SCOPE = "governance:admin"
 HOST_SCOPE = "governance:host"  # over HTTP with tokens, who may answer for the person at the host
 

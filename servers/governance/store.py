@@ -3,6 +3,13 @@
 Tables:
 - `policies`: every policy version ever activated; the newest activation is the active policy.
 - `decisions`: each decision record, with the columns velocity, history and counterparties are read from.
+- `velocity`: per agent, action type and window length, the count and sum of the agent's counted decisions
+  (approved or pending) created after the window's `floor`. Triggers add a decision as it is recorded and
+  take it out when its outcome stops counting (a request rejected or expired); reading a window moves its
+  floor to the window's start, adjusting by the decisions that crossed it. A velocity check therefore
+  costs the same at an agent's ten-thousandth decision as at its first, as the wallet's daily window does.
+  A window the policy starts to use (and every window after migration 3) is counted once from the
+  decisions; from then on it is kept.
 - `approvals`, `votes`: approval requests of pending decisions and the votes cast on them.
 - `profiles`: what governance knows of an agent: owner, address, reputation, threat level.
 - `audit`: the append-only, hash-chained log (servers.governance.audit).
@@ -11,6 +18,7 @@ Tables:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -79,10 +87,52 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        2,
+        "audit entries from here on are linked over RFC 8785 canonical JSON",
+        """
+        CREATE TABLE audit_encoding (rfc8785_from INTEGER NOT NULL);
+        INSERT INTO audit_encoding SELECT COALESCE(MAX(seq), 0) + 1 FROM audit;
+        """,
+    ),
+    Migration(
+        3,
+        "running velocity windows; approved amounts indexed for history",
+        """
+        CREATE TABLE velocity (
+            agent_id TEXT NOT NULL,
+            action_type TEXT NOT NULL,
+            seconds INTEGER NOT NULL,
+            floor REAL NOT NULL,
+            count INTEGER NOT NULL CHECK (count >= 0),
+            total INTEGER NOT NULL CHECK (total >= 0),
+            PRIMARY KEY (agent_id, action_type, seconds)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER decision_enters_windows AFTER INSERT ON decisions
+        WHEN NEW.outcome IN ('approved', 'pending_approval') BEGIN
+            UPDATE velocity SET count = count + 1, total = total + COALESCE(NEW.amount, 0)
+            WHERE agent_id = NEW.agent_id AND action_type = NEW.action_type AND NEW.created_at > floor;
+        END;
+        CREATE TRIGGER decision_stops_counting AFTER UPDATE OF outcome ON decisions
+        WHEN OLD.outcome IN ('approved', 'pending_approval') AND NEW.outcome NOT IN ('approved', 'pending_approval')
+        BEGIN
+            UPDATE velocity SET count = count - 1, total = total - COALESCE(NEW.amount, 0)
+            WHERE agent_id = NEW.agent_id AND action_type = NEW.action_type AND NEW.created_at > floor;
+        END;
+        CREATE TRIGGER decision_starts_counting AFTER UPDATE OF outcome ON decisions
+        WHEN OLD.outcome NOT IN ('approved', 'pending_approval') AND NEW.outcome IN ('approved', 'pending_approval')
+        BEGIN
+            UPDATE velocity SET count = count + 1, total = total + COALESCE(NEW.amount, 0)
+            WHERE agent_id = NEW.agent_id AND action_type = NEW.action_type AND NEW.created_at > floor;
+        END;
+        CREATE INDEX decisions_approved ON decisions (agent_id, action_type, created_at, amount)
+            WHERE outcome = 'approved' AND amount IS NOT NULL;
+        """,
+    ),
 )
 
 T = TypeVar("T")
-COUNTED = ("approved", "pending_approval")  # what uses up a velocity budget
+COUNTED = ("approved", "pending_approval")  # what uses up a velocity budget (the triggers above list them too)
 
 
 @dataclass(frozen=True)
@@ -163,18 +213,48 @@ class GovernanceTx(Queries):
         row = self._s.one("SELECT record FROM decisions WHERE decision_id = ?", (decision_id,))
         return None if row is None else Decision.model_validate_json(row["record"])
 
-    def usage(self, agent_id: str, action_type: str, windows: Iterable[int], now: float) -> dict[int, tuple[int, int]]:
-        """(count, micro-USDC) of the agent's approved and pending actions of the type, per window in seconds."""
+    def usage(
+        self, agent_id: str, action_type: str, windows: Iterable[int], now: float, *, keep: bool
+    ) -> dict[int, tuple[int, int]]:
+        """(count, micro-USDC) of the agent's approved and pending actions of the type, per window in seconds.
+
+        A window holds the decisions created after `now - seconds`. With `keep`, each window's floor moves
+        to that start, so the next call only adjusts by what crossed it since; without, nothing is written.
+        """
         usage = {}
-        for window in windows:
-            row = self._s.one(
-                "SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM decisions"
-                " WHERE agent_id = ? AND action_type = ? AND created_at > ? AND outcome IN (?, ?)",
-                (agent_id, action_type, now - window, *COUNTED),
+        for seconds in windows:
+            start = now - seconds
+            kept = self._s.one(
+                "SELECT floor, count, total FROM velocity WHERE agent_id = ? AND action_type = ? AND seconds = ?",
+                (agent_id, action_type, seconds),
             )
-            assert row is not None
-            usage[window] = (int(row["n"]), int(row["total"]))
+            if kept is None:
+                count, total = self._counted(agent_id, action_type, start, math.inf)
+            else:
+                floor, count, total = float(kept["floor"]), int(kept["count"]), int(kept["total"])
+                # the decisions between the floor and the start left the window (or, with a clock
+                # that went back, came back into it)
+                crossed, amount = self._counted(agent_id, action_type, min(floor, start), max(floor, start))
+                sign = -1 if start > floor else 1
+                count, total = count + sign * crossed, total + sign * amount
+            if keep:
+                self._s.run(
+                    "INSERT INTO velocity VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, action_type, seconds)"
+                    " DO UPDATE SET floor = excluded.floor, count = excluded.count, total = excluded.total",
+                    (agent_id, action_type, seconds, start, count, total),
+                )
+            usage[seconds] = (count, total)
         return usage
+
+    def _counted(self, agent_id: str, action_type: str, after: float, until: float) -> tuple[int, int]:
+        """(count, micro-USDC) of the agent's counted decisions of the type created in (after, until]."""
+        row = self._s.one(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total FROM decisions"
+            " WHERE agent_id = ? AND action_type = ? AND created_at > ? AND created_at <= ? AND outcome IN (?, ?)",
+            (agent_id, action_type, after, until, *COUNTED),
+        )
+        assert row is not None
+        return int(row["n"]), int(row["total"])
 
     def history(self, agent_id: str, action_type: str, limit: int = 100) -> list[int]:
         """Amounts of the agent's latest approved actions of the type."""
@@ -200,19 +280,20 @@ class GovernanceTx(Queries):
 
     def approval(self, approval_id: str) -> ApprovalRow | None:
         row = self._s.one("SELECT * FROM approvals WHERE approval_id = ?", (approval_id,))
-        if row is None:
-            return None
-        return ApprovalRow(row["approval_id"], row["decision_id"], row["status"], float(row["expires_at"]))
+        return None if row is None else _approval(row)
 
     def set_approval_status(self, approval_id: str, status: ApprovalStatus) -> None:
         self._s.run("UPDATE approvals SET status = ? WHERE approval_id = ?", (status, approval_id))
 
     def pending_approvals(self) -> list[ApprovalRow]:
         rows = self._s.all("SELECT * FROM approvals WHERE status = 'pending' ORDER BY expires_at")
-        return [ApprovalRow(r["approval_id"], r["decision_id"], r["status"], float(r["expires_at"])) for r in rows]
+        return [_approval(row) for row in rows]
 
     def due_approvals(self, now: float) -> list[ApprovalRow]:
-        return [approval for approval in self.pending_approvals() if approval.expires_at <= now]
+        rows = self._s.all(
+            "SELECT * FROM approvals WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at", (now,)
+        )
+        return [_approval(row) for row in rows]
 
     def ballots(self, approval_id: str) -> list[Ballot]:
         rows = self._s.all("SELECT approver, approve, at FROM votes WHERE approval_id = ? ORDER BY at", (approval_id,))
@@ -242,22 +323,30 @@ class GovernanceTx(Queries):
             rows = self._s.all("SELECT * FROM audit ORDER BY seq")
         else:
             rows = self._s.all("SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq", (newest,))
-        return [
-            audit.Entry(
-                int(row["seq"]),
-                float(row["at"]),
-                row["kind"],
-                row["subject"],
-                json.loads(row["body"]),
-                row["prev_hash"],
-                row["hash"],
-            )
-            for row in rows
-        ]
+        first = self._s.one("SELECT rfc8785_from FROM audit_encoding")
+        rfc8785_from = 1 if first is None else int(first["rfc8785_from"])
+        return [_audit_entry(row, rfc8785_from) for row in rows]
 
 
 class GovernanceStore(Store[GovernanceTx]):
     queries = GovernanceTx
+
+
+def _audit_entry(row: Any, rfc8785_from: int) -> audit.Entry:
+    """An entry as stored; a value altered past reading (text in `at`, a body that is not JSON) is kept as
+    text, so the chain check names the entry instead of failing."""
+    try:
+        at: Any = float(row["at"])
+    except (TypeError, ValueError):
+        at = str(row["at"])
+    try:
+        body = json.loads(row["body"])
+    except (TypeError, ValueError):
+        body = {"unreadable": str(row["body"])}
+    seq = int(row["seq"])
+    return audit.Entry(
+        seq, at, row["kind"], row["subject"], body, row["prev_hash"], row["hash"], audit.encoding_of(seq, rfc8785_from)
+    )
 
 
 def _profile(row: Any) -> AgentProfile:
@@ -268,3 +357,7 @@ def _profile(row: Any) -> AgentProfile:
         reputation=row["reputation"],
         threat_level=row["threat_level"],
     )
+
+
+def _approval(row: Any) -> ApprovalRow:
+    return ApprovalRow(row["approval_id"], row["decision_id"], row["status"], float(row["expires_at"]))

@@ -11,12 +11,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from servers.common.identity import parse_address
+from servers.common.keystore import SERVER_KEYSTORES
 from servers.common.settings import ConfigError, env_int, load_yaml
 from servers.reputation.models import Severity, ViolationType
 from servers.reputation.scoring import DIMENSIONS, Dimension, ScoringParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reputation" / "default.yaml"
-KEYSTORE_FILE = "reputation.keystore.json"  # reputation's own key, in the data directory
+KEYSTORE_FILE = SERVER_KEYSTORES["reputation"]  # reputation's own key, in the data directory
 ADMIN_SCOPE = "reputation:admin"  # over HTTP with tokens, who may record violations
 
 

@@ -15,12 +15,13 @@ from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.keystore import KeyRing, load_password
 from servers.common.settings import ConfigError, MeshSettings
-from servers.wallet.chain import ChainUnavailableError, UsdcChain
+from servers.wallet.errors import ChainUnavailableError
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import ChainSettlement, LedgerSettlement, Settlement
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ async def running(
     mesh: MeshSettings, environ: Mapping[str, str], *, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[WalletApp]:
     """Open the wallet's data and serve it until the block exits."""
-    settings = WalletSettings.from_env(environ)
     data_dir = mesh.data_dir()
+    settings = WalletSettings.from_env(environ, home=data_dir)
     keys = KeyRing(load_password(data_dir, environ), scrypt_n=mesh.keystore_scrypt_n)
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
         feed = ChangeFeed()
@@ -61,6 +62,8 @@ async def _settlement(
     if settings.chain is None:
         yield LedgerSettlement(chain_id)
         return
+    from servers.wallet.chain import UsdcChain  # web3 only where a chain is configured
+
     chain = settings.chain
     try:
         usdc = await UsdcChain.connect(chain.rpc_url, chain.usdc_address, chain.relayer_key.get_secret_value())

@@ -46,9 +46,12 @@ PROPOSAL_FIELDS = (
 
 
 def transfer_authorization(
-    domain: dict[str, Any], *, payer: str, payee: str, amount: int, nonce: str, now: float
+    domain: dict[str, Any], *, payer: str, payee: str, amount: int, nonce: str, valid_before: int
 ) -> TypedData:
-    """Under the mesh domain on the local ledger; under the token's own domain when settling on a chain."""
+    """Under the mesh domain on the local ledger; under the token's own domain when settling on a chain.
+
+    A stored payment keeps only these arguments: its receipt's authorization is rebuilt from them.
+    """
     return TypedData(
         "TransferWithAuthorization",
         TRANSFER_FIELDS,
@@ -58,7 +61,7 @@ def transfer_authorization(
             "to": payee,
             "value": amount,
             "validAfter": 0,
-            "validBefore": int(now) + AUTHORIZATION_TTL_SECONDS,
+            "validBefore": valid_before,
             "nonce": nonce,
         },
     )
@@ -78,7 +81,12 @@ class SignedTransfer:
     def sign(cls, signer: Signer, domain: dict[str, Any], *, payee: str, amount: int, now: float) -> SignedTransfer:
         payment_id = "0x" + secrets.token_hex(32)
         typed = transfer_authorization(
-            domain, payer=signer.address, payee=payee, amount=amount, nonce=payment_id, now=now
+            domain,
+            payer=signer.address,
+            payee=payee,
+            amount=amount,
+            nonce=payment_id,
+            valid_before=int(now) + AUTHORIZATION_TTL_SECONDS,
         )
         return cls(payment_id, payee, amount, typed, signer.sign(typed))
 

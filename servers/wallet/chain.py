@@ -26,21 +26,13 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 
-from servers.common.errors import MeshError
 from servers.common.identity import TypedData
+from servers.wallet.errors import ChainUnavailableError, SettlementRefusedError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RECEIPT_TIMEOUT_SECONDS = 60.0
-
-
-class ChainUnavailableError(MeshError):
-    """The node could not be reached or did not answer in time; the payment stays pending and is retried."""
-
-
-class SettlementRefusedError(MeshError):
-    """The token refused the transfer (it would revert); the payment failed and its money is refunded."""
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,11 @@ class FaucetUnavailableError(MeshError):
 
 class SlashRefusedError(MeshError):
     """A slash order that is not signed by the trusted reputation key, names another wallet, or has expired."""
+
+
+class ChainUnavailableError(MeshError):
+    """The node could not be reached or did not answer in time; the payment stays pending and is retried."""
+
+
+class SettlementRefusedError(MeshError):
+    """The token refused the transfer (it would revert); the payment failed and its money is refunded."""

@@ -14,9 +14,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
+import rfc8785
 
 from servers.common.errors import InvalidInputError
 from servers.common.feed import Publisher
@@ -55,7 +56,7 @@ from servers.wallet.models import (
 )
 from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import LedgerSettlement, Settlement, record_payment
-from servers.wallet.store import PaymentContext, ProposalRecord, WalletRecord, WalletStore, WalletTx
+from servers.wallet.store import Fingerprint, PaymentContext, ProposalRecord, WalletRecord, WalletStore, WalletTx
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -176,7 +177,8 @@ class WalletService:
         approval: ApprovalReceipt | None,
     ) -> PaymentReceipt:
         _refuse_self_payment(from_address, to_address)
-        fingerprint = _fingerprint(from_address, to_address, amount, memo, approval)
+        request = _Request(from_address, to_address, amount, memo, approval)
+        fingerprint = None if idempotency_key is None else request.fingerprint()
         now = self._clock()
         # Signed before the transaction, so the database thread never waits on signing. The signature
         # reaches the caller only in the receipt of a committed payment; a refused one is discarded unseen.
@@ -191,7 +193,7 @@ class WalletService:
         def pay(tx: WalletTx) -> PaymentReceipt:
             context = self._spend_context(tx, from_address, idempotency_key, now)
             if context.prior_receipt is not None:
-                if context.prior_fingerprint != fingerprint:
+                if not request.matches(context.prior_fingerprint):
                     raise IdempotencyConflictError(str(idempotency_key))
                 return context.prior_receipt.model_copy(update={"replayed": True})
             self._check_spend(tx, context, approval, payee=to_address, amount=amount, now=now, via_proposal=False)
@@ -247,7 +249,8 @@ class WalletService:
         """Reserve the money and open a proposal for the co-signers. Repeated with the same idempotency key
         and arguments, the first proposal is returned as it is now and nothing more is reserved."""
         _refuse_self_payment(address, to_address)
-        fingerprint = _fingerprint(address, to_address, amount, memo, approval)
+        request = _Request(address, to_address, amount, memo, approval)
+        fingerprint = None if idempotency_key is None else request.fingerprint()
         now = self._clock()
         proposal_id = f"prop_{uuid.uuid4().hex}"
         expires_at = int(now) + self._settings.proposal_ttl_seconds
@@ -264,7 +267,7 @@ class WalletService:
         def propose(tx: WalletTx) -> tuple[ProposalRecord, PaymentReceipt | None]:
             prior = None if idempotency_key is None else tx.proposal_by_key(address, idempotency_key)
             if prior is not None:
-                if prior.fingerprint != fingerprint:
+                if not request.matches(prior.fingerprint):
                     raise IdempotencyConflictError(str(idempotency_key), "proposal")
                 return prior, None if prior.payment_id is None else tx.payment(prior.payment_id)
             context = self._spend_context(tx, address, None, now)
@@ -416,7 +419,7 @@ class WalletService:
 
     async def slash_stake(self, order: SlashOrder) -> SlashResult:
         """Move up to `order.amount` of the wallet's stake to the recipient, once per incident."""
-        trusted = self._settings.reputation_address
+        trusted = self._settings.trusted("reputation")
         if trusted is None:
             raise SlashRefusedError(
                 "this wallet server trusts no reputation address, so it cannot accept slash orders",
@@ -562,7 +565,7 @@ class WalletService:
             authorizations.verify_approval(
                 approval,
                 chain_id=self._chain_id,
-                governance=self._settings.governance_address,
+                governance=self._settings.trusted("governance"),
                 payer=context.wallet.address,
                 payee=payee,
                 amount=amount,
@@ -633,13 +636,43 @@ def _refuse_self_payment(payer: str, payee: str) -> None:
         raise InvalidInputError(f"to_address {payee} is the paying wallet itself", hint="a payment needs another payee")
 
 
-def _fingerprint(payer: str, payee: str, amount: int, memo: str, approval: ApprovalReceipt | None) -> str:
-    """What makes two calls with one idempotency key the same payment."""
-    request = {
-        "from": payer,
-        "to": payee,
-        "amount": amount,
-        "memo": memo,
-        "approval": None if approval is None else approval.model_dump(mode="json"),
-    }
-    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """What makes two calls with one idempotency key the same payment (or proposal)."""
+
+    payer: str
+    payee: str
+    amount: int
+    memo: str
+    approval: ApprovalReceipt | None
+
+    def fingerprint(self) -> bytes:
+        """SHA-256 of the request's RFC 8785 canonical JSON, numbers as strings: RFC 8785 refuses integers
+        beyond 2^53, and amounts and expiries may be larger."""
+        approval = None if self.approval is None else self.approval.model_dump(mode="json")
+        fields: dict[str, Any] = {
+            "from": self.payer,
+            "to": self.payee,
+            "amount": str(self.amount),
+            "memo": self.memo,
+            "approval": None if approval is None else {k: _text(v) for k, v in approval.items()},
+        }
+        return hashlib.sha256(rfc8785.dumps(fields)).digest()
+
+    def matches(self, stored: Fingerprint | None) -> bool:
+        """Whether `stored`, an earlier request's fingerprint, is this request's."""
+        if isinstance(stored, str):  # written before migration 4, as it was computed then
+            approval = None if self.approval is None else self.approval.model_dump(mode="json")
+            fields = {
+                "from": self.payer,
+                "to": self.payee,
+                "amount": self.amount,
+                "memo": self.memo,
+                "approval": approval,
+            }
+            return stored == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        return stored == self.fingerprint()
+
+
+def _text(value: object) -> object:
+    return str(value) if isinstance(value, int) else value

@@ -5,11 +5,13 @@ from __future__ import annotations
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from servers.common.errors import InvalidInputError
 from servers.common.identity import parse_address
+from servers.common.keystore import SERVER_KEYSTORES, stored_address
 from servers.common.logging import register_secret
 from servers.common.settings import ConfigError, env_int
 
@@ -34,17 +36,29 @@ class WalletSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     governance_address: str | None = None
-    """The only key whose approval receipts this wallet accepts. Unset: payments that need one are refused."""
+    """The only key whose approval receipts this wallet accepts. Unset: the governance key in `home`, if any;
+    none there either: payments that need one are refused."""
     reputation_address: str | None = None
-    """The only key whose slash orders this wallet accepts. Unset: every slash order is refused."""
+    """The only key whose slash orders this wallet accepts. Unset: the reputation key in `home`, if any;
+    none there either: every slash order is refused."""
+    home: Path | None = None
+    """The data directory, where servers started beside this one (`stateset serve` for a host) keep their keys."""
     proposal_ttl_seconds: int = DEFAULT_PROPOSAL_TTL_SECONDS
     """How long a multi-sig proposal can collect signatures; the expiry is inside the signed data."""
     chain: ChainSettings | None = None
     """None: the local ledger (the sandbox default)."""
     database_file: str = "wallet.db"
 
+    def trusted(self, role: Literal["governance", "reputation"]) -> str | None:
+        """The address whose receipts (governance) or slash orders (reputation) this wallet accepts."""
+        configured = self.governance_address if role == "governance" else self.reputation_address
+        if configured is not None or self.home is None:
+            return configured
+        stored = stored_address(self.home / SERVER_KEYSTORES[role])  # read each time: the server may start later
+        return None if stored is None else _address(stored, f"{self.home / SERVER_KEYSTORES[role]}")
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> WalletSettings:
+    def from_env(cls, environ: Mapping[str, str], home: Path | None = None) -> WalletSettings:
         raw = environ.get("STATESET_GOVERNANCE_ADDRESS") or None
         reputation = environ.get("STATESET_REPUTATION_ADDRESS") or None
         return cls(
@@ -54,6 +68,7 @@ class WalletSettings(BaseModel):
                 environ, "STATESET_WALLET_PROPOSAL_TTL_SECONDS", DEFAULT_PROPOSAL_TTL_SECONDS, minimum=60
             ),
             chain=_chain(environ),
+            home=home,
         )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -26,10 +26,13 @@ from servers.common.feed import Publisher
 from servers.common.identity import TypedData, mesh_domain
 from servers.wallet import views
 from servers.wallet.authorizations import SignedTransfer
-from servers.wallet.chain import ChainUnavailableError, IncomingTransfer, SettlementRefusedError, UsdcChain
+from servers.wallet.errors import ChainUnavailableError, SettlementRefusedError
 from servers.wallet.ledger import Balances
 from servers.wallet.models import EntryKind, PaymentReceipt
-from servers.wallet.store import EntryRow, WalletStore, WalletTx
+from servers.wallet.store import EntryRow, PaymentEntryRow, WalletStore, WalletTx
+
+if TYPE_CHECKING:  # web3 is imported only when the wallet settles on a chain
+    from servers.wallet.chain import IncomingTransfer, UsdcChain
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +198,7 @@ def record_payment(
     memo: str,
     now: float,
     idempotency_key: str | None,
-    fingerprint: str | None,
+    fingerprint: bytes | None,
     approval_id: str | None,
     proposal_id: str | None,
     kind: EntryKind = "payment_out",
@@ -222,24 +225,13 @@ def record_payment(
         settlement=settlement.name,
     )
     tx.save_balances(balances)
-    tx.insert_payment(
-        payment_id=transfer.payment_id,
-        payer=payer,
-        payee=transfer.payee,
-        amount=transfer.amount,
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        receipt=receipt,
-        at=now,
-    )
+    tx.insert_payment(receipt, idempotency_key=idempotency_key, fingerprint=fingerprint, at=now)
     if proposal_id is None and kind == "payment_out":  # a proposal's budget was counted when it reserved
         tx.insert_spend(payer, transfer.amount, now, transfer.payment_id)
-    entries: list[EntryRow] = [
-        (payer, kind, transfer.amount, transfer.payee, transfer.payment_id, memo, balances.available, now)
-    ]
+    entries: list[PaymentEntryRow] = [(payer, kind, transfer.payment_id, balances.available, now)]
     if settled:
         entries += _credit_payee(tx, receipt, now)
-    tx.add_entries(entries)
+    tx.add_payment_entries(entries)
     return receipt
 
 
@@ -249,19 +241,18 @@ def complete_payment(tx: WalletTx, payment_id: str, tx_hash: str | None, now: fl
     assert receipt is not None
     if receipt.status != "pending":
         return receipt
-    tx.add_entries(_credit_payee(tx, receipt, now))
+    tx.add_payment_entries(_credit_payee(tx, receipt, now))
     settled = receipt.model_copy(update={"status": "settled", "transaction_hash": tx_hash})
     tx.update_payment(settled)
     return settled
 
 
-def _credit_payee(tx: WalletTx, receipt: PaymentReceipt, now: float) -> list[EntryRow]:
+def _credit_payee(tx: WalletTx, receipt: PaymentReceipt, now: float) -> list[PaymentEntryRow]:
     """Credit the payee if this server holds it; the history entry to add, if any."""
-    payee, payer, amount = receipt.to_address, receipt.from_address, receipt.amount
-    available = tx.credit_if_held(payee, amount)
+    available = tx.credit_if_held(receipt.to_address, receipt.amount)
     if available is None:
         return []
-    return [(payee, "payment_in", amount, payer, receipt.payment_id, receipt.memo, available, now)]
+    return [(receipt.to_address, "payment_in", receipt.payment_id, available, now)]
 
 
 def fail_payment(tx: WalletTx, payment_id: str, reason: str, now: float) -> PaymentReceipt:

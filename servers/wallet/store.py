@@ -2,18 +2,29 @@
 
 Tables:
 - `wallets`: settings, the encrypted key, and the four balance buckets (CHECKed non-negative).
-- `payments`: one row per payment with its receipt, status, idempotency key and request fingerprint.
+- `payments`: one row per payment, the facts its receipt is rebuilt from exactly: payer, payee, amount,
+  memo, the payer's balance after, the signed authorization's nonce (the payment id, 32 bytes) and
+  expiry, the 65-byte signature, where it settled, status, and the idempotency key with the request's
+  fingerprint. The authorization's other fields are fixed or the settlement's EIP-712 domain, kept once
+  in `settlements`. About 300 bytes a payment, where the receipt as JSON took 1.4 KB (migration 4 in
+  servers.wallet.schema converted older files).
 - `spends`: what counts against the rolling 24-hour limit (payments, and proposals from reservation).
   Each wallet keeps `window_spent`, the sum of its spends after `window_floor`; triggers add and remove
   spends as rows come and go, and a spend moves the floor to now - 24 h, subtracting what left the
   window. Checking a limit therefore costs the same at the ten-thousandth payment of the day as at the
-  first.
+  first. Spends that left the window are deleted (each hour), so the table holds a day, not the whole
+  history: each was also a payment (not a slash, nor a proposal's, nor failed) or a reserving proposal.
 - `entries`: the append-only history each wallet's transactions resource and list_transactions page through.
+  A payment's side of it (payment_out, payment_in, slash) points to the payment for the amount,
+  counterparty, id and memo instead of repeating them.
 - `proposals`, `proposal_signatures`: multi-sig proposals and who signed them.
 - `used_approvals`: governance receipts already spent; the primary key makes a second use impossible.
 - `slashes`: each incident's slash result; the primary key makes a second slash for an incident impossible.
 - `deposits`, `chain_cursor`: with chain settlement, the incoming transfers already credited (each log
   once) and the last block scanned for them.
+
+Fingerprints written before migration 4 are 64 hex digits of text (SHA-256 of `json.dumps(sort_keys=True)`);
+later ones are the 32-byte SHA-256 of the request's RFC 8785 JSON. The service tells them apart by type.
 """
 
 from __future__ import annotations
@@ -21,144 +32,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from servers.common.db import Migration, Queries, Row, Store
+from servers.common.db import Queries, Row, Store
+from servers.wallet.authorizations import transfer_authorization
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import MultiSig, SpendingRules
 from servers.wallet.models import EntryKind, PaymentReceipt, ProposalStatus, SlashResult, TreasuryStrategy
-
-MIGRATIONS = (
-    Migration(
-        1,
-        "wallets, payments, limits window, history, proposals, approvals",
-        """
-        CREATE TABLE wallets (
-            address TEXT PRIMARY KEY,
-            label TEXT NOT NULL,
-            owner TEXT,
-            keystore TEXT NOT NULL,
-            available INTEGER NOT NULL DEFAULT 0 CHECK (available >= 0),
-            staked INTEGER NOT NULL DEFAULT 0 CHECK (staked >= 0),
-            liquidity INTEGER NOT NULL DEFAULT 0 CHECK (liquidity >= 0),
-            reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
-            daily_limit INTEGER NOT NULL CHECK (daily_limit > 0),
-            per_transaction_limit INTEGER NOT NULL CHECK (per_transaction_limit > 0),
-            approval_required_above INTEGER,
-            multi_sig TEXT,
-            treasury_strategy TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            window_spent INTEGER NOT NULL DEFAULT 0 CHECK (window_spent >= 0),
-            window_floor REAL NOT NULL DEFAULT 0
-        );
-        CREATE TABLE payments (
-            payment_id TEXT PRIMARY KEY,
-            payer TEXT NOT NULL REFERENCES wallets(address),
-            payee TEXT NOT NULL,
-            amount INTEGER NOT NULL CHECK (amount > 0),
-            idempotency_key TEXT,
-            fingerprint TEXT,
-            receipt TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('pending', 'settled', 'failed')),
-            created_at REAL NOT NULL,
-            UNIQUE (payer, idempotency_key)
-        );
-        CREATE INDEX payments_pending ON payments (status) WHERE status = 'pending';
-        CREATE TABLE spends (
-            id INTEGER PRIMARY KEY,
-            wallet TEXT NOT NULL REFERENCES wallets(address),
-            amount INTEGER NOT NULL CHECK (amount > 0),
-            at REAL NOT NULL,
-            source TEXT NOT NULL UNIQUE
-        );
-        CREATE INDEX spends_window ON spends (wallet, at);
-        CREATE TRIGGER spend_enters_window AFTER INSERT ON spends BEGIN
-            UPDATE wallets SET window_spent = window_spent + NEW.amount
-            WHERE address = NEW.wallet AND NEW.at > window_floor;
-        END;
-        CREATE TRIGGER spend_leaves_window AFTER DELETE ON spends BEGIN
-            UPDATE wallets SET window_spent = window_spent - OLD.amount
-            WHERE address = OLD.wallet AND OLD.at > window_floor;
-        END;
-        CREATE TABLE entries (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            wallet TEXT NOT NULL REFERENCES wallets(address),
-            kind TEXT NOT NULL,
-            amount INTEGER NOT NULL CHECK (amount > 0),
-            counterparty TEXT,
-            reference TEXT,
-            memo TEXT NOT NULL DEFAULT '',
-            available_after INTEGER NOT NULL,
-            at REAL NOT NULL
-        );
-        CREATE INDEX entries_by_wallet ON entries (wallet, id);
-        CREATE TABLE proposals (
-            proposal_id TEXT PRIMARY KEY,
-            wallet TEXT NOT NULL REFERENCES wallets(address),
-            payee TEXT NOT NULL,
-            amount INTEGER NOT NULL CHECK (amount > 0),
-            memo TEXT NOT NULL,
-            threshold INTEGER NOT NULL,
-            signers TEXT NOT NULL,
-            typed_data TEXT NOT NULL,
-            approval_id TEXT,
-            status TEXT NOT NULL CHECK (status IN ('pending', 'executed', 'expired', 'failed')),
-            created_at REAL NOT NULL,
-            expires_at REAL NOT NULL,
-            payment_id TEXT
-        );
-        CREATE INDEX proposals_due ON proposals (wallet, status, expires_at);
-        CREATE TABLE proposal_signatures (
-            proposal_id TEXT NOT NULL REFERENCES proposals(proposal_id),
-            signer TEXT NOT NULL,
-            signature TEXT NOT NULL,
-            signed_at REAL NOT NULL,
-            PRIMARY KEY (proposal_id, signer)
-        );
-        CREATE TABLE used_approvals (
-            decision_id TEXT PRIMARY KEY,
-            reference TEXT NOT NULL,
-            used_at REAL NOT NULL
-        );
-        CREATE TABLE deposits (
-            tx_hash TEXT NOT NULL,
-            log_index INTEGER NOT NULL,
-            wallet TEXT NOT NULL REFERENCES wallets(address),
-            amount INTEGER NOT NULL CHECK (amount > 0),
-            block INTEGER NOT NULL,
-            PRIMARY KEY (tx_hash, log_index)
-        );
-        CREATE TABLE chain_cursor (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            block INTEGER NOT NULL
-        );
-        """,
-    ),
-    Migration(
-        2,
-        "slashes",
-        """
-        CREATE TABLE slashes (
-            incident_id TEXT PRIMARY KEY,
-            wallet TEXT NOT NULL REFERENCES wallets(address),
-            result TEXT NOT NULL,
-            at REAL NOT NULL
-        );
-        """,
-    ),
-    Migration(
-        3,
-        "idempotent proposals",
-        """
-        ALTER TABLE proposals ADD COLUMN idempotency_key TEXT;
-        ALTER TABLE proposals ADD COLUMN fingerprint TEXT;
-        CREATE UNIQUE INDEX proposals_by_key ON proposals (wallet, idempotency_key) WHERE idempotency_key IS NOT NULL;
-        """,
-    ),
-)
+from servers.wallet.schema import MIGRATIONS as MIGRATIONS  # the tables these queries use; open the file with them
 
 EntryRow = tuple[str, EntryKind, int, str | None, str | None, str, int, float]
 """(wallet, kind, amount, counterparty, reference, memo, available_after, at)"""
+PaymentEntryRow = tuple[str, EntryKind, str, int, float]
+"""(wallet, kind, payment_id, available_after, at): one side of a payment; the rest is the payment's."""
+Fingerprint = bytes | str
+"""32 bytes; or 64 hex digits, written before migration 4 (see the module docstring)."""
 
 _WALLET_COLUMNS = (
     "address, label, owner, keystore, available, staked, liquidity, reserved, daily_limit, "
@@ -186,7 +75,7 @@ class PaymentContext:
     spent_last_24h: int
     due_proposals: int
     prior_receipt: PaymentReceipt | None
-    prior_fingerprint: str | None
+    prior_fingerprint: Fingerprint | None
 
 
 @dataclass(frozen=True)
@@ -206,7 +95,7 @@ class ProposalRecord:
     payment_id: str | None
     signatures: tuple[tuple[str, str, float], ...]  # (signer, signature, signed_at)
     idempotency_key: str | None = None
-    fingerprint: str | None = None  # what makes a second call with the key the same proposal
+    fingerprint: Fingerprint | None = None  # what makes a second call with the key the same proposal
 
 
 @dataclass(frozen=True)
@@ -298,21 +187,19 @@ class WalletTx(Queries):
             RETURNING {_WALLET_COLUMNS}, window_spent AS spent,
                 (SELECT COUNT(*) FROM proposals
                     WHERE wallet = :address AND status = 'pending' AND expires_at <= :now) AS due,
-                (SELECT receipt FROM payments WHERE payer = :address AND idempotency_key = :key) AS prior_receipt,
-                (SELECT fingerprint FROM payments WHERE payer = :address AND idempotency_key = :key) AS prior_fp
+                (SELECT id FROM payments WHERE payer = :address AND idempotency_key = :key) AS prior
             """,
             {"window": window_start, "now": now, "key": idempotency_key, "address": address},
         )
         if row is None:
             return None
+        prior = None if row["prior"] is None else self._s.one(f"{_PAYMENT_SELECT} WHERE p.id = ?", (row["prior"],))
         return PaymentContext(
             wallet=_wallet(row),
             spent_last_24h=int(row["spent"]),
             due_proposals=int(row["due"]),
-            prior_receipt=None
-            if row["prior_receipt"] is None
-            else PaymentReceipt.model_validate_json(row["prior_receipt"]),
-            prior_fingerprint=row["prior_fp"],
+            prior_receipt=None if prior is None else _receipt(prior),
+            prior_fingerprint=None if prior is None else prior["fingerprint"],
         )
 
     def spent_since(self, address: str, window_start: float) -> int:
@@ -328,46 +215,62 @@ class WalletTx(Queries):
         return 0 if row is None else int(row["spent"])
 
     def insert_payment(
-        self,
-        *,
-        payment_id: str,
-        payer: str,
-        payee: str,
-        amount: int,
-        idempotency_key: str | None,
-        fingerprint: str | None,
-        receipt: PaymentReceipt,
-        at: float,
+        self, receipt: PaymentReceipt, *, idempotency_key: str | None, fingerprint: bytes | None, at: float
     ) -> None:
+        """Store what rebuilds `receipt` exactly (see `_receipt`), with the request's idempotency key."""
+        authorization = receipt.authorization
         self._s.run(
-            "INSERT INTO payments (payment_id, payer, payee, amount, idempotency_key, fingerprint, receipt, status,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO payments (payment_id, payer, payee, amount, memo, balance_after, valid_before, signature,"
+            " settlement, approval_id, proposal_id, status, transaction_hash, failure, idempotency_key, fingerprint,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                payment_id,
-                payer,
-                payee,
-                amount,
+                _bytes(receipt.payment_id),
+                receipt.from_address,
+                receipt.to_address,
+                receipt.amount,
+                receipt.memo,
+                receipt.balance_after,
+                authorization["message"]["validBefore"],
+                _bytes(receipt.signature),
+                self._settlement(receipt.settlement, authorization["domain"]),
+                receipt.approval_decision_id,
+                receipt.proposal_id,
+                receipt.status,
+                None if receipt.transaction_hash is None else _bytes(receipt.transaction_hash),
+                receipt.failure,
                 idempotency_key,
                 fingerprint,
-                receipt.model_dump_json(),
-                receipt.status,
                 at,
             ),
         )
 
+    def _settlement(self, name: str, domain: dict[str, Any]) -> int:
+        """The id of a settlement and the EIP-712 domain its payments are signed under, added on first use."""
+        key = (name, json.dumps(domain, separators=(",", ":"), ensure_ascii=False))
+        row = self._s.one("SELECT id FROM settlements WHERE name = ? AND domain = json(?)", key)
+        if row is None:
+            row = self._s.one("INSERT INTO settlements (name, domain) VALUES (?, json(?)) RETURNING id", key)
+            assert row is not None
+        return int(row["id"])
+
     def update_payment(self, receipt: PaymentReceipt) -> None:
         """Store a pending payment's outcome."""
         self._s.run(
-            "UPDATE payments SET status = ?, receipt = ? WHERE payment_id = ?",
-            (receipt.status, receipt.model_dump_json(), receipt.payment_id),
+            "UPDATE payments SET status = ?, transaction_hash = ?, failure = ? WHERE payment_id = ?",
+            (
+                receipt.status,
+                None if receipt.transaction_hash is None else _bytes(receipt.transaction_hash),
+                receipt.failure,
+                _bytes(receipt.payment_id),
+            ),
         )
 
     def pending_payments(self) -> list[PaymentReceipt]:
-        rows = self._s.all("SELECT receipt FROM payments WHERE status = 'pending' ORDER BY created_at")
-        return [PaymentReceipt.model_validate_json(row["receipt"]) for row in rows]
+        rows = self._s.all(f"{_PAYMENT_SELECT} WHERE p.status = 'pending' ORDER BY p.created_at")
+        return [_receipt(row) for row in rows]
 
     def is_payment(self, payment_id: str) -> bool:
-        return self._s.one("SELECT 1 FROM payments WHERE payment_id = ?", (payment_id,)) is not None
+        return self._s.one("SELECT 1 FROM payments WHERE payment_id = ?", (_bytes(payment_id),)) is not None
 
     def insert_spend(self, wallet: str, amount: int, at: float, source: str) -> None:
         self._s.run("INSERT INTO spends (wallet, amount, at, source) VALUES (?, ?, ?, ?)", (wallet, amount, at, source))
@@ -382,8 +285,8 @@ class WalletTx(Queries):
         self._s.run("INSERT INTO used_approvals VALUES (?, ?, ?)", (decision_id, reference, at))
 
     def payment(self, payment_id: str) -> PaymentReceipt | None:
-        row = self._s.one("SELECT receipt FROM payments WHERE payment_id = ?", (payment_id,))
-        return None if row is None else PaymentReceipt.model_validate_json(row["receipt"])
+        row = self._s.one(f"{_PAYMENT_SELECT} WHERE p.payment_id = ?", (_bytes(payment_id),))
+        return None if row is None else _receipt(row)
 
     # history
 
@@ -394,10 +297,24 @@ class WalletTx(Queries):
             entries,
         )
 
+    def add_payment_entries(self, entries: Sequence[PaymentEntryRow]) -> None:
+        self._s.run_many(
+            "INSERT INTO entries (wallet, kind, payment, available_after, at)"
+            " SELECT ?1, ?2, id, ?4, ?5 FROM payments WHERE payment_id = ?3",
+            [(wallet, kind, _bytes(payment_id), available, at) for wallet, kind, payment_id, available, at in entries],
+        )
+
     def entries(self, address: str, *, before_id: int | None, limit: int) -> list[EntryRecord]:
         rows = self._s.all(
-            "SELECT id, kind, amount, counterparty, reference, memo, available_after, at FROM entries"
-            " WHERE wallet = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            """
+            SELECT e.id, e.kind, e.available_after, e.at,
+                iif(p.id IS NULL, e.amount, p.amount) AS amount,
+                iif(p.id IS NULL, e.counterparty, iif(e.kind = 'payment_in', p.payer, p.payee)) AS counterparty,
+                iif(p.id IS NULL, e.reference, '0x' || lower(hex(p.payment_id))) AS reference,
+                iif(p.id IS NULL, e.memo, p.memo) AS memo
+            FROM entries AS e LEFT JOIN payments AS p ON p.id = e.payment
+            WHERE e.wallet = ? AND e.id < ? ORDER BY e.id DESC LIMIT ?
+            """,
             (address, before_id if before_id is not None else 2**63 - 1, limit),
         )
         return [
@@ -570,6 +487,46 @@ def _wallet(row: Row) -> WalletRecord:
         treasury_strategy=row["treasury_strategy"],
         created_at=float(row["created_at"]),
     )
+
+
+_PAYMENT_SELECT = (
+    "SELECT p.*, s.name AS settlement_name, s.domain FROM payments AS p JOIN settlements AS s ON s.id = p.settlement"
+)
+
+
+def _receipt(row: Row) -> PaymentReceipt:
+    """A payment's receipt, byte for byte as it was first returned (but for `replayed`)."""
+    payment_id, amount = "0x" + row["payment_id"].hex(), int(row["amount"])
+    authorization = transfer_authorization(
+        json.loads(row["domain"]),
+        payer=row["payer"],
+        payee=row["payee"],
+        amount=amount,
+        nonce=payment_id,
+        valid_before=int(row["valid_before"]),
+    )
+    return PaymentReceipt(
+        payment_id=payment_id,
+        status=row["status"],
+        amount=amount,
+        from_address=row["payer"],
+        to_address=row["payee"],
+        memo=row["memo"],
+        balance_after=int(row["balance_after"]),
+        signature="0x" + row["signature"].hex(),
+        authorization=authorization.as_json(),
+        approval_decision_id=row["approval_id"],
+        proposal_id=row["proposal_id"],
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        settlement=row["settlement_name"],
+        transaction_hash=None if row["transaction_hash"] is None else "0x" + row["transaction_hash"].hex(),
+        failure=row["failure"],
+    )
+
+
+def _bytes(hex_text: str) -> bytes:
+    """0x-hex as stored: nonces, signatures and hashes are bytes on disk, half the size."""
+    return bytes.fromhex(hex_text.removeprefix("0x"))
 
 
 def _dump_multi_sig(multi_sig: MultiSig | None) -> str | None:

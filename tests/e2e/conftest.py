@@ -143,10 +143,10 @@ def launched(*launches: Launch) -> Iterator[list[Running]]:
             process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One `stateset up` for the tests that only use it, each with wallets and agents of its own: its base URL,
-    once every backend of its gateway is up (/ready)."""
+    """A fresh `stateset up` for a module's tests that only use it, each with wallets and agents of its own: its
+    base URL, once every backend of its gateway is up (/ready)."""
     home, port = tmp_path_factory.mktemp("mesh"), free_port()
     up = Launch(
         [STATESET, "up", "--port", str(port), "--home", str(home)],

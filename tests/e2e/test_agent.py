@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from mcp import Client, StdioServerParameters
 
 from tests.e2e.conftest import STATESET, STEP, child_env
@@ -16,16 +17,19 @@ from tests.helpers import call
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "procurement.yaml"
+COSIGNERS = ["--cosigner", Account.create().address, "--cosigner", Account.create().address]
 
 
 def test_agent_run_against_a_running_mesh_and_again_after_a_restart(tmp_path: Path, mesh: str) -> None:
     home = tmp_path / "agent"
-    command = [STATESET, "agent", "run", str(CONFIG), "--url", mesh, "--cycles", "2", "--interval", "0"]
+    command = [STATESET, "agent", "run", str(CONFIG), "--url", mesh, "--cycles", "2", "--interval", "0", *COSIGNERS]
     first = subprocess.run(
         [*command, "--home", str(home)], env=child_env(home), capture_output=True, text=True, timeout=STEP
     )
     assert first.returncode == 0, first.stderr
     assert "procurement-agent created" in first.stdout and "2 cycles" in first.stdout
+    assert first.stdout.count("procurement-agent created") == 1 and "agent.journal" not in first.stderr
+    assert "frames: no agent in discovery offers supply:bike-frames" in first.stdout  # a fresh mesh: it says so
     again = subprocess.run(
         [*command, "--home", str(home)], env=child_env(home), capture_output=True, text=True, timeout=STEP
     )
@@ -36,7 +40,7 @@ def test_agent_run_against_a_running_mesh_and_again_after_a_restart(tmp_path: Pa
 async def test_a_host_launches_the_agent_over_stdio(tmp_path: Path) -> None:
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "gateway.cli", "agent", "serve", str(CONFIG), "--home", str(tmp_path)],
+        args=["-m", "agent.cli", "agent", "serve", str(CONFIG), "--home", str(tmp_path), *COSIGNERS],
         env=child_env(tmp_path),
     )
     async with Client(params, read_timeout_seconds=STEP) as host:

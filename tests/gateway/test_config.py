@@ -13,7 +13,7 @@ from mcp import Client
 from adapters import emulation
 from gateway.config import DEFAULT_CONFIG, MeshConfig, load_mesh_config
 from gateway.launcher import running_mesh
-from servers import SERVERS
+from gateway.registry import SERVERS
 from servers.common.settings import ConfigError, MeshSettings
 from servers.common.transports import StaticTokenVerifier, http_app
 from tests.gateway.test_gateway import echo_server
@@ -69,7 +69,7 @@ async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Pat
                 "backends": {
                     "wallet": {"in_process": True},
                     "governance": {
-                        "command": [sys.executable, "-m", "gateway.cli", "serve", "governance"],
+                        "command": [sys.executable, "-m", "agent.cli", "serve", "governance"],
                         "env": {"STATESET_HOME": str(tmp_path / "governance"), "STATESET_LOG_LEVEL": "WARNING"},
                         "era": pin,
                     },

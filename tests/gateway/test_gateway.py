@@ -4,6 +4,7 @@ back, list changes and resource updates forwarded to hosts of both eras."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -153,6 +154,17 @@ async def test_errors_stay_on_their_plane_and_name_the_backend(host: Client) -> 
     assert caught.value.code == FORBIDDEN and caught.value.message.startswith("backend echo:")
     assert "backend echo did not answer within 1 s" in await refused(host, "echo_slow", seconds=3)
     assert (await call(host, "other_slow", seconds=0)) == {"result": "done"}
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+async def test_nan_and_infinity_are_refused_before_the_backend_hears_of_them(mesh: Mesh, value: float) -> None:
+    # As they arrive from an HTTP host (JSON-RPC parsing takes the NaN literal); jsonschema calls them numbers.
+    result = await mesh.gateway.call_tool("other_slow", {"seconds": value})
+    assert result.is_error and result.content[0].text == (  # type: ignore[union-attr]
+        f"arguments for other_slow: seconds is {value}, which is not a JSON number; send a finite number"
+    )
+    nested = await mesh.gateway.call("echo", "echo", {"text": "hi", "times": 1, "extra": {"deep": [1, value]}})
+    assert nested.is_error and "extra/deep/1 is" in nested.content[0].text  # type: ignore[union-attr]
 
 
 async def test_calls_to_one_backend_run_in_parallel(mesh: Mesh) -> None:

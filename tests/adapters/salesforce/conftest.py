@@ -1,4 +1,5 @@
-"""A sandbox Salesforce org served over real HTTP on 127.0.0.1, and the adapter pointed at it."""
+"""A sandbox Salesforce org in this process (its ASGI app as the client's transport, no socket), the adapter
+pointed at it, and the same org over real HTTP on 127.0.0.1 for the socket-level tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
 
@@ -14,14 +16,16 @@ from adapters import emulation
 from adapters.retry import Backoff
 from adapters.salesforce.adapter import SalesforceAdapter
 from adapters.salesforce.client import SalesforceClient
-from adapters.salesforce.emulator import SalesforceOrg, build_app
+from adapters.salesforce.sandbox import SalesforceOrg, build_app
 from adapters.salesforce.server import build_server
 from adapters.salesforce.settings import SalesforceSettings
 from adapters.salesforce.store import MIGRATIONS, SalesforceStore
+from adapters.sandbox.transport import InProcess
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 
 FAST = Backoff(attempts=4, base_seconds=0.01, max_seconds=0.05)
+IN_PROCESS = "http://127.0.0.1"  # the login URL in process: the transport, not a socket, carries every request
 
 
 @pytest.fixture
@@ -30,16 +34,28 @@ def org() -> SalesforceOrg:
 
 
 @pytest.fixture
-async def url(org: SalesforceOrg) -> AsyncIterator[str]:
-    async with emulation.serving(build_app(org)) as served:
-        yield served
+def transport(org: SalesforceOrg) -> InProcess:
+    return InProcess(build_app(org))
+
+
+def client_for(transport: httpx2.AsyncBaseTransport | None, **changes: Any) -> SalesforceClient:
+    """A client of the in-process org, its sandbox settings changed as given."""
+    settings = SalesforceSettings.sandbox_for(IN_PROCESS).model_copy(update=changes)
+    return SalesforceClient(settings, backoff=FAST, transport=transport)
 
 
 @pytest.fixture
-async def sf(url: str) -> AsyncIterator[SalesforceClient]:
-    client = SalesforceClient(SalesforceSettings.sandbox_for(url), backoff=FAST)
+async def sf(transport: InProcess) -> AsyncIterator[SalesforceClient]:
+    client = client_for(transport)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def url(org: SalesforceOrg) -> AsyncIterator[str]:
+    """The org over real HTTP on loopback, for the tests that need a socket."""
+    async with emulation.serving(build_app(org)) as served:
+        yield served
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The REST client against the emulator over real HTTP: OAuth flows, renewal, retries that never
-duplicate, paging, limits, and errors that name what Salesforce said."""
+"""The REST client against the emulator in this process: OAuth flows, renewal, retries that never
+duplicate, paging, limits, and errors that name what Salesforce said. The last tests keep real sockets:
+a refused connection, and a connection broken mid-answer."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pydantic import SecretStr
 
 from adapters.base import AuthenticationError, OutcomeUnknownError, PlatformRejectedError, PlatformUnavailableError
 from adapters.salesforce.client import SalesforceClient
-from adapters.salesforce.emulator import Fault, SalesforceOrg
+from adapters.salesforce.sandbox import Fault, SalesforceOrg, build_app
 from adapters.salesforce.settings import SalesforceSettings
-from tests.adapters.salesforce.conftest import FAST
+from adapters.sandbox.transport import InProcess
+from tests.adapters.salesforce.conftest import FAST, IN_PROCESS, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -29,15 +31,14 @@ async def test_client_credentials_then_every_call_goes_to_the_instance_url(
     sf: SalesforceClient, org: SalesforceOrg
 ) -> None:
     session = await sf.authenticate()
-    assert session.instance_url.startswith("http://localhost:")  # not the token host, 127.0.0.1
+    assert session.instance_url == "http://localhost"  # not the token host, 127.0.0.1
     record_id, created = await sf.create("Lead", LEAD)
     assert created and len(record_id) == 18 and record_id.startswith("00Q")
-    assert org.requests[-1]["headers"]["host"].startswith("localhost:")
+    assert org.requests[-1]["headers"]["host"] == "localhost"
 
 
-async def test_refused_credentials_name_the_client_and_the_reason(url: str) -> None:
-    settings = SalesforceSettings.sandbox_for(url).model_copy(update={"client_secret": SecretStr("wrong")})
-    client = SalesforceClient(settings, backoff=FAST)
+async def test_refused_credentials_name_the_client_and_the_reason(transport: InProcess) -> None:
+    client = client_for(transport, client_secret=SecretStr("wrong"))
     with pytest.raises(AuthenticationError) as refused:
         await client.authenticate()
     assert "client stateset-sandbox" in refused.value.message
@@ -46,7 +47,9 @@ async def test_refused_credentials_name_the_client_and_the_reason(url: str) -> N
     await client.aclose()
 
 
-async def test_the_jwt_bearer_flow_signs_an_assertion_the_org_verifies(url: str, org: SalesforceOrg) -> None:
+async def test_the_jwt_bearer_flow_signs_an_assertion_the_org_verifies(
+    transport: InProcess, org: SalesforceOrg
+) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -58,16 +61,18 @@ async def test_the_jwt_bearer_flow_signs_an_assertion_the_org_verifies(url: str,
         .decode()
     )
     settings = SalesforceSettings(
-        login_url=url,
+        login_url=IN_PROCESS,
         auth="jwt",
         client_id="3MVG9-consumer-key",
         username="integration@stateset.example",
         private_key=SecretStr(pem),
     )
-    client = SalesforceClient(settings, backoff=FAST)
+    client = SalesforceClient(settings, backoff=FAST, transport=transport)
     record_id, _ = await client.create("Lead", LEAD)
     assert record_id.startswith("00Q")
-    stranger = SalesforceClient(settings.model_copy(update={"username": "someone@else.example"}), backoff=FAST)
+    stranger = SalesforceClient(
+        settings.model_copy(update={"username": "someone@else.example"}), backoff=FAST, transport=transport
+    )
     with pytest.raises(AuthenticationError, match="user hasn't approved this consumer"):
         await stranger.authenticate()
     await client.aclose()
@@ -129,13 +134,6 @@ async def test_an_upsert_by_request_id_is_repeated_safely(sf: SalesforceClient, 
     assert again == record_id and not created and len(org.records["Lead"]) == 1
 
 
-async def test_an_unreachable_org_is_retried_then_reported(org: SalesforceOrg) -> None:
-    client = SalesforceClient(SalesforceSettings.sandbox_for("http://127.0.0.1:9"), backoff=FAST)
-    with pytest.raises(PlatformUnavailableError, match="token endpoint"):
-        await client.authenticate()
-    await client.aclose()
-
-
 async def test_queries_follow_every_page(sf: SalesforceClient, org: SalesforceOrg) -> None:
     for n in range(7):
         await sf.create("Lead", {"LastName": f"Lead {n}", "Company": "Acme" if n % 2 else "Other"})
@@ -158,7 +156,7 @@ async def test_the_limit_header_is_read_and_the_daily_limit_is_final(sf: Salesfo
         await sf.query("SELECT Id FROM Lead", max_records=10)
 
 
-async def test_salesforce_errors_name_code_message_and_fields(sf: SalesforceClient) -> None:
+async def test_salesforce_errors_name_code_message_and_fields(sf: SalesforceClient, org: SalesforceOrg) -> None:
     with pytest.raises(PlatformRejectedError) as refused:
         await sf.create("Lead", {"Company": "Acme"})
     assert refused.value.status == 400
@@ -166,7 +164,7 @@ async def test_salesforce_errors_name_code_message_and_fields(sf: SalesforceClie
         "Salesforce refused the request (HTTP 400): REQUIRED_FIELD_MISSING: Required fields are missing: "
         "[LastName] (fields: LastName)"
     )
-    unknown_version = SalesforceClient(sf.settings.model_copy(update={"api_version": "99.0"}), backoff=FAST)
+    unknown_version = client_for(InProcess(build_app(org)), api_version="99.0")
     with pytest.raises(PlatformRejectedError, match="NOT_FOUND"):
         await unknown_version.create("Lead", LEAD)
     await unknown_version.aclose()
@@ -184,3 +182,27 @@ async def test_a_server_error_is_reported_not_retried(sf: SalesforceClient, org:
     with pytest.raises(PlatformRejectedError, match="UNKNOWN_EXCEPTION: An unexpected error occurred"):
         await sf.create("Lead", LEAD)
     assert org.records["Lead"] == {}
+
+
+# over real sockets
+
+
+async def test_an_unreachable_org_is_retried_then_reported() -> None:
+    client = SalesforceClient(SalesforceSettings.sandbox_for("http://127.0.0.1:9"), backoff=FAST)
+    with pytest.raises(PlatformUnavailableError, match="token endpoint"):
+        await client.authenticate()
+    await client.aclose()
+
+
+async def test_over_a_socket_a_lost_create_is_unknown_and_an_expired_token_renewed(
+    url: str, org: SalesforceOrg
+) -> None:
+    client = SalesforceClient(SalesforceSettings.sandbox_for(url), backoff=FAST)
+    org.inject(Fault(drop=True, after_commit=True, method="POST"))
+    with pytest.raises(OutcomeUnknownError, match="RemoteProtocolError"):
+        await client.create("Lead", LEAD)
+    org.expire_tokens()
+    record_id, _ = await client.create("Lead", LEAD)
+    assert len(org.records["Lead"]) == 2 and (await client.get("Lead", record_id))["Id"] == record_id
+    assert client.instance_url is not None and client.instance_url.startswith("http://localhost:")
+    await client.aclose()

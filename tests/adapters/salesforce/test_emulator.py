@@ -1,5 +1,5 @@
-"""The emulator keeps Salesforce's rules (shared/reference/salesforce-and-sap.md §5.1), checked over HTTP
-with a plain client so nothing of the adapter hides a gap."""
+"""The emulator keeps Salesforce's rules (shared/reference/salesforce-and-sap.md §5.1), checked with a
+plain HTTP client (in process) so nothing of the adapter hides a gap."""
 
 from __future__ import annotations
 
@@ -10,15 +10,23 @@ from typing import Any
 import httpx2
 import pytest
 
-from adapters.salesforce.emulator import SalesforceOrg
 from adapters.salesforce.ids import checksum, is_well_formed, to_18
+from adapters.salesforce.sandbox import SalesforceOrg
+from adapters.sandbox.transport import InProcess
+from tests.adapters.salesforce.conftest import IN_PROCESS
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def api(url: str) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(base_url=url) as http:
+async def anonymous(transport: InProcess) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(base_url=IN_PROCESS, transport=transport) as http:
+        yield http
+
+
+@pytest.fixture
+async def api(transport: InProcess) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(base_url=IN_PROCESS, transport=transport) as http:
         token = await http.post(
             "/services/oauth2/token",
             data={
@@ -46,29 +54,95 @@ def test_ids_carry_a_case_safe_checksum() -> None:
     assert not is_well_formed("00Q5g0000004C93AAA") and not is_well_formed("00Q5g00000")
 
 
-async def test_oauth_errors_and_basic_client_authentication(url: str) -> None:
-    async with httpx2.AsyncClient(base_url=url) as http:
-        token = "/services/oauth2/token"
-        basic = base64.b64encode(b"stateset-sandbox:sandbox-secret").decode()
-        ok = await http.post(
-            token, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+async def test_oauth_errors_and_basic_client_authentication(anonymous: httpx2.AsyncClient) -> None:
+    token = "/services/oauth2/token"
+    basic = base64.b64encode(b"stateset-sandbox:sandbox-secret").decode()
+    ok = await anonymous.post(
+        token, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
+    assert ok.status_code == 200 and "expires_in" not in ok.json() and "refresh_token" not in ok.json()
+    bad = await anonymous.post(
+        token, data={"grant_type": "client_credentials", "client_id": "nope", "client_secret": "x"}
+    )
+    assert (bad.status_code, bad.json()) == (
+        400,
+        {"error": "invalid_client_id", "error_description": "client identifier invalid"},
+    )
+    odd = await anonymous.post(token, data={"grant_type": "password"})
+    assert odd.json()["error"] == "unsupported_grant_type"
+    versions = await anonymous.get("/services/data/")
+    assert versions.json()[0] == {"label": "Summer '23", "url": "/services/data/v58.0", "version": "58.0"}
+    refused = await anonymous.get("/services/data/v58.0/limits")
+    assert refused.status_code == 401 and errors(refused) == [
+        ("INVALID_SESSION_ID", "Session expired or invalid", None)
+    ]
+
+
+async def test_every_error_is_an_array_of_message_error_code_and_fields(
+    api: httpx2.AsyncClient, anonymous: httpx2.AsyncClient
+) -> None:
+    """Routes that do not exist, verbs a resource does not take, unknown sObjects and versions, a bad test
+    hook: each answers in Salesforce's error shape, as a client that reads `errorCode` expects."""
+    cases = [
+        (await api.get("/services/data/v58.0/nothing/here"), 404, "NOT_FOUND"),
+        (await anonymous.get("/no/such/path"), 404, "NOT_FOUND"),
+        (await api.get("/services/data/v99.0/sobjects"), 404, "NOT_FOUND"),
+        (await api.get("/services/data/v58.0/sobjects/Spaceship/describe"), 404, "NOT_FOUND"),
+        (await api.put("/services/data/v58.0/sobjects/Lead/00Q5g0000004C93", json={}), 405, "METHOD_NOT_ALLOWED"),
+        (await api.delete("/services/data/v58.0/query"), 405, "METHOD_NOT_ALLOWED"),
+        (await anonymous.get("/services/oauth2/token"), 405, "METHOD_NOT_ALLOWED"),
+        (await anonymous.post("/_emulator/faults", content=b"[1]"), 400, "INVALID_REQUEST"),
+        (await anonymous.post("/_emulator/faults", json={"stauts": 503}), 400, "INVALID_REQUEST"),
+    ]
+    for response, status, code in cases:
+        assert response.status_code == status, response.request.url
+        assert response.headers["content-type"] == "application/json"
+        [error] = response.json()
+        assert error["errorCode"] == code and error["message"], response.request.url
+    not_allowed = cases[4][0].json()[0]["message"]
+    assert not_allowed == "HTTP Method 'PUT' not allowed. Allowed are HEAD,GET,POST,PATCH,DELETE"
+
+
+async def test_describe_lists_the_sobjects_and_each_ones_fields(api: httpx2.AsyncClient) -> None:
+    listed = (await api.get("/services/data/v58.0/sobjects/")).json()
+    assert listed["encoding"] == "UTF-8" and {s["name"] for s in listed["sobjects"]} == {
+        "Lead",
+        "Opportunity",
+        "Account",
+        "Contact",
+    }
+    lead = next(s for s in listed["sobjects"] if s["name"] == "Lead")
+    assert lead["keyPrefix"] == "00Q" and lead["urls"]["describe"] == "/services/data/v58.0/sobjects/Lead/describe"
+    described = (await api.get(lead["urls"]["describe"])).json()
+    fields = {f["name"]: f for f in described["fields"]}
+    assert (fields["LastName"]["nillable"], fields["LastName"]["length"], fields["LastName"]["createable"]) == (
+        False,
+        80,
+        True,
+    )
+    assert fields["Name"]["createable"] is False and fields["IsConverted"]["type"] == "boolean"
+    status = fields["Status"]
+    assert status["type"] == "picklist" and status["defaultedOnCreate"] and status["restrictedPicklist"]
+    assert [p["value"] for p in status["picklistValues"] if p["defaultValue"]] == ["Open - Not Contacted"]
+    assert fields["StateSet_Request_Id__c"]["externalId"] and fields["Id"]["idLookup"]
+    opportunity = {
+        f["name"]: f for f in (await api.get("/services/data/v58.0/sobjects/Opportunity/describe")).json()["fields"]
+    }
+    assert opportunity["AccountId"]["referenceTo"] == ["Account"] and opportunity["Amount"]["type"] == "currency"
+    assert (opportunity["Amount"]["precision"], opportunity["Amount"]["scale"]) == (18, 2)
+    await create(api, "Lead", {"LastName": "Doe", "Company": "Acme"})
+    basic = (await api.get("/services/data/v58.0/sobjects/lead")).json()  # names are case-insensitive
+    assert basic["objectDescribe"]["name"] == "Lead" and [r["Name"] for r in basic["recentItems"]] == ["Doe"]
+
+
+async def test_nan_and_infinity_are_not_json(api: httpx2.AsyncClient, org: SalesforceOrg) -> None:
+    body = b'{"Name": "x", "StageName": "Prospecting", "CloseDate": "2027-01-31", "Amount": NaN}'
+    for content in (body, body.replace(b"NaN", b"Infinity")):
+        refused = await api.post(
+            "/services/data/v58.0/sobjects/Opportunity/", content=content, headers={"Content-Type": "application/json"}
         )
-        assert ok.status_code == 200 and "expires_in" not in ok.json() and "refresh_token" not in ok.json()
-        bad = await http.post(
-            token, data={"grant_type": "client_credentials", "client_id": "nope", "client_secret": "x"}
-        )
-        assert (bad.status_code, bad.json()) == (
-            400,
-            {"error": "invalid_client_id", "error_description": "client identifier invalid"},
-        )
-        odd = await http.post(token, data={"grant_type": "password"})
-        assert odd.json()["error"] == "unsupported_grant_type"
-        versions = await http.get("/services/data/")
-        assert versions.json()[0] == {"label": "Summer '23", "url": "/services/data/v58.0", "version": "58.0"}
-        anonymous = await http.get("/services/data/v58.0/limits")
-        assert anonymous.status_code == 401 and errors(anonymous) == [
-            ("INVALID_SESSION_ID", "Session expired or invalid", None)
-        ]
+        assert refused.status_code == 400 and errors(refused)[0][0] == "JSON_PARSER_ERROR"
+    assert org.records["Opportunity"] == {}
 
 
 async def test_creates_enforce_required_read_only_unknown_and_typed_fields(api: httpx2.AsyncClient) -> None:

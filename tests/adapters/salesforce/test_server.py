@@ -3,15 +3,28 @@ payloads the org received, errors with their codes, idempotent creates, change e
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated
+from mcp.server.mcpserver import MCPServer
 
-from adapters.salesforce.emulator import Fault
+from adapters.idempotency import fingerprint
+from adapters.salesforce.adapter import SalesforceAdapter
+from adapters.salesforce.client import SalesforceClient
+from adapters.salesforce.models import RecordResult
+from adapters.salesforce.sandbox import Fault
+from adapters.salesforce.store import MIGRATIONS, SalesforceStore
+from servers.common.db import Database
+from servers.common.errors import ConflictError
+from servers.common.feed import ChangeFeed
+from servers.common.transports import http_app
 from tests.adapters.salesforce.conftest import Harness, posted
 from tests.helpers import call, refused, scaled
 
@@ -182,7 +195,8 @@ async def test_the_platform_adapter_interface(harness: Harness) -> None:
     with anyio.fail_after(scaled(5)):
         event = await events.__anext__()
     assert (event.type, event.subject) == ("com.salesforce.LeadChangeEvent", lead.id)
-    assert event.data["ChangeEventHeader"]["changeType"] == "UPDATE"  # created and changed within one poll
+    header = event.data["ChangeEventHeader"]  # created and changed within one poll: one CREATE, its latest values
+    assert header["changeType"] == "CREATE" and "Title" in header["changedFields"], event.data
     await events.aclose()
     assert "is not a Salesforce action" in str(await _raises(adapter.execute_action("convert_lead", {})))
 
@@ -193,3 +207,69 @@ async def _raises(awaitable: Any) -> BaseException:
     except Exception as exc:
         return exc
     raise AssertionError("no error")
+
+
+async def raw_call(server: MCPServer[Any], tool: str, arguments: str) -> dict[str, Any]:
+    """A tools/call sent as raw JSON text over the server's streamable HTTP app (in process): the way a
+    client that writes NaN or Infinity into its JSON reaches the tool. An MCP Client would send them as null."""
+    request = (
+        f'{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments},'
+        '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
+    )
+    headers = {
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": tool,
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    transport = httpx2.ASGITransport(app=http_app(server, "http"))
+    async with server.session_manager.run(), httpx2.AsyncClient(transport=transport) as http:
+        response = await http.post("http://127.0.0.1:8705/mcp", content=request, headers=headers)
+    result: dict[str, Any] = response.json()["result"]
+    return result
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "9007199254740993", '{"nested": [1, NaN]}'])
+async def test_values_json_cannot_carry_are_a_tool_error_naming_the_field(harness: Harness, bad: str) -> None:
+    record_id = await harness.adapter.create_record(
+        "Opportunity", {"Name": "x", "StageName": "Prospecting", "CloseDate": "2027-01-31"}, idempotency_key=None
+    )
+    sent = len(harness.org.requests)
+    fields = f'{{"Name": "y", "StageName": "Prospecting", "CloseDate": "2027-01-31", "Amount": {bad}}}'
+    created = await raw_call(
+        harness.server, "create_record", f'{{"sobject": "Opportunity", "fields": {fields}, "idempotency_key": "k-9"}}'
+    )
+    updated = await raw_call(
+        harness.server, "update_record", f'{{"sobject": "Opportunity", "id": "{record_id.id}", "fields": {fields}}}'
+    )
+    for tool, result in (("create_record", created), ("update_record", updated)):
+        assert result["isError"]
+        [message] = [block["text"] for block in result["content"]]
+        assert message.startswith(f"Error executing tool {tool}: field Amount")
+        assert ("NaN" if "NaN" in bad else bad) in message
+        assert "send a finite number" in message or "send such a number as a string" in message
+    assert len(harness.org.requests) == sent  # nothing reached Salesforce
+    assert len(harness.org.records["Opportunity"]) == 1
+    assert await harness.adapter._store.read(lambda tx: tx.request("k-9")) is None  # type: ignore[attr-defined]
+
+
+async def test_a_key_stored_before_canonical_json_still_answers(tmp_path: Path, sf: SalesforceClient) -> None:
+    """A fingerprint taken with json.dumps(sort_keys=True), in a file from before migration 2, still matches its
+    request after the migration: the key replays, and another request under it is refused."""
+    fields = {"LastName": "Lovelace", "Company": "Analytical Engines", "Title": "Countess é"}
+    record_id, _ = await sf.create("Lead", fields)
+    stored = RecordResult(sobject="Lead", id=record_id, record=await sf.get("Lead", record_id))
+    legacy = hashlib.sha256(json.dumps(["Lead", fields], sort_keys=True).encode()).hexdigest()
+    path = tmp_path / "old-salesforce.db"
+    async with Database.open(path, MIGRATIONS[:1]) as old:
+        await SalesforceStore(old).write(lambda tx: tx.save_request("old-1", legacy, stored.model_dump(mode="json"), 0))
+    async with Database.open(path, MIGRATIONS) as db:
+        adapter = SalesforceAdapter(sf, SalesforceStore(db), ChangeFeed())
+        again = await adapter.create_record("Lead", fields, idempotency_key="old-1")
+        assert again.id == record_id and not again.created
+        with pytest.raises(ConflictError, match="was used for another create"):
+            await adapter.create_record("Lead", fields | {"Title": "CTO"}, idempotency_key="old-1")
+        fresh = await adapter.create_record("Lead", fields, idempotency_key="new-1")
+        assert (await SalesforceStore(db).read(lambda tx: tx.request("new-1")))[0] == fingerprint(["Lead", fields])  # type: ignore[index]
+        assert fresh.created

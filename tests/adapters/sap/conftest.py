@@ -1,4 +1,5 @@
-"""A sandbox SAP system served over real HTTP on 127.0.0.1, and the adapter pointed at it."""
+"""A sandbox SAP system in this process (its ASGI app as the client's transport, no socket), the adapter
+pointed at it, and the same system over real HTTP on 127.0.0.1 for the socket-level tests."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
 
 from adapters import emulation
 from adapters.retry import Backoff
+from adapters.sandbox.transport import InProcess
 from adapters.sap.adapter import SapAdapter
 from adapters.sap.client import SapClient
-from adapters.sap.emulator import SapSystem, build_app
+from adapters.sap.sandbox import SapSystem, build_app
 from adapters.sap.server import build_server
 from adapters.sap.settings import SapSettings
 from adapters.sap.store import MIGRATIONS, SapStore
@@ -22,6 +25,8 @@ from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 
 FAST = Backoff(attempts=4, base_seconds=0.01, max_seconds=0.05)
+IN_PROCESS = "http://127.0.0.1"  # the system's URL in process: the transport, not a socket, carries every request
+AUTH = ("STATESET", "sandbox-password")
 ORDER = {
     "supplier": "17300001",
     "company_code": "1710",
@@ -38,16 +43,26 @@ def system() -> SapSystem:
 
 
 @pytest.fixture
-async def url(system: SapSystem) -> AsyncIterator[str]:
-    async with emulation.serving(build_app(system)) as served:
-        yield served
+def transport(system: SapSystem) -> InProcess:
+    return InProcess(build_app(system))
+
+
+def client_for(transport: httpx2.AsyncBaseTransport | None, settings: SapSettings | None = None) -> SapClient:
+    return SapClient(settings or SapSettings.sandbox_for(IN_PROCESS), backoff=FAST, transport=transport)
 
 
 @pytest.fixture
-async def sap(url: str) -> AsyncIterator[SapClient]:
-    client = SapClient(SapSettings.sandbox_for(url), backoff=FAST)
+async def sap(transport: InProcess) -> AsyncIterator[SapClient]:
+    client = client_for(transport)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def url(system: SapSystem) -> AsyncIterator[str]:
+    """The system over real HTTP on loopback, for the tests that need a socket."""
+    async with emulation.serving(build_app(system)) as served:
+        yield served
 
 
 @dataclass

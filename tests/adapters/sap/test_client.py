@@ -1,19 +1,29 @@
-"""The OData client and the adapter against the emulator over real HTTP: the CSRF handshake bound to one
-shared session, retries, lost answers, auth, and errors that name SAP's code and property."""
+"""The OData client and the adapter against the emulator in this process: the CSRF handshake bound to one
+shared session, retries, lost answers, auth, and errors that name SAP's code and property. The last tests
+keep real sockets."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import anyio
 import pytest
 from pydantic import SecretStr
 
-from adapters.base import AuthenticationError, OutcomeUnknownError, PlatformRejectedError
-from adapters.sap.adapter import reference_for
+from adapters.base import AuthenticationError, OutcomeUnknownError, PlatformRejectedError, PlatformUnavailableError
+from adapters.sandbox.transport import InProcess
+from adapters.sap.adapter import SapAdapter, reference_for
 from adapters.sap.client import SapClient
-from adapters.sap.emulator import Fault, SapSystem
 from adapters.sap.models import ItemInput
+from adapters.sap.sandbox import Fault, SapSystem
 from adapters.sap.settings import SapSettings
-from tests.adapters.sap.conftest import FAST, ORDER, Harness
+from adapters.sap.store import MIGRATIONS, SapStore
+from servers.common.db import Database
+from servers.common.errors import ConflictError
+from servers.common.feed import ChangeFeed
+from tests.adapters.sap.conftest import FAST, IN_PROCESS, ORDER, Harness, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -112,9 +122,10 @@ async def test_a_key_whose_create_never_arrived_creates_once(harness: Harness) -
     assert order.created and len(harness.system.orders) == 1
 
 
-async def test_wrong_basic_credentials_are_an_authentication_error(url: str, system: SapSystem) -> None:
-    settings = SapSettings.sandbox_for(url).model_copy(update={"password": SecretStr("wrong")})
-    client = SapClient(settings, backoff=FAST)
+async def test_wrong_basic_credentials_are_an_authentication_error(transport: InProcess) -> None:
+    client = client_for(
+        transport, SapSettings.sandbox_for(IN_PROCESS).model_copy(update={"password": SecretStr("wrong")})
+    )
     with pytest.raises(AuthenticationError) as refused:
         await client.request("GET", "/A_PurchaseOrder")
     assert "basic credentials of STATESET" in refused.value.message and "Logon failed" in refused.value.message
@@ -122,27 +133,27 @@ async def test_wrong_basic_credentials_are_an_authentication_error(url: str, sys
     await client.aclose()
 
 
-async def test_oauth_client_credentials(url: str, system: SapSystem) -> None:
+async def test_oauth_client_credentials(transport: InProcess, system: SapSystem) -> None:
     settings = SapSettings(
-        base_url=url,
+        base_url=IN_PROCESS,
         auth="oauth",
-        token_url=f"{url}/sap/bc/sec/oauth2/token",
+        token_url=f"{IN_PROCESS}/sap/bc/sec/oauth2/token",
         client_id="stateset-sandbox",
         client_secret=SecretStr("sandbox-secret"),
     )
-    client = SapClient(settings, backoff=FAST)
+    client = client_for(transport, settings)
     assert (await client.request("POST", "/A_PurchaseOrder", json=BODY)).status_code == 201
     system.bearer_tokens.clear()  # the bearer token expires: renewed once, transparently
     assert (await client.request("GET", "/A_PurchaseOrder")).status_code == 200
-    bad = SapClient(settings.model_copy(update={"client_secret": SecretStr("nope")}), backoff=FAST)
+    bad = client_for(transport, settings.model_copy(update={"client_secret": SecretStr("nope")}))
     with pytest.raises(AuthenticationError, match="refused client stateset-sandbox"):
         await bad.request("GET", "/A_PurchaseOrder")
     await client.aclose()
     await bad.aclose()
 
 
-async def test_the_wrong_client_is_refused_in_the_error_envelope(url: str) -> None:
-    client = SapClient(SapSettings.sandbox_for(url).model_copy(update={"sap_client": "999"}), backoff=FAST)
+async def test_the_wrong_client_is_refused_in_the_error_envelope(transport: InProcess) -> None:
+    client = client_for(transport, SapSettings.sandbox_for(IN_PROCESS).model_copy(update={"sap_client": "999"}))
     with pytest.raises(PlatformRejectedError, match="Client 999 is not available"):
         await client.request("GET", "/A_PurchaseOrder")
     await client.aclose()
@@ -166,3 +177,48 @@ async def test_latency_is_waited_out(sap: SapClient, system: SapSystem) -> None:
     began = time.monotonic()
     assert (await sap.request("POST", "/A_PurchaseOrder", json=BODY)).status_code == 201
     assert time.monotonic() - began >= 0.3 and len(system.orders) == 1
+
+
+# over real sockets
+
+
+async def test_over_a_socket_the_session_is_shared_refetched_and_a_lost_create_found(
+    url: str, system: SapSystem, tmp_path: Path
+) -> None:
+    client = SapClient(SapSettings.sandbox_for(url), backoff=FAST)
+    assert (await client.request("POST", "/A_PurchaseOrder", json=BODY)).status_code == 201
+    system.expire_sessions()
+    assert (await client.request("POST", "/A_PurchaseOrder", json=BODY)).status_code == 201
+    assert client.csrf_fetches == 2 and len(system.orders) == 2
+    system.inject(Fault(drop=True, after_commit=True, method="POST"))
+    with pytest.raises(OutcomeUnknownError, match="RemoteProtocolError"):
+        await client.request("POST", "/A_PurchaseOrder", json=BODY)
+    assert len(system.orders) == 3
+    await client.aclose()
+
+
+async def test_an_unreachable_system_is_retried_then_reported() -> None:
+    client = SapClient(SapSettings.sandbox_for("http://127.0.0.1:9"), backoff=FAST)
+    with pytest.raises(PlatformUnavailableError, match="SAP did not answer GET /"):
+        await client.request("GET", "/A_PurchaseOrder")
+    await client.aclose()
+
+
+async def test_a_key_stored_before_canonical_json_still_answers(
+    tmp_path: Path, sap: SapClient, system: SapSystem
+) -> None:
+    """A fingerprint taken with json.dumps(sort_keys=True), in a file from before migration 2, still matches."""
+    number = (await sap.request("POST", "/A_PurchaseOrder", json=BODY)).json()["d"]["PurchaseOrder"]
+    arguments = order_arguments(
+        items=[{"material": "TG11", "quantity": "5", "unit": "PC", "net_price": "10", "plant": "1710"}]
+    )
+    legacy = hashlib.sha256(json.dumps(BODY, sort_keys=True).encode()).hexdigest()  # the body the adapter sends
+    path = tmp_path / "old-sap.db"
+    async with Database.open(path, MIGRATIONS[:1]) as old:
+        await SapStore(old).write(lambda tx: tx.save_request("po-old", legacy, number, 0))
+    async with Database.open(path, MIGRATIONS) as db:
+        adapter = SapAdapter(sap, SapStore(db), ChangeFeed())
+        again = await adapter.create_purchase_order(**arguments, idempotency_key="po-old")  # type: ignore[arg-type]
+        assert again.id == number and not again.created and len(system.orders) == 1
+        with pytest.raises(ConflictError, match="was used for another purchase order"):
+            await adapter.create_purchase_order(**(arguments | {"supplier": "17300002"}), idempotency_key="po-old")  # type: ignore[arg-type]

@@ -1,20 +1,22 @@
 """The SAP emulator keeps a Gateway's rules (shared/reference/salesforce-and-sap.md §5.2), checked with a
-plain HTTP client so nothing of the adapter hides a gap."""
+plain HTTP client (in process) so nothing of the adapter hides a gap."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
 import pytest
 
-from adapters.sap.emulator import SapSystem
-from adapters.sap.models import SERVICE_PATH
+from adapters.sandbox.transport import InProcess
+from adapters.sap.models import SERVICE, SERVICE_PATH, STOCK_SERVICE
+from adapters.sap.sandbox import SapSystem
+from tests.adapters.sap.conftest import AUTH, IN_PROCESS
 
 pytestmark = pytest.mark.anyio
 
-AUTH = ("STATESET", "sandbox-password")
 ORDER: dict[str, Any] = {
     "CompanyCode": "1710",
     "PurchaseOrderType": "NB",
@@ -56,8 +58,8 @@ async def send(
 
 
 @pytest.fixture
-async def http(url: str) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(base_url=url + SERVICE_PATH, auth=AUTH) as client:
+async def http(transport: InProcess) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(base_url=IN_PROCESS + SERVICE_PATH, auth=AUTH, transport=transport) as client:
         yield client
 
 
@@ -67,16 +69,15 @@ def envelope(response: httpx2.Response) -> tuple[str, str, list[str]]:
     return error["code"], error["message"]["value"], refs
 
 
-async def test_logon_needs_credentials_and_the_right_client(url: str) -> None:
-    async with httpx2.AsyncClient(base_url=url + SERVICE_PATH) as anonymous:
+async def test_logon_needs_credentials_and_the_right_client(transport: InProcess, http: httpx2.AsyncClient) -> None:
+    async with httpx2.AsyncClient(base_url=IN_PROCESS + SERVICE_PATH, transport=transport) as anonymous:
         refused = await anonymous.get("/A_PurchaseOrder")
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == 'Basic realm="SAP NetWeaver Application Server [S4H/100]"'
-    async with httpx2.AsyncClient(base_url=url + SERVICE_PATH, auth=AUTH) as http:
-        wrong = await http.get("/A_PurchaseOrder", params={"sap-client": "999"})
-        assert wrong.status_code == 400 and "Client 999 is not available" in envelope(wrong)[1]
-        by_header = await http.get("/A_PurchaseOrder", headers={"sap-client": "100"})
-        assert by_header.status_code == 200 and by_header.headers["dataserviceversion"] == "2.0"
+    wrong = await http.get("/A_PurchaseOrder", params={"sap-client": "999"})
+    assert wrong.status_code == 400 and "Client 999 is not available" in envelope(wrong)[1]
+    by_header = await http.get("/A_PurchaseOrder", headers={"sap-client": "100"})
+    assert by_header.status_code == 200 and by_header.headers["dataserviceversion"] == "2.0"
 
 
 @pytest.mark.parametrize(
@@ -221,3 +222,86 @@ async def test_etags_when_declared_and_what_cannot_be_done(http: httpx2.AsyncCli
     unknown = await http.get("/A_PurchaseOrder('4599999999')")
     assert unknown.status_code == 404 and envelope(unknown)[0] == "/IWBEP/CM_MGW_RT/020"
     assert system.orders["4500000000"]["PaymentTerms"] == "0002"
+
+
+EDMX = "{http://schemas.microsoft.com/ado/2008/09/edm}"
+
+
+@pytest.mark.parametrize("service", [SERVICE, STOCK_SERVICE])
+async def test_the_metadata_is_valid_csdl_and_declares_what_the_service_serves(
+    transport: InProcess, system: SapSystem, service: str
+) -> None:
+    """Every navigation names a declared association by its roles, every association has its set, the
+    service document lists exactly the entity sets, and each entity's JSON carries exactly the properties
+    and navigations its type declares."""
+    system.set_stock("TG11", "1710", "1")
+    async with httpx2.AsyncClient(
+        base_url=f"{IN_PROCESS}/sap/opu/odata/sap/{service}", auth=AUTH, transport=transport
+    ) as http:
+        if service == SERVICE:
+            token, cookies = await fetch(http)
+            await send(http, "POST", "/A_PurchaseOrder", cookies, {"X-CSRF-Token": token}, json=ORDER)
+        schema = ElementTree.fromstring((await http.get("/$metadata")).text).find(f".//{EDMX}Schema")
+        assert schema is not None and schema.get("Namespace") == service
+        associations = {a.get("Name"): a for a in schema.findall(f"{EDMX}Association")}
+        types = {t.get("Name"): t for t in schema.findall(f"{EDMX}EntityType")}
+        container = schema.find(f"{EDMX}EntityContainer")
+        assert container is not None
+        sets = {s.get("Name"): s.get("EntityType", "").split(".")[-1] for s in container.findall(f"{EDMX}EntitySet")}
+        association_sets = [a.get("Association", "").split(".")[-1] for a in container.findall(f"{EDMX}AssociationSet")]
+        assert sorted(association_sets) == sorted(associations)
+        for entity_type in types.values():
+            for navigation in entity_type.findall(f"{EDMX}NavigationProperty"):
+                association = associations[navigation.get("Relationship", "").removeprefix(f"{service}.")]
+                roles = {end.get("Role"): end.get("Type") for end in association.findall(f"{EDMX}End")}
+                assert roles[navigation.get("FromRole")] == f"{service}.{entity_type.get('Name')}"
+                assert navigation.get("ToRole") in roles
+        listed = (await http.get("/")).json()["d"]["EntitySets"]
+        assert sorted(listed) == sorted(sets)
+        for entity_set, type_name in sets.items():
+            declared = {p.get("Name") for p in types[type_name].findall(f"{EDMX}Property")}
+            declared |= {n.get("Name") for n in types[type_name].findall(f"{EDMX}NavigationProperty")}
+            answer = await http.get(f"/{entity_set}")
+            assert answer.status_code == 200, entity_set
+            results = answer.json()["d"]["results"]
+            assert results, entity_set
+            for entity in results:
+                assert set(entity) - {"__metadata"} == declared, entity_set
+                assert entity["__metadata"]["type"] == f"{service}.{type_name}"
+
+
+async def test_unknown_paths_and_verbs_answer_in_the_error_envelope(http: httpx2.AsyncClient) -> None:
+    unknown = await http.get("/A_PurchaseOrderNote")
+    assert unknown.status_code == 404 and envelope(unknown)[:2] == (
+        "/IWBEP/CM_MGW_RT/020",
+        "Resource not found for segment 'A_PurchaseOrderNote'.",
+    )
+    beside = await http.get("/../../nothing")
+    assert beside.status_code == 404 and envelope(beside)[0] == "/IWBEP/CM_MGW_RT/020"
+    verb = await http.request("OPTIONS", "/A_PurchaseOrder")
+    assert verb.status_code == 405 and envelope(verb)[0] == "/IWBEP/CM_MGW_RT/036"
+    token, cookies = await fetch(http)
+    nan = await send(
+        http,
+        "POST",
+        "/A_PurchaseOrder",
+        cookies,
+        {"X-CSRF-Token": token, "Content-Type": "application/json"},
+        content=b'{"Supplier": NaN}',
+    )
+    assert nan.status_code == 400 and envelope(nan)[1] == "Malformed JSON in the request body"
+
+
+async def test_item_numbers_match_numerically_and_padded_systems_keep_their_form(
+    http: httpx2.AsyncClient, system: SapSystem
+) -> None:
+    system.padded_item_numbers, system.item_currency = True, False  # as some systems answer
+    token, cookies = await fetch(http)
+    created = await send(http, "POST", "/A_PurchaseOrder", cookies, {"X-CSRF-Token": token}, json=ORDER)
+    [item] = created.json()["d"]["to_PurchaseOrderItem"]["results"]
+    assert (item["PurchaseOrderItem"], item["DocumentCurrency"]) == ("00010", "")
+    for number in ("10", "010", "00010"):
+        path = f"/A_PurchaseOrderItem(PurchaseOrder='4500000000',PurchaseOrderItem='{number}')"
+        assert (await http.get(path)).json()["d"]["PurchaseOrderItem"] == "00010"
+    missing = await http.get("/A_PurchaseOrderItem(PurchaseOrder='4500000000',PurchaseOrderItem='20')")
+    assert missing.status_code == 404

@@ -1,4 +1,4 @@
-"""The SAP adapter through MCP in both protocol eras, against the emulator over HTTP: the exact payload
+"""The SAP adapter through MCP in both protocol eras, against the emulator in process: the exact payload
 SAP received, errors with their codes, idempotent orders, purchase order events."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated
 
-from adapters.sap.emulator import Fault
+from adapters.sap.sandbox import Fault
 from tests.adapters.sap.conftest import ORDER, Harness, received
 from tests.helpers import call, refused, scaled
 
@@ -95,6 +95,36 @@ async def test_list_and_update(client: Client, harness: Harness) -> None:
     assert received(harness.system, "PATCH", "A_PurchaseOrderItem(") == [
         {"OrderQuantity": "7.5", "NetPriceAmount": "9.99"}
     ]
+
+
+async def test_against_a_system_that_pads_item_numbers_and_leaves_item_currency_empty(
+    client: Client, harness: Harness
+) -> None:
+    """Item numbers are matched by value ("10" is the system's "00010") and reported as numbers; an item
+    whose currency comes back empty takes the header's."""
+    harness.system.padded_item_numbers, harness.system.item_currency = True, False
+    two_items = ORDER | {"items": [ORDER["items"][0], ORDER["items"][0] | {"material": "TG12"}]}
+    order = await call(client, "create_purchase_order", **two_items)
+    assert [(i["item"], i["currency"]) for i in order["items"]] == [("10", "USD"), ("20", "USD")]
+    assert [i["PurchaseOrderItem"] for i in harness.system.items[order["id"]]] == ["00010", "00020"]
+    changed = await call(
+        client, "update_purchase_order", id=order["id"], changes={"items": [{"item": "020", "quantity": "8"}]}
+    )
+    assert [i["quantity"] for i in changed["items"]] == ["5", "8"]
+    patched = [r["path"] for r in harness.system.requests if r["method"] == "PATCH"]
+    assert patched == [
+        f"/sap/opu/odata/sap/API_PURCHASEORDER_PROCESS_SRV/A_PurchaseOrderItem(PurchaseOrder='{order['id']}',PurchaseOrderItem='00020')"
+    ]
+    before = [dict(item) for item in harness.system.items[order["id"]]], dict(harness.system.orders[order["id"]])
+    message = await refused(
+        client,
+        "update_purchase_order",
+        id=order["id"],
+        changes={"payment_terms": "0001", "items": [{"item": "10", "quantity": "1"}, {"item": "30", "quantity": "1"}]},
+    )
+    assert message == f"purchase order {order['id']} has no item 30; its items are 10, 20"
+    assert ([dict(i) for i in harness.system.items[order["id"]]], harness.system.orders[order["id"]]) == before
+    assert [r["method"] for r in harness.system.requests].count("PATCH") == 1  # the refused call sent none
 
 
 async def test_sap_errors_surface_with_code_message_and_property(client: Client, harness: Harness) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from servers.common.money import format_usdc
@@ -111,3 +112,109 @@ def test_heartbeats_apply_in_signed_order_and_a_reregistration_keeps_the_lease()
     index.put(listing(1, seq=2, lease_expires=NOW + 20, price=5))
     updated = index.get("agent-1")
     assert updated is not None and (updated.lease_expires, updated.load, updated.price) == (NOW + 90, 30, 5)
+
+
+AGENTS = 5  # few, so that registrations, removals, heartbeats and reputations meet the same agents
+agent_numbers = st.integers(0, AGENTS - 1)
+changes = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"),
+            agent_numbers,
+            st.integers(1, 30),  # seq
+            st.fixed_dictionaries(
+                {
+                    "price": st.integers(0, 20_000_000),
+                    "region": st.sampled_from(["US", "EU", "eu"]),
+                    "capabilities": st.lists(st.sampled_from(CAPABILITIES), min_size=1, max_size=3).map(tuple),
+                    "lease_expires": st.sampled_from([NOW - 1, NOW, NOW + 60]),
+                    "load": st.integers(0, 100),
+                    "availability": st.sampled_from(["available", "busy"]),
+                    "last_heartbeat": st.sampled_from([0, 0, 150]),
+                }
+            ),
+        ),
+        st.tuples(st.just("remove"), agent_numbers, st.integers(1, 30)),
+        st.tuples(
+            st.just("heartbeat"),
+            agent_numbers,
+            st.integers(0, 300),
+            st.sampled_from([NOW - 1, NOW + 90]),
+            st.integers(0, 100),
+            st.sampled_from(["available", "busy"]),
+        ),
+        st.tuples(st.just("reputation"), agent_numbers, st.floats(0, 100), st.integers(0, 3)),
+    ),
+    max_size=50,
+)
+
+
+def reference(index: AgentIndex, capability: str, wanted: Requirements, limit: int) -> tuple[object, ...]:
+    """find_agents as defined, candidate by candidate over the listings: (matches, offered_by, excluded)."""
+    offering = [
+        listing
+        for n in range(AGENTS)
+        if (listing := index.get(f"agent-{n}")) is not None and capability in listing.capabilities
+    ]
+    excluded: dict[str, int] = {}
+    eligible = []
+    for listing in offering:
+        reputation = index.reputation(listing.agent_id)
+        if listing.lease_expires <= NOW:
+            reason = "lease expired"
+        elif wanted.availability == "available" and (listing.availability != "available" or listing.load >= 100):
+            reason = "busy"
+        elif wanted.max_price is not None and listing.price > wanted.max_price:
+            reason = "price above max_price"
+        elif wanted.region is not None and listing.region.lower() != wanted.region.lower():
+            reason = "other region"
+        elif wanted.min_reputation is not None and reputation is None:
+            reason = "reputation unknown"
+        elif wanted.min_reputation is not None and reputation is not None and reputation.lcb < wanted.min_reputation:
+            reason = "reputation below min_reputation"
+        else:
+            eligible.append((listing, reputation))
+            continue
+        excluded[reason] = excluded.get(reason, 0) + 1
+    ceiling = wanted.max_price if wanted.max_price is not None else max((item.price for item, _ in eligible), default=0)
+    scored = []
+    for listing, reputation in eligible:
+        trust = 0.0 if reputation is None else reputation.lcb / 100
+        cheapness = 1.0 if ceiling <= 0 else 1 - listing.price / ceiling
+        score = round(0.6 * trust + 0.25 * cheapness + 0.15 * (1 - listing.load / 100), 6)
+        scored.append((score, listing.agent_id))
+    return sorted(scored, reverse=True)[:limit], len(offering), excluded
+
+
+LIVE = {"price": 1, "region": "US", "capabilities": ("quotes",), "lease_expires": NOW + 60, "load": 0}
+LIVE |= {"availability": "available", "last_heartbeat": 0}
+# the first of three agents leaves: the last one's row moves into the gap, and a heartbeat then finds it there
+ROW_MOVES = [("put", 0, 1, LIVE), ("put", 1, 1, LIVE), ("put", 2, 1, LIVE), ("remove", 0, 2)]
+ROW_MOVES += [("heartbeat", 2, 10, NOW + 90, 100, "busy"), ("reputation", 2, 80.0, 0)]
+
+
+@settings(max_examples=300)
+@given(changes, requirements, st.integers(1, 10))
+@example(ROW_MOVES, Requirements(), 10)
+def test_find_answers_as_defined_over_the_listings_after_any_changes(
+    steps: list[tuple[Any, ...]], wanted: Requirements, limit: int
+) -> None:
+    index = AgentIndex()
+    for step in steps:
+        kind, agent = step[0], f"agent-{step[1]}"
+        if kind == "put":
+            index.put(listing(step[1], seq=step[2], **step[3]))
+        elif kind == "remove":
+            index.remove(agent, step[2])
+        elif kind == "heartbeat":
+            _, _, at, lease, load, availability = step
+            index.heartbeat(agent, at=at, lease_expires=lease, load=load, availability=availability)
+        else:
+            _, _, lcb, day = step
+            index.set_reputation(
+                agent, ReputationView(score=lcb, lcb=lcb, as_of=datetime(2026, 1, 1 + day, tzinfo=UTC))
+            )
+        for capability in CAPABILITIES:
+            result = index.find(capability, wanted, now=NOW, limit=limit)
+            found = [(match.suitability, match.agent_id) for match in result.matches]
+            assert (found, result.offered_by, result.excluded) == reference(index, capability, wanted, limit)

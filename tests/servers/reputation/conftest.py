@@ -85,14 +85,14 @@ async def open_mesh(
         )
         wallet_mcp = wallet_server.build_server(wallet, wallet_feed)
         store, feed = ReputationStore(db), ChangeFeed()
-        directory = Directory(store, Peer("discovery", discovery.server, mode=mode), clock=clock)
+        directory = Directory(store, Peer.in_process("discovery", discovery.server, mode=mode), clock=clock)
         service = ReputationService(
             store,
             directory,
             signer,
             settings or ReputationSettings.default(),
             feed,
-            wallet=Peer("wallet", wallet_mcp, mode=mode),
+            wallet=Peer.in_process("wallet", wallet_mcp, mode=mode),
             chain_id=CHAIN_ID,
             clock=clock,
         )
@@ -100,7 +100,7 @@ async def open_mesh(
         # the two replicas, as `running` starts them: reputation follows discovery, and discovery reputation
         tasks.start_soon(
             lambda: follow(
-                Peer("discovery", discovery.server, mode=mode),
+                Peer.in_process("discovery", discovery.server, mode=mode),
                 "discovery",
                 cursor=directory.cursor,
                 apply=directory.apply,
@@ -108,7 +108,7 @@ async def open_mesh(
         )
         tasks.start_soon(
             lambda: follow(
-                Peer("reputation", server, mode=mode),
+                Peer.in_process("reputation", server, mode=mode),
                 "reputation",
                 cursor=discovery.service.reputation_cursor,
                 apply=discovery.service.apply_reputation,

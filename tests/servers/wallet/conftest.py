@@ -19,10 +19,11 @@ from servers.common.identity import Signer
 from servers.common.keystore import KeyRing
 from servers.common.money import parse_usdc
 from servers.common.receipts import issue_approval
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 from tests.conftest import TEST_SCRYPT_N, ManualClock
 from tests.helpers import call
 

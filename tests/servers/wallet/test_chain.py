@@ -23,11 +23,12 @@ from servers.common.feed import ChangeFeed
 from servers.common.identity import TypedData
 from servers.common.keystore import KeyRing, decrypt_account
 from servers.wallet.chain import UsdcChain, deploy_test_usdc
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.server import build_server
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import ChainSettlement
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 from tests.conftest import TEST_SCRYPT_N
 from tests.e2e.conftest import STATESET, STEP, child_env, free_port, serving
 from tests.helpers import call, refused, sign
@@ -296,7 +297,7 @@ async def test_stateset_serve_settles_on_the_configured_chain(
         STATESET_EVM_RELAYER_KEY_FILE=str(key_file),
     )
     with serving(tmp_path, "--transport", "http", env=env) as served:
-        async with Client(f"{served.base}/mcp", read_timeout_seconds=30) as client:
+        async with Client(f"{served.base}/mcp", read_timeout_seconds=STEP) as client:
             alice = (await call(client, "create_wallet", label="a", daily_limit="100", per_transaction_limit="50"))[
                 "address"
             ]

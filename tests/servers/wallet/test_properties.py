@@ -18,9 +18,10 @@ from servers.common.identity import Signer
 from servers.common.keystore import KeyRing
 from servers.wallet.authorizations import payment_proposal
 from servers.wallet.limits import MultiSig, SpendingRules
+from servers.wallet.schema import MIGRATIONS
 from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
-from servers.wallet.store import MIGRATIONS, WalletStore
+from servers.wallet.store import WalletStore
 from tests.conftest import TEST_SCRYPT_N, ManualClock
 
 USDC = 1_000_000

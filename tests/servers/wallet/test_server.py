@@ -250,6 +250,28 @@ async def test_a_repeated_idempotency_key_returns_the_first_receipt_and_pays_onc
     await call(client, "execute_payment", **(arguments | {"from_address": other}))
 
 
+async def test_keyed_requests_with_numbers_beyond_two_to_the_53_are_answered(client: Client, harness: Harness) -> None:
+    payer = await new_wallet(client, fund="1000")
+    payee = await new_wallet(client, fund=None)
+    huge = "999999999999.999999"  # the largest amount the wire takes: about 10^18 micro-USDC
+    for tool, arguments in (
+        ("execute_payment", {"from_address": payer}),
+        ("propose_transaction", {"address": payer}),
+    ):
+        message = await refused(client, tool, to_address=payee, amount=huge, idempotency_key="k-huge", **arguments)
+        assert "exceeds the per-transaction limit" in message or "multi-sig" in message, message
+    forever = harness.approval(payer=payer, payee=payee, amount="5", ttl=10**30)
+    arguments = {
+        "from_address": payer,
+        "to_address": payee,
+        "amount": "5",
+        "approval": forever,
+        "idempotency_key": "k-5",
+    }
+    first = await call(client, "execute_payment", **arguments)
+    assert (await call(client, "execute_payment", **arguments)) == first | {"replayed": True}
+
+
 @pytest.mark.parametrize("key", ["", "has space", "x" * 129, "semi;colon"])
 async def test_malformed_idempotency_keys_are_refused(client: Client, key: str) -> None:
     payer = await new_wallet(client, fund="100")

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from servers.common.db import Database
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import WINDOW_SECONDS, SpendingRules
-from servers.wallet.store import MIGRATIONS, WalletRecord, WalletStore, WalletTx
+from servers.wallet.schema import MIGRATIONS
+from servers.wallet.store import WalletRecord, WalletStore, WalletTx
 
 WALLET = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
@@ -78,3 +79,31 @@ async def check(sequence: list[tuple[str, int]]) -> None:
 @given(steps)
 def test_the_running_window_sum_always_equals_the_sum_over_the_window(sequence: list[tuple[str, int]]) -> None:
     anyio.run(check, sequence)
+
+
+async def spend_hourly(hours: int) -> list[int]:
+    """One spend an hour; after each, how many spends the table still holds."""
+    with tempfile.TemporaryDirectory() as scratch:
+        async with Database.open(Path(scratch) / "wallet.db", MIGRATIONS) as db:
+            store = WalletStore(db)
+            record = WalletRecord(
+                WALLET, "w", None, "{}", Balances(WALLET), SpendingRules(10**15, 10**12), "balanced", 0.0
+            )
+            await store.write(partial(WalletTx.insert_wallet, record=record))
+            held = []
+            for hour in range(hours):
+                now = 1_800_000_000.0 + hour * 3600
+
+                def spend(tx: WalletTx, now: float = now, hour: int = hour) -> int:
+                    context = tx.spend_context(WALLET, None, window_start=now - WINDOW_SECONDS, now=now)
+                    assert context is not None and context.spent_last_24h == definition(tx, now)
+                    tx.insert_spend(WALLET, 1, now, f"s{hour}")
+                    return len(tx._s.all("SELECT 1 FROM spends"))
+
+                held.append(await store.write(spend))
+            return held
+
+
+def test_spends_are_kept_only_while_they_count_against_the_window() -> None:
+    # the spend made exactly 24 h ago has left the window (it counts while younger than 24 h)
+    assert anyio.run(spend_hourly, 72) == [*range(1, 25), *[24] * 48]

@@ -1,5 +1,5 @@
-"""The agent runtime against a real mesh in this process: cycles with the rule-based planner, approvals
-that span cycles, a restart, a denial, the agent under a host that samples, and the demo's outcomes."""
+"""The procurement agent in the loop, against a real mesh in this process: cycles with the rule-based planner,
+approvals that span cycles, a restart, a denial, the agent under a host that samples, and the demo's outcomes."""
 
 from __future__ import annotations
 
@@ -19,16 +19,16 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from mcp import Client
 
-from adapters.salesforce.emulator import Fault
-from agent.config import load_agent_config
+from adapters.salesforce.sandbox import Fault
 from agent.demo import AGENT_CONFIG, SupplierAgent, list_suppliers, officers_answer, procurement, set_stage
-from agent.run import Timeline, agent_runtime
-from agent.runtime import AgentRuntime
+from agent.mesh import MeshClient
+from agent.run import Timeline, running_agent
 from agent.server import build_agent_server
 from agent.state import AgentStore
+from agent.workflows import load_agent_config
 from gateway.launcher import Mesh, running_mesh
 from servers.common.keystore import decrypt_account, load_password
-from servers.common.settings import MeshSettings
+from servers.common.settings import ConfigError, MeshSettings
 from tests.helpers import ERAS, call, scaled
 
 pytestmark = pytest.mark.anyio
@@ -73,29 +73,27 @@ def cosigners(stage: Stage) -> list[str]:
 async def test_a_purchase_spans_cycles_while_people_approve_and_co_sign(stage: Stage) -> None:
     config = load_agent_config(AGENT_CONFIG)
     gateway = stage.running.gateway
-    async with agent_runtime(
+    async with running_agent(
         gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
-    ) as runtime:
-        first = await runtime.execute_cycle()
+    ) as loop:
+        first = await loop.execute_cycle()
         frames = next(d for d in first.decisions if d.goal_id == "frames")
         assert frames.chosen.id == "buy:Frame Works" and frames.planner == "rules"
         assert "Budget Frames's reputation" in frames.rejected["buy:Budget Frames"]
-        state = runtime.state
-        assert state is not None
+        state = loop.state
         [task] = state.open_tasks()
         assert task.status == "awaiting_approval" and task.decision_id is not None
 
-        second = await runtime.execute_cycle()  # nobody approved yet: the task waits, nothing is bought twice
-        assert [t.status for t in runtime.state.tasks] == ["awaiting_approval"]  # type: ignore[union-attr]
+        second = await loop.execute_cycle()  # nobody approved yet: the task waits, nothing is bought twice
+        assert [t.status for t in loop.state.tasks] == ["awaiting_approval"]
         assert all(d.chosen.action == "hold" for d in second.decisions)
 
-        await officers_answer(gateway, runtime, stage.officers, Timeline())
-        await runtime.execute_cycle()
-        assert runtime.state.tasks[0].status == "awaiting_signatures"  # type: ignore[union-attr]
-        await officers_answer(gateway, runtime, stage.officers, Timeline())
-        await runtime.execute_cycle()
-        state = runtime.state
-        assert state is not None
+        await officers_answer(gateway, loop, stage.officers, Timeline())
+        await loop.execute_cycle()
+        assert loop.state.tasks[0].status == "awaiting_signatures"
+        await officers_answer(gateway, loop, stage.officers, Timeline())
+        await loop.execute_cycle()
+        state = loop.state
         order = state.tasks[0]
         assert order.status == "done" and order.purchase_order and order.payment_id
         assert [t.action for t in state.tasks] == ["procure", "update_opportunity"]
@@ -105,20 +103,20 @@ async def test_a_purchase_spans_cycles_while_people_approve_and_co_sign(stage: S
         ratings = await call_tool(stage, "reputation", "get_history", agent_id=order.params["supplier"]["agent_id"])
         assert any(entry.get("interaction_id") == order.id for entry in json.loads(json.dumps(ratings))["entries"])
 
-        await runtime.execute_cycle()  # the order is on its way: no second order, no second update
-        assert len(runtime.state.tasks) == 2  # type: ignore[union-attr]
+        await loop.execute_cycle()  # the order is on its way: no second order, no second update
+        assert len(loop.state.tasks) == 2
 
 
 async def test_two_cycles_started_at_once_buy_once(stage: Stage) -> None:
     config = load_agent_config(AGENT_CONFIG)
-    async with agent_runtime(
+    async with running_agent(
         stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
-    ) as runtime:
+    ) as loop:
         async with anyio.create_task_group() as tasks:
             for _ in range(3):
-                tasks.start_soon(runtime.execute_cycle)
-        state = runtime.state
-        assert state is not None and state.metrics.cycles == 3
+                tasks.start_soon(loop.execute_cycle)
+        state = loop.state
+        assert state.metrics.cycles == 3
         assert [t.action for t in state.tasks] == ["procure"]  # the later cycles saw the open task and held
 
 
@@ -134,26 +132,25 @@ async def test_an_agent_stopped_mid_purchase_resumes_where_it_was(tmp_path: Path
     officers = {"CFO": Account.create(), "controller": Account.create()}
     async with (
         staged(tmp_path, officers) as stage,
-        agent_runtime(
+        running_agent(
             stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
-        ) as runtime,
+        ) as loop,
     ):
-        await runtime.execute_cycle()
-        first = runtime.state
-        assert first is not None and first.tasks[0].status == "awaiting_approval"
+        await loop.execute_cycle()
+        first = loop.state
+        assert first.tasks[0].status == "awaiting_approval"
     async with (  # the whole mesh and the agent start again
         staged(tmp_path, officers) as stage,
-        agent_runtime(stage.running.gateway, config, stage.mesh, stage.environ) as runtime,
+        running_agent(stage.running.gateway, config, stage.mesh, stage.environ) as loop,
     ):
-        resumed = runtime.state
-        assert resumed is not None
+        resumed = loop.state
         assert (resumed.id, resumed.wallet, resumed.address) == (first.id, first.wallet, first.address)
         assert resumed.tasks == first.tasks and resumed.metrics.cycles == 1
-        await officers_answer(stage.running.gateway, runtime, officers, Timeline())
-        await runtime.execute_cycle()
-        await officers_answer(stage.running.gateway, runtime, officers, Timeline())
-        await runtime.execute_cycle()
-        assert runtime.state.tasks[0].status == "done"  # type: ignore[union-attr]
+        await officers_answer(stage.running.gateway, loop, officers, Timeline())
+        await loop.execute_cycle()
+        await officers_answer(stage.running.gateway, loop, officers, Timeline())
+        await loop.execute_cycle()
+        assert loop.state.tasks[0].status == "done"
         wallets = await call_tool(stage, "wallet", "get_balance", address=resumed.wallet)
         assert wallets["total"] == "920"  # one wallet, funded once, paid once
     async with AgentStore.open(tmp_path / "agents.db") as store:
@@ -165,15 +162,15 @@ async def test_an_agent_stopped_mid_purchase_resumes_where_it_was(tmp_path: Path
 
 def die_after(monkeypatch: pytest.MonkeyPatch, stopped_at: str) -> None:
     """The agent's process dies the instant the tool `stopped_at` took effect, before it hears the answer."""
-    real_call = AgentRuntime.call
+    real_call = MeshClient.call
 
-    async def call(self: AgentRuntime, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
-        result = await real_call(self, server, tool, **arguments)
+    async def call(self: MeshClient, server: str, tool: str, answer: Any, **arguments: Any) -> Any:
+        result = await real_call(self, server, tool, answer, **arguments)
         if tool == stopped_at:
             raise KeyboardInterrupt
         return result
 
-    monkeypatch.setattr(AgentRuntime, "call", call)
+    monkeypatch.setattr(MeshClient, "call", call)
 
 
 @pytest.mark.parametrize("stopped_at", ["create_wallet", "fund_wallet", "register_agent"])
@@ -184,20 +181,59 @@ async def test_a_start_stopped_halfway_finishes_with_one_wallet_funded_once(
     gateway = stage.running.gateway
     die_after(monkeypatch, stopped_at)
     with pytest.raises(KeyboardInterrupt):
-        async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner):
+        async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage)):
             pass
     monkeypatch.undo()
-    async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
-        state = runtime.state
-        assert state is not None and state.bootstrapped_at is not None
+    async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage)) as loop:
+        state = loop.state
+        assert state.bootstrapped_at is not None
         wallets = json.loads((await gateway.read_resource("wallet://wallets")).contents[0].text)  # type: ignore[union-attr]
         assert [w["address"] for w in wallets if w["owner"] == state.id] == [state.wallet]
         balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
         assert balance["total"] == "1000"
+        limits = json.loads((await gateway.read_resource(f"wallet://{state.wallet}/limits")).contents[0].text)  # type: ignore[union-attr]
+        assert limits["multi_sig"]["signers"] == cosigners(stage)  # the rule the file asks for, whatever the stop
         listed = await call_tool(stage, "discovery", "get_agent", agent_id=state.id)
         assert listed["card"]["mesh"]["wallet"] == state.wallet
-        await runtime.execute_cycle()  # and it works as any agent does
-        assert runtime.state.tasks[0].status == "awaiting_approval"  # type: ignore[union-attr]
+        await loop.execute_cycle()  # and it works as any agent does
+        assert loop.state.tasks[0].status == "awaiting_approval"
+
+
+async def test_a_new_agent_without_its_co_signers_is_refused_before_anything_is_made(stage: Stage) -> None:
+    """The file asks for two co-signers and names none: the wallet's rule would be set without them for good."""
+    config = load_agent_config(AGENT_CONFIG)
+    gateway = stage.running.gateway
+    for given in ([], cosigners(stage)[:1]):
+        with pytest.raises(ConfigError) as refused:
+            async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=given):
+                pass
+        message = str(refused.value)
+        assert str(AGENT_CONFIG) in message and "wallet.multi_sig" in message and "--cosigner ADDRESS" in message
+        assert f"need 2 co-signers and {len(given)}" in message
+    with pytest.raises(ConfigError, match="co-signer 'not-an-address' is not an Ethereum address"):
+        async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=["not-an-address"]):
+            pass
+    assert not (stage.mesh.home / f"agent-{config.name}.json").exists()
+    async with AgentStore.open(stage.mesh.home / "agents.db") as store:
+        assert await store.find(config.name) is None
+    wallets = json.loads((await gateway.read_resource("wallet://wallets")).contents[0].text)  # type: ignore[union-attr]
+    assert not [w for w in wallets if w["label"] == config.name]
+
+
+async def test_a_goal_saved_with_a_param_its_kind_does_not_allow_holds_that_goal_not_the_cycle(stage: Stage) -> None:
+    """What an earlier version kept from a file with a misspelled key: the goal says why it cannot act."""
+    config = load_agent_config(AGENT_CONFIG)
+    async with running_agent(
+        stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+    ) as loop:
+        frames = next(goal for goal in loop.state.goals if goal.id == "frames")
+        frames.params["max_prize"] = "90"
+        report = await loop.execute_cycle()
+        note = "goal frames: its params do not fit a replenish_stock goal: max_prize: Extra inputs are not permitted"
+        assert note in report.perception.notes
+        assert [d.chosen.action for d in report.decisions] == ["hold", "hold", "hold"]
+        assert "frames: its params do not fit a replenish_stock goal" in " ".join(await loop.needs())
+        assert loop.state.metrics.cycles == 1 and not loop.state.tasks
 
 
 @pytest.mark.parametrize("stopped_at", ["evaluate_action", "propose_transaction"])
@@ -208,22 +244,21 @@ async def test_an_agent_killed_mid_step_pays_once_when_it_resumes(
     gateway = stage.running.gateway
 
     def start(**extra: Any) -> Any:
-        return agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner, **extra)
+        return running_agent(gateway, config, stage.mesh, stage.environ, owner=stage.owner, **extra)
 
     with pytest.raises(KeyboardInterrupt):
-        async with start(cosigners=cosigners(stage)) as runtime:
+        async with start(cosigners=cosigners(stage)) as loop:
             die_after(monkeypatch, stopped_at)
-            await runtime.execute_cycle()  # governance asks the officers
-            await officers_answer(gateway, runtime, stage.officers, Timeline())
-            await runtime.execute_cycle()  # approved: the wallet proposal
+            await loop.execute_cycle()  # governance asks the officers
+            await officers_answer(gateway, loop, stage.officers, Timeline())
+            await loop.execute_cycle()  # approved: the wallet proposal
     monkeypatch.undo()
-    async with start() as runtime:
+    async with start() as loop:
         for _ in range(3):
-            await runtime.execute_cycle()
-            await officers_answer(gateway, runtime, stage.officers, Timeline())
-        await runtime.execute_cycle()
-        state = runtime.state
-        assert state is not None
+            await loop.execute_cycle()
+            await officers_answer(gateway, loop, stage.officers, Timeline())
+        await loop.execute_cycle()
+        state = loop.state
         procured = [t for t in state.tasks if t.action == "procure"]
         assert [t.status for t in procured] == ["done"], [(t.status, t.notes) for t in state.tasks]
         balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
@@ -248,8 +283,8 @@ async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_an
     gateway = stage.running.gateway
     die_after(monkeypatch, "execute_payment")
     with pytest.raises(KeyboardInterrupt):
-        async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
-            await runtime.execute_cycle()
+        async with running_agent(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+            await loop.execute_cycle()
     monkeypatch.undo()
     frame_works = stage.suppliers["Frame Works"]
     relisted = frame_works.identity.registration(
@@ -263,10 +298,9 @@ async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_an
     )
     await call_tool(stage, "discovery", "register_agent", **relisted)
 
-    async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
-        await runtime.execute_cycle()
-        state = runtime.state
-        assert state is not None
+    async with running_agent(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+        await loop.execute_cycle()
+        state = loop.state
         [procured] = [t for t in state.tasks if t.action == "procure"]
         assert procured.status == "done" and procured.params["supplier"]["name"] == "Frame Works"
         balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
@@ -288,10 +322,11 @@ async def test_governance_denying_an_action_ends_the_task_and_moves_no_money(sta
     document["compliance"]["blocked_categories"].append("manufacturing_supplies")
     await call_tool(stage, "governance", "set_policy", policy=document)
     config = load_agent_config(AGENT_CONFIG)
-    async with agent_runtime(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as runtime:
-        report = await runtime.execute_cycle()
-        state = runtime.state
-        assert state is not None
+    async with running_agent(
+        gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+    ) as loop:
+        report = await loop.execute_cycle()
+        state = loop.state
         [task] = state.tasks
         assert task.status == "denied" and "manufacturing_supplies" in " ".join(task.notes)
         assert any("governance denied" in event.title for event in report.events)
@@ -313,10 +348,10 @@ async def test_under_a_host_that_samples_its_model_chooses_among_feasible_option
             model="host-model",
         )
 
-    async with agent_runtime(
+    async with running_agent(
         stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
-    ) as runtime:
-        server = build_agent_server(runtime)
+    ) as loop:
+        server = build_agent_server(loop)
         async with Client(server, mode=ERAS[era], sampling_callback=model) as host:  # type: ignore[arg-type]
             summary = await call(host, "run_cycle")
             frames = next(d for d in summary["decisions"] if d["goal"] == "frames")
@@ -332,11 +367,11 @@ async def test_under_a_host_that_samples_its_model_chooses_among_feasible_option
 
 async def test_the_demo_reaches_every_outcome_it_promises(tmp_path: Path) -> None:
     outcome = await procurement(tmp_path / "demo", dict(os.environ), home_given=False)
-    state = outcome["state"]
-    assert outcome["supplier"] == "Frame Works"
-    assert outcome["balance"]["total"] == "920" and outcome["balance"]["reserved"] == "0"
-    item = outcome["purchase_order"]["items"][0]
-    assert (item["material"], item["quantity"], item["plant"]) == ("MZ-RM-R300-01", "250", "1710")
+    state = outcome.state
+    assert outcome.supplier == "Frame Works"
+    assert (outcome.balance.total, outcome.balance.reserved) == (920_000_000, 0)
+    item = outcome.purchase_order.items[0]
+    assert (item.material, item.quantity, item.plant) == ("MZ-RM-R300-01", "250", "1710")
     assert [t.status for t in state.tasks] == ["done", "done"]
     assert state.metrics.cycles == 3 and state.metrics.actions_failed == 0
     assert state.reputation["agent_id"] == state.id
@@ -346,29 +381,28 @@ async def test_a_persons_edit_wins_over_the_agents_pending_one_and_the_conflict_
     config = load_agent_config(AGENT_CONFIG)
     gateway = stage.running.gateway
     org = stage.running.apps["salesforce"].org
-    async with agent_runtime(
+    async with running_agent(
         gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
-    ) as runtime:
+    ) as loop:
         for _ in range(2):
-            await runtime.execute_cycle()
-            await officers_answer(gateway, runtime, stage.officers, Timeline())
+            await loop.execute_cycle()
+            await officers_answer(gateway, loop, stage.officers, Timeline())
         org.inject(Fault(status=400, code="FIELD_CUSTOM_VALIDATION_EXCEPTION", message="Locked", method="PATCH"))
-        await runtime.execute_cycle()  # the order completes; the opportunity update is refused
-        state = runtime.state
-        assert state is not None
+        await loop.execute_cycle()  # the order completes; the opportunity update is refused
+        state = loop.state
         update = next(t for t in state.tasks if t.action == "update_opportunity")
         assert update.status == "failed" and "Locked" in " ".join(update.notes)
         record_id = update.params["id"]
         uri = f"salesforce://records/Opportunity/{record_id}"
-        assert runtime.sync is not None and runtime.sync.get(uri).local is not None  # type: ignore[union-attr]
+        assert loop.sync is not None and loop.sync.get(uri).local is not None  # type: ignore[union-attr]
 
         fields = {"StageName": "Closed Won"}
         await call_tool(stage, "salesforce", "update_record", sobject="Opportunity", id=record_id, fields=fields)
-        report = await runtime.execute_cycle()
+        report = await loop.execute_cycle()
         deal = next(d for d in report.decisions if d.goal_id == "acme-deal")
         assert deal.chosen.action == "hold" and "closed" in deal.chosen.summary
-        [conflict] = await runtime.sync.conflicts(uri)
+        [conflict] = await loop.sync.conflicts(uri)
         assert conflict.resolution == "remote" and conflict.resolved_by == "policy:remote_wins"
-        assert runtime.sync.get(uri).local is None  # type: ignore[union-attr]
+        assert loop.sync.get(uri).local is None  # type: ignore[union-attr]
         now = await call_tool(stage, "salesforce", "get_record", sobject="Opportunity", id=record_id)
         assert now["record"]["StageName"] == "Closed Won"

@@ -1,4 +1,4 @@
-"""The `stateset` command.
+"""The `stateset` command: the product's entry point and its composition roots.
 
     stateset serve <server> [--transport stdio|http|sse] [--host 127.0.0.1] [--port N] [--home DIR]
     stateset demo [procurement|wallet] [--home DIR]
@@ -11,7 +11,10 @@
     stateset agent run configs/agents/procurement.yaml [--cycles N] [--interval S] [--url URL] [--cosigner ADDR]
     stateset agent serve configs/agents/procurement.yaml [--url URL]
 
-Logs go to stderr; over stdio, stdout carries the MCP protocol and nothing else.
+It sits in the top layer, above `agent`, `gateway`, `adapters` and `servers` (docs/architecture.md): every
+import it makes points down, and nothing imports it. A host launches `stateset serve <name>` many times,
+so the parser needs only the standard library and `gateway.registry` (names, no imports); each command
+imports what it runs when it runs. Logs go to stderr; over stdio, stdout carries MCP and nothing else.
 """
 
 from __future__ import annotations
@@ -19,40 +22,20 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import logging
 import os
-import shutil
 import sys
-from collections.abc import Sequence
-from importlib import import_module
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from adapters import EMULATORS
-from adapters.emulation import run
-from servers import SERVERS, opener
-from servers.common.keystore import server_key
-from servers.common.logging import configure_logging
-from servers.common.settings import ConfigError, MeshSettings
-from servers.common.surface import package_version
-from servers.common.transports import LOOPBACK_HOSTS, TRANSPORTS, StaticTokenVerifier, check_exposure, serve
-from servers.governance import settings as governance_settings
-from servers.reputation import settings as reputation_settings
+from gateway.registry import DEFAULT_PORTS, SERVERS
 
-logger = logging.getLogger("stateset")
+if TYPE_CHECKING:
+    from servers.common.settings import MeshSettings
 
-# servers whose own key signs what others trust -> the keystore file in the data directory
-SIGNING_KEYS = {"governance": governance_settings.KEYSTORE_FILE, "reputation": reputation_settings.KEYSTORE_FILE}
-DEFAULT_PORTS = {
-    "wallet": 8701,
-    "governance": 8702,
-    "reputation": 8703,
-    "discovery": 8704,
-    "salesforce": 8705,
-    "sap": 8706,
-}
+SIGNING_SERVERS = ("governance", "reputation")  # servers whose own key signs what wallets trust
+DEFAULT_MESH_PORT = 8765
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stateset",
         description="StateSet Agent Mesh: MCP servers for agents that hold and move USDC under governance.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_cmd = commands.add_parser(
@@ -76,10 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
         "governance: STATESET_GOVERNANCE_POLICY. See README.md.",
     )
     serve_cmd.add_argument("server", choices=sorted(SERVERS), help="which server to run")
-    serve_cmd.add_argument("--transport", choices=TRANSPORTS, default="stdio", help="default: stdio")
+    serve_cmd.add_argument("--transport", choices=("stdio", "http", "sse"), default="stdio", help="default: stdio")
     serve_cmd.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
     serve_cmd.add_argument(
-        "--port", type=int, help="HTTP port (default: 8701 wallet, 8702 governance, 8703 reputation, 8704 discovery)"
+        "--port",
+        type=int,
+        help="HTTP port (default: " + ", ".join(f"{port} {name}" for name, port in DEFAULT_PORTS.items()) + ")",
+    )
+    serve_cmd.add_argument(
+        "--peer-port",
+        type=int,
+        metavar="PORT",
+        help="while serving stdio, also serve streamable HTTP on 127.0.0.1:PORT, where the mesh's other "
+        "servers reach this one (what `stateset claude-config` sets up)",
     )
     _add_home(serve_cmd)
 
@@ -109,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the address whose signatures wallets trust: STATESET_GOVERNANCE_ADDRESS for approval "
         "receipts, STATESET_REPUTATION_ADDRESS for slash orders. The key is created in the data directory if absent.",
     )
-    address_cmd.add_argument("server", choices=sorted(SIGNING_KEYS), help="which server's key")
+    address_cmd.add_argument("server", choices=SIGNING_SERVERS, help="which server's key")
     _add_home(address_cmd)
 
     up_cmd = commands.add_parser(
@@ -120,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/<name>/mcp, /<name>/sse, the aggregate gateway at /mcp, /health and /ready.",
     )
     up_cmd.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    up_cmd.add_argument("--port", type=int, default=8765, help="default: 8765")
+    up_cmd.add_argument("--port", type=int, default=DEFAULT_MESH_PORT, help=f"default: {DEFAULT_MESH_PORT}")
     _add_config(up_cmd)
     _add_home(up_cmd)
 
@@ -132,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gateway_cmd.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
     gateway_cmd.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
-    gateway_cmd.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765)")
+    gateway_cmd.add_argument(
+        "--port", type=int, default=DEFAULT_MESH_PORT, help=f"HTTP port (default: {DEFAULT_MESH_PORT})"
+    )
     _add_config(gateway_cmd)
     _add_home(gateway_cmd)
 
@@ -140,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         "claude-config",
         help="print the mcpServers entries for Claude Desktop's claude_desktop_config.json",
         description="Print claude_desktop_config.json entries that launch this installation over stdio: one per "
-        "server, or with --gateway one entry for the whole mesh behind the aggregate gateway.",
+        "server, wired to each other over loopback HTTP, or with --gateway one entry for the whole mesh behind "
+        "the aggregate gateway.",
     )
     claude_cmd.add_argument("--gateway", action="store_true", help="one entry: the aggregate gateway")
     _add_home(claude_cmd)
@@ -183,9 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
         "credentials are configured. Test hooks are under /_emulator/.",
     )
     emulate_cmd.add_argument("platform", choices=sorted(EMULATORS), help="which platform")
-    emulate_cmd.add_argument("--host", default="127.0.0.1", choices=sorted(LOOPBACK_HOSTS), help="loopback only")
+    emulate_cmd.add_argument(
+        "--host", default="127.0.0.1", choices=("127.0.0.1", "localhost", "::1"), help="loopback only"
+    )
     emulate_cmd.add_argument("--port", type=int, default=0, help="default: the adapter's port plus 100")
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`, read from the installed package's metadata only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("stateset-mesh")
+        except metadata.PackageNotFoundError:  # a source tree without an install
+            version = "0.0.0"
+        parser.exit(message=f"stateset {version}\n")
 
 
 def _add_config(command: argparse.ArgumentParser) -> None:
@@ -203,89 +216,103 @@ def _add_home(command: argparse.ArgumentParser, default_help: str = "$STATESET_H
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     environ = dict(os.environ)
-    try:
-        mesh = MeshSettings.from_env(environ, home=getattr(args, "home", None))
-        configure_logging(mesh.log_level)
-        if args.command == "serve":
-            anyio.run(_serve, args, mesh, environ)
-        elif args.command == "demo":
-            if args.which == "wallet":
-                from agent.wallet_tour import run_demo
-            else:
-                from agent.demo import run_demo
+    if args.command == "claude-config":  # text out, nothing started: no settings, no logging, no MCP
+        from gateway.hosts import claude_config, stateset_command
 
-            return anyio.run(run_demo, args.home, environ)
-        elif args.command == "audit":
-            from servers.governance.app import verify_audit_file
+        home = args.home or Path(environ.get("STATESET_HOME") or ".stateset")
+        print(json.dumps(claude_config(stateset_command(), home, gateway=args.gateway), indent=2))
+        return 0
 
-            audit = anyio.run(verify_audit_file, mesh)
-            print(audit.model_dump_json(indent=2))
-            return 0 if audit.intact else 1
-        elif args.command == "address":
-            data_dir = mesh.data_dir()
-            path = data_dir / SIGNING_KEYS[args.server]
-            key = anyio.run(
-                functools.partial(
-                    server_key, path, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role=args.server
-                )
-            )
-            print(key.address)
-        elif args.command == "claude-config":
-            print(json.dumps(claude_config(mesh.home, gateway=args.gateway), indent=2))
-        elif args.command in ("up", "gateway"):
-            from gateway.launcher import run_gateway, run_up
+    from servers.common.process import run_command
 
-            runner = run_up if args.command == "up" else run_gateway
-            anyio.run(runner, args, mesh, environ)
-        elif args.command == "agent":
-            from agent.run import run_agent, serve_agent
+    return run_command(functools.partial(COMMANDS[args.command], args), environ, home=getattr(args, "home", None))
 
-            return anyio.run(run_agent if args.agent_command == "run" else serve_agent, args, mesh, environ)
-        elif args.command == "emulate":
-            module = import_module(EMULATORS[args.platform])
-            port = args.port or DEFAULT_PORTS[args.platform] + 100
-            anyio.run(
-                functools.partial(
-                    run, module.sandbox_app(), host=args.host, port=port, name=f"{args.platform} emulator"
-                )
-            )
-    except ConfigError as exc:
-        print(f"stateset: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+
+async def _serve(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from gateway.registry import opener
+    from servers.common.transports import serve_one
+
+    port = args.port or DEFAULT_PORTS[args.server]
+    await serve_one(
+        opener(args.server),
+        mesh,
+        environ,
+        transport=args.transport,
+        host=args.host,
+        port=port,
+        peer_port=args.peer_port,
+    )
     return 0
 
 
-def claude_config(home: Path, *, gateway: bool) -> dict[str, Any]:
-    """mcpServers entries that launch this installation's `stateset` over stdio with this data directory."""
-    command = _stateset_command()
-    data = str(home.resolve())
-    if gateway:
-        return {"mcpServers": {"stateset-mesh": {"command": command, "args": ["gateway", "--home", data]}}}
-    return {
-        "mcpServers": {
-            f"stateset-{name}": {"command": command, "args": ["serve", name, "--home", data]} for name in SERVERS
-        }
-    }
+async def _demo(args: argparse.Namespace, _: MeshSettings, environ: Mapping[str, str]) -> int:
+    if args.which == "wallet":
+        from agent.wallet_tour import run_demo
+    else:
+        from agent.demo import run_demo
+    return await run_demo(args.home, environ)
 
 
-def _stateset_command() -> str:
-    """This installation's `stateset`: the running one, the one beside this Python, or the one on PATH."""
-    for candidate in (Path(sys.argv[0]), Path(sys.executable).parent / "stateset"):
-        if candidate.name == "stateset" and candidate.is_file():
-            return str(candidate.resolve())
-    return shutil.which("stateset") or "stateset"
+async def _audit(_: argparse.Namespace, mesh: MeshSettings, __: Mapping[str, str]) -> int:
+    from servers.governance.app import verify_audit_file
+
+    audit = await verify_audit_file(mesh)
+    print(audit.model_dump_json(indent=2))
+    return 0 if audit.intact else 1
 
 
-async def _serve(args: argparse.Namespace, mesh: MeshSettings, environ: dict[str, str]) -> None:
-    verifier = StaticTokenVerifier.from_env(environ) if args.transport != "stdio" else None
-    port = args.port or DEFAULT_PORTS.get(args.server, 8700)
-    if args.transport != "stdio":
-        check_exposure(args.host, verifier)  # before anything opens, so the error is not wrapped in a task group
-    async with opener(args.server)(mesh, environ) as running:
-        await serve(running.server, args.transport, host=args.host, port=port, token_verifier=verifier)
+async def _address(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from servers.common.keystore import SERVER_KEYSTORES, server_key
 
+    data_dir = mesh.data_dir()
+    path = data_dir / SERVER_KEYSTORES[args.server]
+    key = await server_key(path, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role=args.server)
+    print(key.address)
+    return 0
+
+
+async def _up(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from gateway.launcher import run_up
+
+    await run_up(args, mesh, environ)
+    return 0
+
+
+async def _gateway(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from gateway.launcher import run_gateway
+
+    await run_gateway(args, mesh, environ)
+    return 0
+
+
+async def _agent(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from agent.run import run_agent, serve_agent
+
+    return await (run_agent if args.agent_command == "run" else serve_agent)(args, mesh, environ)
+
+
+async def _emulate(args: argparse.Namespace, _: MeshSettings, __: Mapping[str, str]) -> int:
+    from importlib import import_module
+
+    from adapters.emulation import run
+
+    module = import_module(EMULATORS[args.platform])
+    port = args.port or DEFAULT_PORTS[args.platform] + 100
+    await run(module.sandbox_app(), host=args.host, port=port, name=f"{args.platform} emulator")
+    return 0
+
+
+Command = Callable[[argparse.Namespace, "MeshSettings", Mapping[str, str]], Awaitable[int]]
+COMMANDS: dict[str, Command] = {
+    "serve": _serve,
+    "demo": _demo,
+    "audit": _audit,
+    "address": _address,
+    "up": _up,
+    "gateway": _gateway,
+    "agent": _agent,
+    "emulate": _emulate,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

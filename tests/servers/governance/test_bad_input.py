@@ -1,0 +1,151 @@
+"""Bad input at governance: policies that would stall or crash the reader, values canonical JSON cannot
+carry, and an audit log edited behind governance's back, column by column."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rfc8785
+import yaml
+from mcp import Client
+
+from servers.common.db import Database
+from servers.governance import audit
+from servers.governance.store import MIGRATIONS, GovernanceStore
+from tests.servers.governance.conftest import POLICY, Harness, call, refused
+
+pytestmark = pytest.mark.anyio
+
+BILLION_LAUGHS = "\n".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        *(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]" for prev, name in zip("abcdefgh", "bcdefghi", strict=True)),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("policy", "says"),
+    [
+        ("a: " + "[" * 40_000 + "]" * 40_000, "nests more than 16 levels deep at line 1"),
+        ("name: x\nrules: {}\n" + "a: " + "[" * 17 + "]" * 17, "nests more than 16 levels deep at line 3"),
+        (BILLION_LAUGHS, "holds more than 10000 values (counting each YAML alias's expansion)"),
+        ("name: " + "x" * 140_000, "the policy is 140006 bytes long; at most 131072 bytes are accepted"),
+        (
+            "9" * 5000,
+            "the policy's value '9999999999999999999999999999999999999999'… at line 1, column 1 is not a valid int",
+        ),
+        ("name: x\nrules: {}\nwhen: 2001-02-30", "value '2001-02-30' at line 3, column 7 is not a valid timestamp"),
+        ("name: !!float x\nrules: {}", "value 'x' at line 1, column 7 is not a valid float; quote it"),
+        ("name: 2001-02-03\nrules: {}", "name: date datetime.date(2001, 2, 3) is not JSON data; quote it"),
+        ("name: x\nrules: {1: []}", "rules: the key 1 is not text; quote it"),
+        ("name: x\nrules: {}\ncompliance: {blocked_categories: [a, a]}", "'a' is listed twice"),
+        (
+            "name: x\nrules: {payment: [{id: r, effect: deny, when: {reputation_below: .nan}}]}",
+            "rules.payment[0].when.reputation_below: nan is not a finite number",
+        ),
+        (
+            "name: x\n"
+            "rules: {payment: [{id: r, effect: deny, when: {velocity: {window: 1h, max_count: 9007199254740992}}}]}",
+            "max_count: 9007199254740992 is beyond ±9007199254740991, the integers JSON keeps exact",
+        ),
+    ],
+)
+async def test_a_policy_that_would_stall_or_crash_the_reader_is_refused_fast_and_changes_nothing(
+    client: Client, policy: str, says: str
+) -> None:
+    before = await call(client, "get_policy")
+    audited = (await call(client, "verify_audit"))["entries"]
+    started = time.perf_counter()
+    message = await refused(client, "set_policy", policy=policy)
+    assert time.perf_counter() - started < 2  # the 80 KB nesting alone took 54 s, blocking every server
+    assert says in message, message
+    assert await call(client, "get_policy") == before
+    assert (await call(client, "verify_audit"))["entries"] == audited
+
+
+async def test_a_policy_as_an_object_is_bounded_too(client: Client) -> None:
+    deep: Any = "x"
+    for _ in range(20):
+        deep = {"a": deep}
+    message = await refused(client, "set_policy", policy={"name": "x", "rules": {}, "compliance": deep})
+    assert "nests more than 16 levels deep" in message
+
+
+async def test_an_action_payload_canonical_json_cannot_carry_is_refused_and_not_recorded(
+    client: Client, harness: Harness
+) -> None:
+    audited = (await call(client, "verify_audit"))["entries"]
+    action = harness.payment("1", payload={"units": 2**60})
+    message = await refused(client, "evaluate_action", agent_id=harness.agent, action=action)
+    assert "action.payload cannot be hashed as canonical JSON: 1152921504606846976 exceeds" in message
+    assert "send numbers as strings" in message
+    assert (await call(client, "verify_audit"))["entries"] == audited
+
+
+async def test_the_policy_version_is_the_hash_of_its_rfc8785_form(client: Client) -> None:
+    view = await call(client, "set_policy", policy=POLICY.replace("required: 2", "required: 2.0"))
+    expected = hashlib.sha256(rfc8785.dumps(yaml.safe_load(POLICY.replace("required: 2", "required: 2.0"))))
+    assert view["version"] == "sha256:" + expected.hexdigest()
+
+
+COLUMNS = {
+    "seq": "seq = seq + 100",
+    "at": "at = at + 1",
+    "kind": "kind = 'vote'",
+    "subject": "subject = subject || 'x'",
+    "body": 'body = replace(body, \'"outcome": "approved"\', \'"outcome": "denied"\')',
+    "prev_hash": "prev_hash = '" + "f" * 64 + "'",
+    "hash": "hash = '" + "e" * 64 + "'",
+    "at (to text)": "at = 'noon'",
+    "body (to text)": "body = 'not json'",
+}
+
+
+@pytest.mark.parametrize("column", list(COLUMNS))
+async def test_changing_any_column_of_an_audit_entry_is_found_and_named(
+    client: Client, harness: Harness, column: str
+) -> None:
+    for amount in ("1", "2", "3"):
+        await call(client, "evaluate_action", agent_id=harness.agent, action=harness.payment(amount))
+    assert (await call(client, "verify_audit"))["intact"]
+    with sqlite3.connect(harness.db.path) as raw:  # someone edits the log behind governance's back
+        raw.execute(f"UPDATE audit SET {COLUMNS[column]} WHERE seq = 2")
+    report = await call(client, "verify_audit")
+    assert not report["intact"] and report["first_tampered"] in (2, 3, 102), report
+    assert ("entry 2" in report["detail"] or "entry 102" in report["detail"]) and report["head"] is None
+
+
+async def test_a_log_written_before_rfc8785_still_verifies_and_grows_with_the_new_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "governance.db"
+    legacy = {"seq": 0, "amount": 1.0, "ratio": 1e21, "name": "Zoë"}  # numbers the two encodings write differently
+    async with Database.open(path, MIGRATIONS[:1]):  # the schema as the previous release left it
+        pass
+    with sqlite3.connect(path) as raw:
+        previous = audit.GENESIS
+        for seq in (1, 2):
+            at, body = 1_790_000_000.0 + seq, legacy | {"seq": seq}
+            digest = audit.link(seq, at, "decision", f"dec-{seq}", body, previous, "sorted-json")
+            assert digest != audit.link(seq, at, "decision", f"dec-{seq}", body, previous, "rfc8785")
+            raw.execute(
+                "INSERT INTO audit VALUES (?, ?, 'decision', ?, ?, ?, ?)",
+                (seq, at, f"dec-{seq}", json.dumps(body, sort_keys=True), previous, digest),
+            )
+            previous = digest
+    async with Database.open(path, MIGRATIONS) as db:  # migration 2 records where RFC 8785 begins
+        store = GovernanceStore(db)
+        await store.write(lambda tx: tx.append_audit("decision", "dec-3", legacy | {"seq": 3}, 1_790_000_003.0))
+        entries = await store.read(lambda tx: tx.audit_entries())
+    assert [entry.encoding for entry in entries] == ["sorted-json", "sorted-json", "rfc8785"]
+    assert audit.verify(entries).first_tampered is None
+    with sqlite3.connect(path) as raw:  # moving the boundary makes entries read in the wrong encoding
+        raw.execute("UPDATE audit_encoding SET rfc8785_from = 1")
+    async with Database.open(path, MIGRATIONS) as db:
+        entries = await GovernanceStore(db).read(lambda tx: tx.audit_entries())
+    assert audit.verify(entries).first_tampered == 1
