@@ -19,7 +19,8 @@ from servers.common.keystore import server_key
 from servers.common.settings import ConfigError, MeshSettings
 from servers.governance.audit import report, verify
 from servers.governance.models import AuditReport
-from servers.governance.policy import Policy, compile_policy, parse_document
+from servers.governance.policy import Policy, compile_policy
+from servers.governance.policy_text import parse_document
 from servers.governance.server import build_server
 from servers.governance.service import GovernanceService
 from servers.governance.settings import GovernanceSettings

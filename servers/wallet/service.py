@@ -3,21 +3,22 @@
 Each use case prepares what needs no database (signing, parsing), then hands its transaction body to the
 store as one synchronous function that runs on the database thread (see servers.common.db), then
 publishes the URIs of the resources the committed change touched, for subscribers of either era.
+
+At about 630 lines it is past the house's 600 on purpose: every way money leaves a wallet (a payment, a
+proposal reaching its threshold, a slash) goes through the same spend checks, signer and publishing kept
+in this one class, and splitting the use cases apart would scatter the rules that must hold on each path.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import anyio
-import rfc8785
 
 from servers.common.errors import InvalidInputError
 from servers.common.feed import Publisher
@@ -36,6 +37,7 @@ from servers.wallet.errors import (
     SlashRefusedError,
     WalletNotFoundError,
 )
+from servers.wallet.idempotency import PaymentRequest
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import WINDOW_SECONDS, SpendingRules, check_spend
 from servers.wallet.models import (
@@ -56,7 +58,7 @@ from servers.wallet.models import (
 )
 from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import LedgerSettlement, Settlement, record_payment
-from servers.wallet.store import Fingerprint, PaymentContext, ProposalRecord, WalletRecord, WalletStore, WalletTx
+from servers.wallet.store import PaymentContext, ProposalRecord, WalletRecord, WalletStore, WalletTx
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -177,7 +179,7 @@ class WalletService:
         approval: ApprovalReceipt | None,
     ) -> PaymentReceipt:
         _refuse_self_payment(from_address, to_address)
-        request = _Request(from_address, to_address, amount, memo, approval)
+        request = PaymentRequest(from_address, to_address, amount, memo, approval)
         fingerprint = None if idempotency_key is None else request.fingerprint()
         now = self._clock()
         # Signed before the transaction, so the database thread never waits on signing. The signature
@@ -249,7 +251,7 @@ class WalletService:
         """Reserve the money and open a proposal for the co-signers. Repeated with the same idempotency key
         and arguments, the first proposal is returned as it is now and nothing more is reserved."""
         _refuse_self_payment(address, to_address)
-        request = _Request(address, to_address, amount, memo, approval)
+        request = PaymentRequest(address, to_address, amount, memo, approval)
         fingerprint = None if idempotency_key is None else request.fingerprint()
         now = self._clock()
         proposal_id = f"prop_{uuid.uuid4().hex}"
@@ -634,45 +636,3 @@ def _require(tx: WalletTx, address: str) -> WalletRecord:
 def _refuse_self_payment(payer: str, payee: str) -> None:
     if payer == payee:
         raise InvalidInputError(f"to_address {payee} is the paying wallet itself", hint="a payment needs another payee")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Request:
-    """What makes two calls with one idempotency key the same payment (or proposal)."""
-
-    payer: str
-    payee: str
-    amount: int
-    memo: str
-    approval: ApprovalReceipt | None
-
-    def fingerprint(self) -> bytes:
-        """SHA-256 of the request's RFC 8785 canonical JSON, numbers as strings: RFC 8785 refuses integers
-        beyond 2^53, and amounts and expiries may be larger."""
-        approval = None if self.approval is None else self.approval.model_dump(mode="json")
-        fields: dict[str, Any] = {
-            "from": self.payer,
-            "to": self.payee,
-            "amount": str(self.amount),
-            "memo": self.memo,
-            "approval": None if approval is None else {k: _text(v) for k, v in approval.items()},
-        }
-        return hashlib.sha256(rfc8785.dumps(fields)).digest()
-
-    def matches(self, stored: Fingerprint | None) -> bool:
-        """Whether `stored`, an earlier request's fingerprint, is this request's."""
-        if isinstance(stored, str):  # written before migration 4, as it was computed then
-            approval = None if self.approval is None else self.approval.model_dump(mode="json")
-            fields = {
-                "from": self.payer,
-                "to": self.payee,
-                "amount": self.amount,
-                "memo": self.memo,
-                "approval": approval,
-            }
-            return stored == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-        return stored == self.fingerprint()
-
-
-def _text(value: object) -> object:
-    return str(value) if isinstance(value, int) else value

@@ -37,6 +37,7 @@ from typing import Any
 
 from servers.common.db import Queries, Row, Store
 from servers.wallet.authorizations import transfer_authorization
+from servers.wallet.idempotency import Fingerprint
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import MultiSig, SpendingRules
 from servers.wallet.models import EntryKind, PaymentReceipt, ProposalStatus, SlashResult, TreasuryStrategy
@@ -46,8 +47,6 @@ EntryRow = tuple[str, EntryKind, int, str | None, str | None, str, int, float]
 """(wallet, kind, amount, counterparty, reference, memo, available_after, at)"""
 PaymentEntryRow = tuple[str, EntryKind, str, int, float]
 """(wallet, kind, payment_id, available_after, at): one side of a payment; the rest is the payment's."""
-Fingerprint = bytes | str
-"""32 bytes; or 64 hex digits, written before migration 4 (see the module docstring)."""
 
 _WALLET_COLUMNS = (
     "address, label, owner, keystore, available, staked, liquidity, reserved, daily_limit, "

@@ -15,7 +15,8 @@ from mcp.server.mcpserver import MCPServer
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer, new_agent_did
-from servers.governance.policy import compile_policy, parse_document
+from servers.governance.policy import compile_policy
+from servers.governance.policy_text import parse_document
 from servers.governance.server import build_server
 from servers.governance.service import GovernanceService
 from servers.governance.settings import GovernanceSettings

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from servers.governance.errors import PolicyError
-from servers.governance.policy import compile_policy, parse_document, policy_version
+from servers.governance.policy import compile_policy, policy_version
+from servers.governance.policy_text import parse_document
 from tests.servers.governance.conftest import POLICY
 
 DEFAULT = Path(__file__).parents[3] / "configs" / "governance" / "default.yaml"
