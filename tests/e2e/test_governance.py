@@ -6,11 +6,11 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import httpx2
 import pytest
 from eth_account import Account
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from servers.common.identity import new_agent_did
@@ -70,7 +70,7 @@ async def test_over_http_only_an_admin_token_may_change_the_policy(tmp_path: Pat
         tmp_path, "--transport", "http", server="governance", env=child_env(tmp_path, STATESET_HTTP_TOKENS=tokens)
     ) as served:
         for token, allowed in ((AGENT, False), (ADMIN, True)):
-            http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
             async with http, Client(streamable_http_client(f"{served.base}/mcp", http_client=http)) as client:
                 policy = {"name": f"by-{token[:5]}", "rules": {"payment": []}}
                 if allowed:

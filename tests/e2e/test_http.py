@@ -11,7 +11,6 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.e2e.conftest import STATESET, STEP, Running, child_env, serving
 from tests.helpers import ERAS, call
@@ -64,7 +63,7 @@ async def test_with_tokens_configured_every_mcp_request_needs_one(tmp_path: Path
             assert response.status_code == 401
             assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
         for era in ERAS.values():
-            http = create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"})
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
             async with http, Client(streamable_http_client(f"{served.base}/mcp", http_client=http), mode=era) as client:  # type: ignore[arg-type]
                 assert len((await client.list_tools()).tools) == 12
         assert TOKEN not in served.log.read_text()

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from servers.common.surface import FORBIDDEN
@@ -149,7 +149,7 @@ async def test_with_tokens_discovery_follows_with_its_own_and_only_admins_slash(
     async def client(name: str, token: str | None = None) -> AsyncIterator[Client]:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         async with (
-            create_mcp_http_client(headers=headers) as http,
+            httpx2.AsyncClient(headers=headers) as http,
             Client(streamable_http_client(url[name], http_client=http), read_timeout_seconds=STEP) as connected,
         ):
             yield connected
