@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from mcp import Client
 
 from tests.helpers import ERAS, scaled
@@ -14,6 +15,14 @@ from tests.helpers import ERAS, scaled
 # scrypt at its production cost takes half a second per wallet; tests use the smallest cost eth-account allows.
 os.environ.setdefault("STATESET_KEYSTORE_SCRYPT_N", "1024")
 TEST_SCRYPT_N = 1024
+
+
+# Properties: no per-example deadline (a loaded machine is not a failing property). Under CI the examples
+# come from each test's own source, so a run is repeatable and a red CI is a real bug, never a draw;
+# elsewhere they are random, to find what CI's fixed draw does not.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.hookimpl(tryfirst=True)
