@@ -127,9 +127,7 @@ def did_pkh(address: str, chain_id: int) -> str:
 def content_hash(document: Any) -> str:
     """keccak256 of the document's RFC 8785 canonical JSON, 0x-hex: the bytes32 a signature binds a whole
     document with (an agent card, a rating), whatever key order or spacing the signer's JSON had."""
-    from eth_utils.crypto import keccak
-
-    return "0x" + bytes(keccak(rfc8785.dumps(document))).hex()
+    return "0x" + _keccak(rfc8785.dumps(document)).hex()
 
 
 def mesh_domain(chain_id: int) -> dict[str, Any]:
@@ -195,9 +193,9 @@ class _NotFlat(Exception):
 
 
 def _keccak(data: bytes) -> bytes:
-    from eth_utils.crypto import keccak
+    from eth_hash.auto import keccak  # what eth-utils' keccak calls, without its argument checks
 
-    return bytes(keccak(data))
+    return keccak(data)
 
 
 def _domain_fields(domain: dict[str, Any]) -> tuple[tuple[str, str], ...]:
