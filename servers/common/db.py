@@ -68,6 +68,10 @@ class SchemaTooNewError(Exception):
     """The file was written by a newer release; opening it could lose data."""
 
 
+class MigrationError(ConfigError):
+    """A migration step failed on what the file holds; it was rolled back whole."""
+
+
 class DatabaseInUseError(ConfigError):
     """Another process owns the file."""
 
@@ -166,6 +170,37 @@ class Database:
         finally:
             os.close(lock)  # closing the descriptor releases the lock
 
+    @classmethod
+    @asynccontextmanager
+    async def open_readonly(cls, path: Path | str, migrations: Sequence[Migration]) -> AsyncIterator[Database]:
+        """Open the file to read alone, beside the process that owns it (no lock taken, nothing migrated):
+        for inspections such as `stateset audit verify`. The file must be at this release's schema.
+
+        Raises:
+            ConfigError: the file is at an older schema (start its server once to migrate it).
+            SchemaTooNewError: the file was written by a newer release.
+        """
+        target = str(path)
+        opened: list[sqlite3.Connection] = []
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(f"{Path(target).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            opened.append(conn)
+            return conn
+
+        async with aiosqlite.Connection(connect, iter_chunk_size=64) as worker:
+            database = cls(worker, opened[0], target)
+            current = await database.read(lambda session: _schema_version(session._conn))
+            if current > len(migrations):
+                raise SchemaTooNewError(f"{target} is at schema version {current}, newer than this release knows")
+            if current < len(migrations):
+                raise ConfigError(
+                    f"{target} is at schema version {current}, older than this release's {len(migrations)}; "
+                    "start its server once to bring it up to date"
+                )
+            yield database
+
     async def write(self, work: Callable[[Session], T]) -> T:
         """Run `work` as one atomic change: everything it does commits together or not at all.
 
@@ -257,14 +292,24 @@ class Database:
                     f"({migration.version}, {_sql_text(migration.name)}, {time.time()});"
                     "COMMIT;"
                 )
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise
+                raise MigrationError(
+                    f"{self.path} could not be brought to schema version {migration.version} ({migration.name}): "
+                    f"{exc}; the file is unchanged, at version {migration.version - 1}"
+                ) from exc
             finally:
                 for name in migration.functions:
                     conn.create_function(name, -1, None)
             logger.info("migrated %s to version %d (%s)", self.path, migration.version, migration.name)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
+    except sqlite3.OperationalError:  # no such table: never migrated
+        return 0
 
 
 def _own(lock_path: Path, target: str) -> int:
