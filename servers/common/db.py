@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aiosqlite
+import anyio
 
 from servers.common.errors import StorageError
 from servers.common.settings import ConfigError
@@ -145,6 +146,7 @@ class Database:
         self.path = path
         self._waiting: list[_Write[Any]] = []
         self._waiting_lock = threading.Lock()  # appended to on the event loop, taken on the worker thread
+        self._closing = False
 
     @classmethod
     @asynccontextmanager
@@ -163,10 +165,13 @@ class Database:
             return conn
 
         try:
-            async with aiosqlite.Connection(connect, iter_chunk_size=64) as worker:
+            async with _worker_thread(connect) as worker:
                 database = cls(worker, opened[0], target)
                 await database._call(database._migrate, migrations)
-                yield database
+                try:
+                    yield database
+                finally:
+                    database._closing = True
         finally:
             os.close(lock)  # closing the descriptor releases the lock
 
@@ -189,7 +194,7 @@ class Database:
             opened.append(conn)
             return conn
 
-        async with aiosqlite.Connection(connect, iter_chunk_size=64) as worker:
+        async with _worker_thread(connect) as worker:
             database = cls(worker, opened[0], target)
             current = await database.read(lambda session: _schema_version(session._conn))
             if current > len(migrations):
@@ -220,6 +225,8 @@ class Database:
         return await self._call(self._read, work)
 
     async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._closing:  # a task still running while its process stops (a follower, a late call): no news
+            raise StorageError("the server is stopping; retry the call once it is back")
         # aiosqlite runs queued functions on its worker thread; `_execute` is how it queues one. It has no
         # public name for it, and it is the one private use here: a change there breaks every test at once.
         result: T = await self._worker._execute(function, *args, **kwargs)  # type: ignore[no-untyped-call]
@@ -303,6 +310,20 @@ class Database:
                 for name in migration.functions:
                     conn.create_function(name, -1, None)
             logger.info("migrated %s to version %d (%s)", self.path, migration.version, migration.name)
+
+
+@asynccontextmanager
+async def _worker_thread(connect: Callable[[], sqlite3.Connection]) -> AsyncIterator[aiosqlite.Connection]:
+    """aiosqlite's thread with its connection, started and closed shielded from cancellation: a caller
+    cancelled (Ctrl-C) still waits for what the thread is doing and for the close, so the thread never
+    answers an event loop that has gone."""
+    with anyio.CancelScope(shield=True):
+        worker = await aiosqlite.Connection(connect, iter_chunk_size=64)
+    try:
+        yield worker
+    finally:
+        with anyio.CancelScope(shield=True):
+            await worker.close()
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:

@@ -41,10 +41,10 @@ async def running(
     """Open the wallet's data and serve it until the block exits."""
     data_dir = mesh.data_dir()
     settings = WalletSettings.from_env(environ, home=data_dir)
-    for role in ("governance", "reputation"):
-        logger.info("trusting %s's signatures from %s", role, settings.describe_trust(role))
     keys = KeyRing(load_password(data_dir, environ), scrypt_n=mesh.keystore_scrypt_n)
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
+        for role in ("governance", "reputation"):
+            logger.info("trusting %s's signatures from %s", role, settings.describe_trust(role))
         feed = ChangeFeed()
         store = WalletStore(db)
         async with (
