@@ -1,6 +1,6 @@
 """The `stateset` command: the product's entry point and its composition roots.
 
-    stateset serve <server> [--transport stdio|http|sse] [--host 127.0.0.1] [--port N] [--home DIR]
+    stateset serve <server> [--transport stdio|http|sse] [--host 127.0.0.1] [--port N] [--peer-port N] [--home DIR]
     stateset demo [procurement|wallet] [--home DIR]
     stateset audit verify [--home DIR]
     stateset address governance|reputation [--home DIR]
@@ -9,7 +9,7 @@
     stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--config FILE] [--home DIR]
     stateset claude-config [--gateway] [--home DIR]
     stateset agent run configs/agents/procurement.yaml [--cycles N] [--interval S] [--url URL] [--cosigner ADDR]
-    stateset agent serve configs/agents/procurement.yaml [--url URL]
+    stateset agent serve configs/agents/procurement.yaml [--url URL] [--cosigner ADDR]
 
 It sits in the top layer, above `agent`, `gateway`, `adapters` and `servers` (docs/architecture.md): every
 import it makes points down, and nothing imports it. A host launches `stateset serve <name>` many times,

@@ -175,7 +175,7 @@ async def main(sizes: list[int], capability_count: int, queries: int) -> None:
             growth(services, capabilities, queries, rng)
             service = services[agents]
             for mode in ("auto", "legacy"):
-                async with Client(build_server(service, feed), mode=mode) as client:  # type: ignore[arg-type]
+                async with Client(build_server(service, feed), mode=mode) as client:
                     samples = []
                     for _ in range(queries):
                         arguments = {"capability": rng.choice(capabilities), "requirements": {"min_reputation": 50}}

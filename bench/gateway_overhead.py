@@ -59,7 +59,7 @@ from gateway.aggregate import Gateway, build_aggregate
 from gateway.backends import Backend, Target
 from servers.common.logging import configure_logging
 from servers.common.settings import MeshSettings
-from servers.common.transports import MCP_PATH, run_app
+from servers.common.transports import MCP_PATH, listen, run_app
 from servers.wallet import app as wallet_app
 
 ERAS = {"2026-07-28": "auto", "2025-11-25": "legacy"}
@@ -362,7 +362,7 @@ async def serve_fastmcp(transport: str, proxy_kind: str, port: int) -> None:
                 ],
                 lifespan=lifespan,
             )
-            await run_app(app, host="127.0.0.1", port=port)
+            await run_app(app, listen("127.0.0.1", port))
 
 
 # the run

@@ -118,7 +118,7 @@ async def decisions_through(document: dict[str, Any], decisions: int, rng: rando
                 outcomes: dict[str, int] = {}
                 latencies = []
                 client_mode = "legacy" if mode == "legacy" else "auto"
-                async with Client(build_server(service, feed), mode=client_mode) as client:  # type: ignore[arg-type]
+                async with Client(build_server(service, feed), mode=client_mode) as client:
                     started = time.perf_counter()
                     for index in range(decisions):
                         agent, requested = agents[index % len(agents)], action()

@@ -83,7 +83,7 @@ def ratings(agents: list[Agent], count: int, rng: random.Random, tag: str) -> li
     prepared = []
     for n in range(count):
         agent, rater = rng.sample(agents, 2)
-        outcomes = {d: rng.randint(0, 100) for d in rng.sample(DIMENSIONS, rng.randint(1, 5))}
+        outcomes: dict[str, int] = {d: rng.randint(0, 100) for d in rng.sample(DIMENSIONS, rng.randint(1, 5))}
         evidence = {"task": f"{tag}-{n}", "delivered": True}
         typed = rating_typed_data(
             agent_id=agent.agent_id,
@@ -176,7 +176,7 @@ async def main(count: int, agent_count: int) -> None:
                 )
             for mode in ("auto", "legacy"):
                 prepared = ratings(agents, count, rng, mode)
-                async with Client(build_server(service, feed), mode=mode) as client:  # type: ignore[arg-type]
+                async with Client(build_server(service, feed), mode=mode) as client:
                     latencies = []
                     started = time.perf_counter()
                     for arguments in prepared:

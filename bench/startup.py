@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 STATESET = str(Path(sys.executable).parent / "stateset")
@@ -91,7 +92,7 @@ def main() -> None:
     env |= {"STATESET_LOG_LEVEL": "WARNING", "STATESET_KEYSTORE_SCRYPT_N": "1024"}
     samples: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="stateset-startup-") as scratch:
-        cases = {
+        cases: dict[str, Callable[[int], tuple[float, float]]] = {
             "floor: python -c 'import argparse'": lambda _: command([sys.executable, "-c", "import argparse"], env),
             "stateset --help": lambda _: command([STATESET, "--help"], env),
             "stateset claude-config": lambda n: command([STATESET, "claude-config", "--home", f"{scratch}/c{n}"], env),

@@ -82,7 +82,7 @@ async def in_memory(home: Path, mode: str) -> AsyncIterator[Target]:
         service = WalletService(
             WalletStore(db), KeyRing("bench-password", scrypt_n=2**14), WalletSettings(), feed, chain_id=31337
         )
-        async with Client(build_server(service, feed), mode=mode) as client:  # type: ignore[arg-type]
+        async with Client(build_server(service, feed), mode=mode) as client:
             yield Target(client, faucet(client))
 
 
@@ -92,7 +92,7 @@ async def over_stdio(home: Path, mode: str) -> AsyncIterator[Target]:
     params = StdioServerParameters(
         command=str(Path(sys.executable).parent / "stateset"), args=["serve", "wallet", "--home", str(home)], env=env
     )
-    async with Client(params, mode=mode, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
+    async with Client(params, mode=mode, read_timeout_seconds=60) as client:
         yield Target(client, faucet(client))
 
 
@@ -135,7 +135,7 @@ async def on_anvil(home: Path, mode: str) -> AsyncIterator[Target]:
                 await w3.eth.wait_for_transaction_receipt(sent)
                 await settlement.sync_deposits()
 
-            async with Client(build_server(service, feed), mode=mode) as client:  # type: ignore[arg-type]
+            async with Client(build_server(service, feed), mode=mode) as client:
                 yield Target(client, mint)
         await usdc.close()
     finally:
@@ -155,7 +155,8 @@ async def _answers(w3: AsyncWeb3[Any]) -> bool:
 async def structured(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error and result.structured_content is not None, result.content
-    return result.structured_content
+    structured: dict[str, Any] = result.structured_content
+    return structured
 
 
 async def measure(target: Target, payments: int, concurrency: int) -> tuple[float, list[float]]:
@@ -214,7 +215,7 @@ async def floor(home: Path, mode: str) -> dict[str, tuple[float, float]]:
     digest = os.urandom(32)
     async with (
         in_memory(home, mode) as target,
-        Client(trivial, mode=mode) as plain,  # type: ignore[arg-type]
+        Client(trivial, mode=mode) as plain,
         Database.open(home / "floor.db", [table]) as db,
     ):
         client = target.client

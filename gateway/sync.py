@@ -281,6 +281,24 @@ MIGRATIONS = (
         );
         """,
     ),
+    Migration(
+        2,
+        "content hashes of RFC 8785 JSON",
+        # Stored hashes were of json.dumps(sort_keys=True); hashed again from the stored content, so an unchanged
+        # remote is not a change. A base that was neither side's content keeps its hash: it matched neither.
+        """
+        UPDATE replicas SET
+            base_hash = CASE
+                WHEN base_hash = remote_hash THEN content_hash(remote, is_json)
+                WHEN base_hash = local_hash THEN content_hash(local, is_json)
+                ELSE base_hash END,
+            remote_hash = content_hash(remote, is_json),
+            local_hash = iif(local IS NULL, NULL, content_hash(local, is_json));
+        """,
+        functions={
+            "content_hash": lambda text, is_json: _digest(text, bool(is_json), json.loads(text) if is_json else None)
+        },
+    ),
 )
 
 

@@ -127,7 +127,7 @@ def did_pkh(address: str, chain_id: int) -> str:
 def content_hash(document: Any) -> str:
     """keccak256 of the document's RFC 8785 canonical JSON, 0x-hex: the bytes32 a signature binds a whole
     document with (an agent card, a rating), whatever key order or spacing the signer's JSON had."""
-    return "0x" + _keccak(rfc8785.dumps(document)).hex()
+    return "0x" + keccak256(rfc8785.dumps(document)).hex()
 
 
 def mesh_domain(chain_id: int) -> dict[str, Any]:
@@ -184,15 +184,15 @@ class TypedData:
             struct = _struct_hash(self.primary_type, self.fields, self.message)
         except (_NotFlat, TypeError):
             signable = self.signable()
-            return _keccak(b"\x19" + signable.version + signable.header + signable.body)
-        return _keccak(b"\x19\x01" + domain + struct)
+            return keccak256(b"\x19" + signable.version + signable.header + signable.body)
+        return keccak256(b"\x19\x01" + domain + struct)
 
 
 class _NotFlat(Exception):
     """Typed data the direct hashing leaves to eth-account."""
 
 
-def _keccak(data: bytes) -> bytes:
+def keccak256(data: bytes) -> bytes:
     from eth_hash.auto import keccak  # what eth-utils' keccak calls, without its argument checks
 
     return keccak(data)
@@ -220,13 +220,13 @@ def _domain_separator(items: tuple[tuple[str, Any], ...]) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _type_hash(primary_type: str, fields: tuple[tuple[str, str], ...]) -> bytes:
-    return _keccak(f"{primary_type}({','.join(f'{kind} {name}' for name, kind in fields)})".encode())
+    return keccak256(f"{primary_type}({','.join(f'{kind} {name}' for name, kind in fields)})".encode())
 
 
 def _struct_hash(primary_type: str, fields: tuple[tuple[str, str], ...], values: dict[str, Any]) -> bytes:
     words = [_type_hash(primary_type, fields)]
     words += (_word(kind, values.get(name)) for name, kind in fields)
-    return _keccak(b"".join(words))
+    return keccak256(b"".join(words))
 
 
 def _word(kind: str, value: Any) -> bytes:
@@ -236,11 +236,11 @@ def _word(kind: str, value: Any) -> bytes:
         if body in (body.lower(), body.upper()) or _checksum(body.lower()) == value:  # eth-abi's own rule
             return bytes(12) + bytes.fromhex(body)
     elif kind == "string" and isinstance(value, str):
-        return _keccak(value.encode())
+        return keccak256(value.encode())
     elif kind == "bool" and isinstance(value, bool):
         return int(value).to_bytes(32, "big")
     elif kind == "bytes" and isinstance(value, str) and _HEX.fullmatch(value):
-        return _keccak(bytes.fromhex(value[2:]))
+        return keccak256(bytes.fromhex(value[2:]))
     elif (integer := _INTEGER.fullmatch(kind)) and type(value) is int:
         bits, signed = int(integer[2]), not integer[1]
         low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2**bits)

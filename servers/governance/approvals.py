@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
-from eth_utils.crypto import keccak
 
 from servers.common.errors import InvalidInputError
-from servers.common.identity import TypedData, mesh_domain, recover_signer
+from servers.common.identity import TypedData, keccak256, mesh_domain, recover_signer
 from servers.governance.errors import ApproverRefusedError
 from servers.governance.models import ApprovalStatus
 from servers.governance.policy import HOST
@@ -47,7 +46,7 @@ def request_hash(decision_id: str, agent_id: str, action: Mapping[str, Any]) -> 
             f"action.payload cannot be hashed as canonical JSON: {exc}",
             hint="send numbers as strings when they are not finite or beyond ±9007199254740991 (2**53 - 1)",
         ) from None
-    return "0x" + bytes(keccak(canonical)).hex()
+    return "0x" + keccak256(canonical).hex()
 
 
 def vote_typed_data(chain_id: int, *, approval_id: str, request_hash: str, approve: bool, expires_at: int) -> TypedData:

@@ -88,11 +88,11 @@ class GovernanceService:
         agent_id = parse_agent_did(agent_id, field="agent_id")
         policy, request = self._policy, self._request(action)
         decision_id, now = f"dec_{uuid.uuid4().hex}", self._clock()
+        request_hash = approvals.request_hash(decision_id, agent_id, action.model_dump(mode="json"))
 
         def decide(tx: GovernanceTx) -> Decision:
             facts = self._facts(tx, agent_id, request, now, keep=True)
             evaluation = evaluate(policy, request, facts)
-            request_hash = approvals.request_hash(decision_id, agent_id, action.model_dump(mode="json"))
             decision = Decision(
                 decision_id=decision_id,
                 agent_id=agent_id,

@@ -297,11 +297,14 @@ class WalletTx(Queries):
         )
 
     def add_payment_entries(self, entries: Sequence[PaymentEntryRow]) -> None:
-        self._s.run_many(
-            "INSERT INTO entries (wallet, kind, payment, available_after, at)"
-            " SELECT ?1, ?2, id, ?4, ?5 FROM payments WHERE payment_id = ?3",
-            [(wallet, kind, _bytes(payment_id), available, at) for wallet, kind, payment_id, available, at in entries],
-        )
+        for wallet, kind, payment_id, available, at in entries:
+            added = self._s.run(
+                "INSERT INTO entries (wallet, kind, payment, available_after, at)"
+                " SELECT ?1, ?2, id, ?4, ?5 FROM payments WHERE payment_id = ?3",
+                (wallet, kind, _bytes(payment_id), available, at),
+            )
+            if added != 1:  # the history would lose this side of the payment: undo the whole transaction
+                raise LookupError(f"no payment {payment_id} to record {kind} of {wallet} against")
 
     def entries(self, address: str, *, before_id: int | None, limit: int) -> list[EntryRecord]:
         rows = self._s.all(

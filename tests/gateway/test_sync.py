@@ -4,7 +4,9 @@ changes, catching up after a reconnect; and properties of the pure conflict-reso
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +24,17 @@ from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
 from gateway.sync import (
     CONFLICTS,
+    MIGRATIONS,
     Outcome,
     Policy,
     PushTarget,
     Replica,
     StateSync,
     UnresolvedConflictError,
+    _digest,
     reconcile,
 )
+from servers.common.db import Database
 from servers.common.errors import ConflictError, InvalidInputError, MeshError, NotFoundError
 from servers.common.feed import ChangeFeed
 from servers.common.surface import new_server
@@ -605,3 +610,31 @@ def test_last_writer_wins_leaves_a_tie_to_the_server(local_at: float, winner: Ou
         policy=Policy.LAST_WRITER_WINS,
     )
     assert decision.outcome is winner
+
+
+async def test_replicas_hashed_before_rfc8785_are_hashed_again_so_an_unchanged_remote_is_no_change(
+    tmp_path: Path,
+) -> None:
+    def old_hash(text: str) -> str:  # how migration 1's hashes were made
+        data = json.loads(text)
+        return hashlib.sha256(
+            json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        ).hexdigest()
+
+    path = tmp_path / "replica.db"
+    async with Database.open(path, MIGRATIONS[:1]):
+        pass
+    remote, local = '{"Amount": 5000.0, "Stage": "Prospecting"}', '{"Amount": 5000.0, "Stage": "Closed Won"}'
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO replicas (uri, is_json, remote, remote_hash, version, remote_at, base_hash, local, local_hash,"
+            " followed_at, synced_at) VALUES (?, 1, ?, ?, 3, 0, ?, ?, ?, 0, 0)",
+            ("salesforce://opportunity/1", remote, old_hash(remote), old_hash(remote), local, old_hash(local)),
+        )
+    assert old_hash(remote) != _digest(remote, True, json.loads(remote))  # 5000.0 is "5000" in RFC 8785
+    async with Database.open(path, MIGRATIONS):
+        pass
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT remote_hash, base_hash, local_hash, version FROM replicas").fetchone()
+    new_remote, new_local = _digest(remote, True, json.loads(remote)), _digest(local, True, json.loads(local))
+    assert row == (new_remote, new_remote, new_local, 3)  # the base followed the remote it was; nothing re-versioned

@@ -31,7 +31,7 @@ from servers.wallet.settlement import ChainSettlement
 from servers.wallet.store import WalletStore
 from tests.conftest import TEST_SCRYPT_N
 from tests.e2e.conftest import STATESET, STEP, child_env, free_port, serving
-from tests.helpers import call, refused, sign
+from tests.helpers import call, refused, scaled, sign
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,7 @@ def anvil() -> Iterator[str]:
         yield url
     finally:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+        process.wait(scaled(10))
 
 
 @dataclass
