@@ -69,11 +69,11 @@ async def assembled(
     async with AsyncExitStack() as stack:
         state = None
         if settings is None:
-            from adapters import emulation  # uvicorn for an emulator, on this path only
+            from servers.common.transports import serving  # uvicorn for an emulator, on this path only
 
             state, app = assembly.sandbox()
             name = f"{assembly.platform} sandbox emulator"
-            url = await stack.enter_async_context(emulation.serving(app, name=name))
+            url = await stack.enter_async_context(serving(app, name=name))
             logger.warning("SANDBOX: %s; using the built-in %s at %s", assembly.missing, name, url)
             settings = assembly.sandbox_settings(url)
         client = assembly.client(settings)

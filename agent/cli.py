@@ -293,13 +293,17 @@ async def _agent(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[
 
 
 async def _emulate(args: argparse.Namespace, _: MeshSettings, __: Mapping[str, str]) -> int:
+    import logging
     from importlib import import_module
 
-    from adapters.emulation import run
+    from servers.common.transports import bound_url, listen, run_app
 
-    module = import_module(EMULATORS[args.platform])
-    port = args.port or DEFAULT_PORTS[args.platform] + 100
-    await run(module.sandbox_app(), host=args.host, port=port, name=f"{args.platform} emulator")
+    sock = listen(args.host, args.port or DEFAULT_PORTS[args.platform] + 100)
+    app = import_module(EMULATORS[args.platform]).sandbox_app()
+    logging.getLogger("stateset").info(
+        "%s emulator listening at %s (a sandbox: nothing here reaches a real system)", args.platform, bound_url(sock)
+    )
+    await run_app(app, sock)
     return 0
 
 

@@ -26,7 +26,6 @@ import anyio
 import httpx2
 from starlette.types import ASGIApp
 
-from adapters import emulation
 from adapters.salesforce.adapter import SalesforceAdapter
 from adapters.salesforce.client import SalesforceClient
 from adapters.salesforce.sandbox import SalesforceOrg
@@ -46,6 +45,7 @@ from adapters.sap.store import SapStore
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.logging import configure_logging
+from servers.common.transports import serving
 
 ITEMS = [ItemInput(material="TG11", quantity="5", unit="PC", net_price="10", plant="1710")]
 
@@ -56,7 +56,7 @@ async def reach(app: ASGIApp, how: str) -> AsyncIterator[tuple[str, httpx2.Async
     if how == "in process":
         yield "http://127.0.0.1", InProcess(app)
     else:
-        async with emulation.serving(app) as url:
+        async with serving(app) as url:
             yield url, None
 
 

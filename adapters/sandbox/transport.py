@@ -1,6 +1,6 @@
 """An emulator inside the client's process: its ASGI app as the client's httpx2 transport, with no socket
 and no port. The adapters' unit tests and the in-process bench rows run this way; a few end-to-end tests
-keep the real socket (adapters.emulation.serving).
+keep the real socket (servers.common.transports.serving).
 
 A real connection that breaks mid-answer surfaces as an httpx2 transport error; ASGITransport would hand
 the app's own exception to the caller instead, so `InProcess` turns the break an emulator makes on purpose

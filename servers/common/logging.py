@@ -45,6 +45,9 @@ def configure_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # httpx logs every request at INFO; calls to peers would drown the server's own lines.
+    # httpx logs every request at INFO; calls to peers would drown the server's own lines. uvicorn tells of
+    # each server it starts and stops (the emulators' too), and invites a Ctrl-C each time, as the SDK does of
+    # each session manager; our own lines say where things listen.
     if level == "INFO":
-        logging.getLogger("httpx2").setLevel(logging.WARNING)
+        for chatty in ("httpx2", "uvicorn.error", "mcp.server.streamable_http_manager"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)

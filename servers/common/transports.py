@@ -15,7 +15,7 @@ import errno
 import hmac
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
@@ -216,3 +216,42 @@ async def run_app(app: ASGIApp, sock: socket.socket) -> None:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     await uvicorn.Server(config).serve(sockets=[sock])
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn's server, leaving SIGINT and SIGTERM to the process's own (its `serve` takes them over)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, name: str = "server", lifespan: bool = False
+) -> AsyncIterator[str]:
+    """Serve `app` on loopback inside this process until the block exits (an adapter's sandbox emulator, a
+    test's server); yields its base URL (port 0 picks a free port). It takes no signals: it stops with the block."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on" if lifespan else "off",
+        timeout_graceful_shutdown=1,  # open streams (subscribers) must not hold the shutdown up
+    )
+    server = _EmbeddedServer(config)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(server.serve)
+        while not server.started:
+            if tasks.cancel_scope.cancel_called or server.should_exit:
+                raise RuntimeError(f"the {name} did not start on {host}:{port}")
+            await anyio.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://{host}:{bound}"
+        logger.info("%s listening at %s", name, url)
+        try:
+            yield url
+        finally:
+            server.should_exit = True

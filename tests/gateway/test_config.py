@@ -10,12 +10,11 @@ import pytest
 import yaml
 from mcp import Client
 
-from adapters import emulation
 from gateway.config import DEFAULT_CONFIG, MeshConfig, load_mesh_config
 from gateway.launcher import running_mesh
 from gateway.registry import SERVERS
 from servers.common.settings import ConfigError, MeshSettings
-from servers.common.transports import StaticTokenVerifier, http_app
+from servers.common.transports import StaticTokenVerifier, http_app, serving
 from tests.gateway.test_gateway import echo_server
 from tests.helpers import ERAS, call, refused, scaled
 
@@ -62,7 +61,7 @@ def test_a_token_comes_from_the_environment_only() -> None:
 async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Path, era: str) -> None:
     echo, _ = echo_server()
     verifier = StaticTokenVerifier({TOKEN: ("gateway", [])})
-    async with emulation.serving(http_app(echo, "http", token_verifier=verifier), lifespan=True) as url:
+    async with serving(http_app(echo, "http", token_verifier=verifier), lifespan=True) as url:
         pin = "2025-11-25" if era == "2025-11-25" else "auto"
         config = MeshConfig.model_validate(
             {

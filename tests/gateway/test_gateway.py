@@ -18,14 +18,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from pydantic import Field
 
-from adapters import emulation
 from gateway.aggregate import HEALTH_URI, Gateway, build_aggregate
 from gateway.backends import Backend, Target
 from gateway.naming import MAX_NAME, qualified
 from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
 from servers.common.surface import FORBIDDEN, new_server
-from servers.common.transports import http_app
+from servers.common.transports import http_app, serving
 from tests.helpers import ERAS, call, eventually, refused, scaled
 
 pytestmark = pytest.mark.anyio
@@ -222,7 +221,7 @@ async def _followed(mesh: Mesh, uri: str) -> bool:
 async def test_a_backend_that_goes_down_is_named_and_comes_back(era: str) -> None:
     server, _ = echo_server("flaky")
     app = http_app(server, "http")
-    async with emulation.serving(app, lifespan=True, name="flaky backend") as url:
+    async with serving(app, lifespan=True, name="flaky backend") as url:
         port = int(url.rsplit(":", 1)[1])
     steady, _ = echo_server()
     backends = {
@@ -238,7 +237,7 @@ async def test_a_backend_that_goes_down_is_named_and_comes_back(era: str) -> Non
             assert (await call(host, "echo_echo", text="still"))["said"] == "still"  # the rest of the mesh works
             health = json.loads((await host.read_resource(HEALTH_URI)).contents[0].text)  # type: ignore[union-attr]
             assert health["status"] == "degraded" and health["backends"]["flaky"]["state"] == "down"
-            async with emulation.serving(http_app(server, "http"), port=port, lifespan=True, name="flaky backend"):
+            async with serving(http_app(server, "http"), port=port, lifespan=True, name="flaky backend"):
                 assert await gateway.wait_ready(scaled(10))
                 assert (await call(host, "flaky_echo", text="back"))["said"] == "back"
             await eventually(lambda: _down(gateway, "flaky"))
@@ -255,7 +254,7 @@ async def _down(gateway: Gateway, name: str) -> bool:
 
 async def test_hosts_hear_the_tool_list_change_when_a_backend_comes_and_goes(era: str) -> None:
     server, _ = echo_server("flaky")
-    async with emulation.serving(http_app(server, "http"), lifespan=True, name="flaky backend") as url:
+    async with serving(http_app(server, "http"), lifespan=True, name="flaky backend") as url:
         port = int(url.rsplit(":", 1)[1])
     gateway = Gateway({"flaky": Backend("flaky", Target(url=f"http://127.0.0.1:{port}/mcp"), retry_seconds=0.1)})
     aggregate = build_aggregate(gateway)
@@ -272,13 +271,13 @@ async def test_hosts_hear_the_tool_list_change_when_a_backend_comes_and_goes(era
             if host.protocol_version >= "2026-07-28":
                 async with (
                     host.listen(tools_list_changed=True) as events,
-                    emulation.serving(http_app(server, "http"), port=port, lifespan=True),
+                    serving(http_app(server, "http"), port=port, lifespan=True),
                 ):
                     with anyio.fail_after(scaled(10)):
                         while "flaky_echo" not in {tool.name for tool in (await host.list_tools()).tools}:
                             assert isinstance(await events.__anext__(), ToolsListChanged)  # each one refreshes
             else:
-                async with emulation.serving(http_app(server, "http"), port=port, lifespan=True):
+                async with serving(http_app(server, "http"), port=port, lifespan=True):
                     with anyio.fail_after(scaled(10)):
                         await heard.wait()
                     await gateway.wait_ready(scaled(5))

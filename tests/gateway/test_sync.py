@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
-from adapters import emulation
 from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
 from gateway.sync import (
@@ -38,7 +37,7 @@ from servers.common.db import Database
 from servers.common.errors import ConflictError, InvalidInputError, MeshError, NotFoundError
 from servers.common.feed import ChangeFeed
 from servers.common.surface import new_server
-from servers.common.transports import http_app
+from servers.common.transports import http_app, serving
 from tests.conftest import ManualClock
 from tests.helpers import ERAS, eventually, scaled
 
@@ -494,19 +493,19 @@ async def test_changes_arriving_together_are_all_applied(world: World, tmp_path:
 async def test_a_backend_that_comes_back_is_caught_up(era: str, tmp_path: Path) -> None:
     notes = Notes()
     server = notes_server(notes)
-    async with emulation.serving(http_app(server, "http"), lifespan=True, name="notes") as url:
+    async with serving(http_app(server, "http"), lifespan=True, name="notes") as url:
         port = int(url.rsplit(":", 1)[1])
     target = Target(url=f"http://127.0.0.1:{port}/mcp", mode=ERAS[era])
     gateway = Gateway({"notes": Backend("notes", target, retry_seconds=0.1)})
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
         async with StateSync.open(gateway, tmp_path / "replica.db") as sync:
-            async with emulation.serving(http_app(server, "http"), port=port, lifespan=True, name="notes"):
+            async with serving(http_app(server, "http"), port=port, lifespan=True, name="notes"):
                 assert await gateway.wait_ready(scaled(10))
                 await sync.follow(DOC)
             await until(lambda: gateway.backends["notes"].state == "down")
             notes.text = "changed while the backend was away"
-            async with emulation.serving(http_app(server, "http"), port=port, lifespan=True, name="notes"):
+            async with serving(http_app(server, "http"), port=port, lifespan=True, name="notes"):
                 await until(at_version(sync, 2))
                 assert replica(sync).data["text"] == "changed while the backend was away"
         tasks.cancel_scope.cancel()

@@ -12,7 +12,6 @@ import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from adapters import emulation
 from adapters.retry import Backoff
 from adapters.salesforce.adapter import SalesforceAdapter
 from adapters.salesforce.client import SalesforceClient
@@ -23,6 +22,7 @@ from adapters.salesforce.store import MIGRATIONS, SalesforceStore
 from adapters.sandbox.transport import InProcess
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
+from servers.common.transports import serving
 
 FAST = Backoff(attempts=4, base_seconds=0.01, max_seconds=0.05)
 IN_PROCESS = "http://127.0.0.1"  # the login URL in process: the transport, not a socket, carries every request
@@ -54,7 +54,7 @@ async def sf(transport: InProcess) -> AsyncIterator[SalesforceClient]:
 @pytest.fixture
 async def url(org: SalesforceOrg) -> AsyncIterator[str]:
     """The org over real HTTP on loopback, for the tests that need a socket."""
-    async with emulation.serving(build_app(org)) as served:
+    async with serving(build_app(org)) as served:
         yield served
 
 

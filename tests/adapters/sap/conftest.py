@@ -12,7 +12,6 @@ import httpx2
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from adapters import emulation
 from adapters.retry import Backoff
 from adapters.sandbox.transport import InProcess
 from adapters.sap.adapter import SapAdapter
@@ -23,6 +22,7 @@ from adapters.sap.settings import SapSettings
 from adapters.sap.store import MIGRATIONS, SapStore
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
+from servers.common.transports import serving
 
 FAST = Backoff(attempts=4, base_seconds=0.01, max_seconds=0.05)
 IN_PROCESS = "http://127.0.0.1"  # the system's URL in process: the transport, not a socket, carries every request
@@ -61,7 +61,7 @@ async def sap(transport: InProcess) -> AsyncIterator[SapClient]:
 @pytest.fixture
 async def url(system: SapSystem) -> AsyncIterator[str]:
     """The system over real HTTP on loopback, for the tests that need a socket."""
-    async with emulation.serving(build_app(system)) as served:
+    async with serving(build_app(system)) as served:
         yield served
 
 
