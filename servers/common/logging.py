@@ -45,9 +45,9 @@ def configure_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # httpx logs every request at INFO; calls to peers would drown the server's own lines. uvicorn tells of
-    # each server it starts and stops (the emulators' too), and invites a Ctrl-C each time, as the SDK does of
-    # each session manager; our own lines say where things listen.
+    # At INFO, httpx logs every request (calls to peers would drown the server's own lines), and uvicorn and
+    # the SDK's session managers announce every start and stop, the emulators' included; our own lines say
+    # where things listen. DEBUG shows them all.
     if level == "INFO":
         for chatty in ("httpx2", "uvicorn.error", "mcp.server.streamable_http_manager"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
