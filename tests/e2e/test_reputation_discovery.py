@@ -191,7 +191,10 @@ async def test_with_tokens_discovery_follows_with_its_own_and_only_admins_slash(
 async def test_a_follower_does_not_hold_up_shutdown_and_catches_up_after_a_restart(tmp_path: Path) -> None:
     ports = {"discovery": free_port(), "reputation": free_port()}
     url = {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}
-    reputation_env = child_env(tmp_path / "reputation", STATESET_DISCOVERY_URL=url["discovery"])
+    # DEBUG: uvicorn's "Waiting for connections to close" shows that discovery's stream was open at the stop
+    reputation_env = child_env(
+        tmp_path / "reputation", STATESET_DISCOVERY_URL=url["discovery"], STATESET_LOG_LEVEL="DEBUG"
+    )
     discovery_env = child_env(tmp_path / "discovery", STATESET_REPUTATION_URL=url["reputation"])
     worker, first, second = (
         MeshAgent("worker", ["audit"]),
