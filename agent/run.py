@@ -19,8 +19,8 @@ from agent.identity import AgentIdentity
 from agent.journal import Event
 from agent.loop import AgentLoop
 from agent.state import AgentStore
-from agent.workflow import Workflow
 from agent.workflows import load_agent_config, workflow_for
+from agent.workflows.base import Workflow
 from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
 from gateway.registry import SERVERS

@@ -31,7 +31,7 @@ from agent.cognition import CognitiveEngine, Decision, Option, Perception, Plann
 from agent.config import GoalKind, Strict
 from agent.mesh import ActionFailedError
 from agent.state import Goal, GoalType, Spend, Task
-from agent.workflow import AgentContext, Workflow
+from agent.workflows.base import AgentContext, Workflow
 from gateway.sync import PushTarget
 from servers.common.money import UsdcAmount, UsdcPrice, format_usdc
 from servers.discovery.models import AgentRecord, FindResult
