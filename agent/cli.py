@@ -262,7 +262,8 @@ async def _audit(_: argparse.Namespace, mesh: MeshSettings, __: Mapping[str, str
 
 
 async def _address(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
-    from servers.common.keystore import SERVER_KEYSTORES, server_key
+    from servers.common.home import SERVER_KEYSTORES
+    from servers.common.keystore import server_key
 
     data_dir = mesh.data_dir()
     path = data_dir / SERVER_KEYSTORES[args.server]

@@ -190,13 +190,13 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
     check_exposure(args.host, verifier)
     config = load_mesh_config(environ, args.config)
     sock = listen(args.host, args.port)  # before anything is created: a port in use is one line
+    base = bound_url(sock)  # now: uvicorn closes the socket when it stops
     began = time.perf_counter()
     async with running_mesh(mesh, environ, config=config) as running:
         app = mesh_app(running, host=args.host, token_verifier=verifier)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(run_app, app, sock)
             ready = await running.gateway.wait_ready(10)
-            base = bound_url(sock)
             logger.info(
                 "mesh %s in %.1f s: gateway at %s/mcp; servers at %s/<name>/mcp (%s)",
                 "ready" if ready else "started, not every backend is up,",

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import aiosqlite
+import anyio
 
 from servers.common.errors import StorageError
 from servers.common.settings import ConfigError
@@ -66,6 +67,10 @@ class Migration:
 
 class SchemaTooNewError(Exception):
     """The file was written by a newer release; opening it could lose data."""
+
+
+class MigrationError(ConfigError):
+    """A migration step failed on what the file holds; it was rolled back whole."""
 
 
 class DatabaseInUseError(ConfigError):
@@ -141,6 +146,7 @@ class Database:
         self.path = path
         self._waiting: list[_Write[Any]] = []
         self._waiting_lock = threading.Lock()  # appended to on the event loop, taken on the worker thread
+        self._closing = False
 
     @classmethod
     @asynccontextmanager
@@ -159,12 +165,46 @@ class Database:
             return conn
 
         try:
-            async with aiosqlite.Connection(connect, iter_chunk_size=64) as worker:
+            async with _worker_thread(connect) as worker:
                 database = cls(worker, opened[0], target)
                 await database._call(database._migrate, migrations)
-                yield database
+                try:
+                    yield database
+                finally:
+                    database._closing = True
         finally:
             os.close(lock)  # closing the descriptor releases the lock
+
+    @classmethod
+    @asynccontextmanager
+    async def open_readonly(cls, path: Path | str, migrations: Sequence[Migration]) -> AsyncIterator[Database]:
+        """Open the file to read alone, beside the process that owns it (no lock taken, nothing migrated):
+        for inspections such as `stateset audit verify`. The file must be at this release's schema.
+
+        Raises:
+            ConfigError: the file is at an older schema (start its server once to migrate it).
+            SchemaTooNewError: the file was written by a newer release.
+        """
+        target = str(path)
+        opened: list[sqlite3.Connection] = []
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(f"{Path(target).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            opened.append(conn)
+            return conn
+
+        async with _worker_thread(connect) as worker:
+            database = cls(worker, opened[0], target)
+            current = await database.read(lambda session: _schema_version(session._conn))
+            if current > len(migrations):
+                raise SchemaTooNewError(f"{target} is at schema version {current}, newer than this release knows")
+            if current < len(migrations):
+                raise ConfigError(
+                    f"{target} is at schema version {current}, older than this release's {len(migrations)}; "
+                    "start its server once to bring it up to date"
+                )
+            yield database
 
     async def write(self, work: Callable[[Session], T]) -> T:
         """Run `work` as one atomic change: everything it does commits together or not at all.
@@ -185,6 +225,8 @@ class Database:
         return await self._call(self._read, work)
 
     async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._closing:  # a task still running while its process stops (a follower, a late call): no news
+            raise StorageError("the server is stopping; retry the call once it is back")
         # aiosqlite runs queued functions on its worker thread; `_execute` is how it queues one. It has no
         # public name for it, and it is the one private use here: a change there breaks every test at once.
         result: T = await self._worker._execute(function, *args, **kwargs)  # type: ignore[no-untyped-call]
@@ -257,14 +299,38 @@ class Database:
                     f"({migration.version}, {_sql_text(migration.name)}, {time.time()});"
                     "COMMIT;"
                 )
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise
+                raise MigrationError(
+                    f"{self.path} could not be brought to schema version {migration.version} ({migration.name}): "
+                    f"{exc}; the file is unchanged, at version {migration.version - 1}"
+                ) from exc
             finally:
                 for name in migration.functions:
                     conn.create_function(name, -1, None)
             logger.info("migrated %s to version %d (%s)", self.path, migration.version, migration.name)
+
+
+@asynccontextmanager
+async def _worker_thread(connect: Callable[[], sqlite3.Connection]) -> AsyncIterator[aiosqlite.Connection]:
+    """aiosqlite's thread with its connection, started and closed shielded from cancellation: a caller
+    cancelled (Ctrl-C) still waits for what the thread is doing and for the close, so the thread never
+    answers an event loop that has gone."""
+    with anyio.CancelScope(shield=True):
+        worker = await aiosqlite.Connection(connect, iter_chunk_size=64)
+    try:
+        yield worker
+    finally:
+        with anyio.CancelScope(shield=True):
+            await worker.close()
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
+    except sqlite3.OperationalError:  # no such table: never migrated
+        return 0
 
 
 def _own(lock_path: Path, target: str) -> int:

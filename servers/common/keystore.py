@@ -13,12 +13,14 @@ import logging
 import os
 import secrets
 import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from servers.common.home import PASSWORD_FILE, PEER_TOKEN_FILE
 from servers.common.identity import Signer
 from servers.common.logging import register_secret
 from servers.common.settings import ConfigError
@@ -29,9 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PASSWORD_ENV = "STATESET_KEYSTORE_PASSWORD"
-PASSWORD_FILE = "keystore.password"
-# The keys servers sign with for others to trust (approval receipts, slash orders): role -> file in the data directory
-SERVER_KEYSTORES = {"governance": "governance.keystore.json", "reputation": "reputation.keystore.json"}
 
 
 class KeystoreError(Exception):
@@ -43,25 +42,50 @@ def load_password(data_dir: Path, environ: Mapping[str, str]) -> str:
     from_env = environ.get(PASSWORD_ENV)
     if from_env:
         return from_env
-    path = data_dir / PASSWORD_FILE
+    return secret_file(data_dir / PASSWORD_FILE, "the keystore password")
+
+
+def peer_token(data_dir: Path) -> str:
+    """The bearer token servers sharing this data directory present to each other's loopback peer port
+    (`stateset serve --peer-port`), from its 0600 file, created on first use."""
+    return secret_file(data_dir / PEER_TOKEN_FILE, "the servers' peer token")
+
+
+def secret_file(path: Path, what: str) -> str:
+    """A random secret kept in a 0600 file: created whole by whichever process comes first (servers a host
+    starts together race for it), then read by everyone; a file readable by others is refused."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+        if _write_new(path, secrets.token_urlsafe(32) + "\n"):
+            logger.info("created %s in %s (mode 0600)", what, path)
         mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"{path} has permissions {mode:o}; it holds the keystore password and must be 0600 "
-                f"(run: chmod 600 {path})"
-            ) from None
-        password = path.read_text(encoding="utf-8").strip()
-        if not password:
-            raise ConfigError(f"{path} is empty; delete it only if no keystore was ever written with it") from None
-        return password
-    password = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(password + "\n")
-    logger.info("created keystore password file %s (mode 0600)", path)
-    return password
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot hold {what}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(f"{path} has permissions {mode:o}; it holds {what} and must be 0600 (run: chmod 600 {path})")
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret:
+        raise ConfigError(f"{path} is empty; delete it only if nothing was ever locked with it")
+    register_secret(secret)
+    return secret
+
+
+def _write_new(path: Path, text: str) -> bool:
+    """Create `path` (0600) holding `text`, whole or not at all; False when it already exists.
+
+    The text is written and synced under a temporary name, then linked into place: a reader never sees a
+    half-written file, and of two processes creating it at once exactly one wins."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
 
 
 def encrypt_account(account: LocalAccount, password: str, *, scrypt_n: int) -> str:
@@ -98,8 +122,9 @@ def stored_address(path: Path) -> str | None:
         address = json.loads(path.read_text(encoding="utf-8"))["address"]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"{path} is not a keystore v3 file") from None
+    except (OSError, ValueError, KeyError, TypeError):  # keystores are created whole, so this one is damaged
+        logger.warning("%s is not a keystore v3 file; its key is not trusted", path)
+        return None
     return "0x" + str(address).removeprefix("0x")
 
 
@@ -171,17 +196,15 @@ async def server_key(path: Path, data_dir: Path, environ: Mapping[str, str], *, 
 
 
 def _server_key(path: Path, password: str, scrypt_n: int, role: str) -> Signer:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        try:
-            return Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
-        except KeystoreError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    from eth_account import Account
+    if not path.exists():
+        from eth_account import Account
 
-    account: LocalAccount = Account.create()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(encrypt_account(account, password, scrypt_n=scrypt_n))
-    logger.info("created %s key %s in %s", role, account.address, path)
-    return Signer(account)
+        account: LocalAccount = Account.create()
+        if _write_new(path, encrypt_account(account, password, scrypt_n=scrypt_n)):
+            logger.info("created %s key %s in %s", role, account.address, path)
+            return Signer(account)
+        # another process created it meanwhile: use theirs
+    try:
+        return Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
+    except KeystoreError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

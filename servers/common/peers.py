@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -29,6 +30,7 @@ from mcp.server.mcpserver import MCPServer
 from servers.common.changes import Change, ChangePage
 from servers.common.clients import Target, connect, describe_error, subscribe_legacy
 from servers.common.errors import MeshError
+from servers.common.keystore import secret_file
 from servers.common.logging import register_secret
 
 logger = logging.getLogger(__name__)
@@ -62,11 +64,17 @@ class Peer:
 
     @classmethod
     def from_env(cls, name: str, environ: Mapping[str, str]) -> Peer | None:
-        """The peer named by `STATESET_<NAME>_URL` (and `_TOKEN`), or None when it is not configured."""
-        url = environ.get(f"STATESET_{name.upper()}_URL") or None
+        """The peer named by `STATESET_<NAME>_URL`, with the bearer token in `STATESET_<NAME>_TOKEN` or in the
+        0600 file `STATESET_<NAME>_TOKEN_FILE` names (created if absent: servers that share a data directory
+        share its peer token); None when the URL is not configured."""
+        key = f"STATESET_{name.upper()}"
+        url = environ.get(f"{key}_URL") or None
         if url is None:
             return None
-        token = environ.get(f"STATESET_{name.upper()}_TOKEN") or None
+        token = environ.get(f"{key}_TOKEN") or None
+        token_file = environ.get(f"{key}_TOKEN_FILE") or None
+        if token is None and token_file is not None:
+            token = secret_file(Path(token_file), f"the {name} server's token")
         if token is not None:
             register_secret(token)
         return cls(name, Target(url=url, headers={} if token is None else {"Authorization": f"Bearer {token}"}))

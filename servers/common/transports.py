@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from servers.common.keystore import peer_token
 from servers.common.logging import register_secret
 from servers.common.settings import ConfigError, MeshSettings
 
@@ -168,29 +169,37 @@ async def serve_one(
     peer_port: int | None = None,
 ) -> None:
     """`stateset serve <name>`: open one server and serve it until cancelled or, for stdio, until the host
-    closes stdin. With `peer_port`, a stdio server also serves streamable HTTP on loopback for its peers."""
+    closes stdin.
+
+    With `peer_port`, a stdio server also serves streamable HTTP on 127.0.0.1:`peer_port` for the servers it
+    shares a data directory with (a host starts each in its own process): that port takes only the data
+    directory's peer token (servers.common.keystore.peer_token), which the others present through
+    `STATESET_<NAME>_TOKEN_FILE`.
+    """
     verifier = StaticTokenVerifier.from_env(environ)
-    sockets = []
+    if peer_port is not None and transport != "stdio":
+        raise ConfigError(f"--peer-port is for stdio servers; over {transport} the peers reach this one at --port")
     if transport != "stdio":
         check_exposure(host, verifier)
-        sockets.append(listen(host, port))
-    if peer_port is not None:
-        sockets.append(listen("127.0.0.1", peer_port))
+        sock = listen(host, port)
+    elif peer_port is not None:
+        sock = listen("127.0.0.1", peer_port)
+        verifier = StaticTokenVerifier({peer_token(mesh.data_dir()): ("peer", [])})
     async with opener(mesh, environ) as running:
         server: MCPServer[Any] = running.server
-        if transport == "stdio" and not sockets:
+        if transport == "stdio" and peer_port is None:
             await server.run_stdio_async()
             return
         http: Literal["http", "sse"] = "sse" if transport == "sse" else "http"
         app = http_app(server, http, host=host if transport != "stdio" else "127.0.0.1", token_verifier=verifier)
-        path = MCP_PATH if http == "http" else SSE_PATH
-        for sock in sockets:
-            logger.info("serving %s over %s at %s", server.name, http, bound_url(sock, path))
+        logger.info(
+            "serving %s over %s at %s", server.name, http, bound_url(sock, SSE_PATH if http == "sse" else MCP_PATH)
+        )
         if transport != "stdio":
-            await run_app(app, sockets[0])
+            await run_app(app, sock)
             return
         async with anyio.create_task_group() as tasks:  # stdio for the host, HTTP for the peers
-            tasks.start_soon(run_app, app, sockets[0])
+            tasks.start_soon(run_app, app, sock)
             await server.run_stdio_async()
             tasks.cancel_scope.cancel()
 

@@ -64,7 +64,7 @@ async def verify_audit_file(mesh: MeshSettings) -> AuditReport:
     path = mesh.home / GovernanceSettings().database_file
     if not path.is_file():
         raise ConfigError(f"there is no governance data at {path}")
-    async with Database.open(path, MIGRATIONS) as db:
+    async with Database.open_readonly(path, MIGRATIONS) as db:  # beside a running governance server, too
         entries = await GovernanceStore(db).read(lambda tx: tx.audit_entries())
     return report(verify(entries))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from servers.common.keystore import SERVER_KEYSTORES
+from servers.common.home import SERVER_KEYSTORES
 from servers.common.settings import ConfigError, env_int
 
 # The policy shipped in the source tree; STATESET_GOVERNANCE_POLICY names another.

@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from servers.common.home import SERVER_KEYSTORES
 from servers.common.identity import parse_address
-from servers.common.keystore import SERVER_KEYSTORES
 from servers.common.settings import ConfigError, env_int, load_yaml
 from servers.reputation.models import Severity, ViolationType
 from servers.reputation.scoring import DIMENSIONS, Dimension, ScoringParams

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ from servers.wallet.settings import WalletSettings
 from servers.wallet.settlement import ChainSettlement, LedgerSettlement, Settlement
 from servers.wallet.store import WalletStore
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class WalletApp:
@@ -40,6 +43,8 @@ async def running(
     settings = WalletSettings.from_env(environ, home=data_dir)
     keys = KeyRing(load_password(data_dir, environ), scrypt_n=mesh.keystore_scrypt_n)
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
+        for role in ("governance", "reputation"):
+            logger.info("trusting %s's signatures from %s", role, settings.describe_trust(role))
         feed = ChangeFeed()
         store = WalletStore(db)
         async with (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,10 +11,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from servers.common.errors import InvalidInputError
+from servers.common.home import SERVER_KEYSTORES
 from servers.common.identity import parse_address
-from servers.common.keystore import SERVER_KEYSTORES, stored_address
+from servers.common.keystore import stored_address
 from servers.common.logging import register_secret
 from servers.common.settings import ConfigError, env_int
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PROPOSAL_TTL_SECONDS = 24 * 60 * 60
 SETTLEMENTS = ("local", "evm")
@@ -54,8 +58,22 @@ class WalletSettings(BaseModel):
         configured = self.governance_address if role == "governance" else self.reputation_address
         if configured is not None or self.home is None:
             return configured
-        stored = stored_address(self.home / SERVER_KEYSTORES[role])  # read each time: the server may start later
-        return None if stored is None else _address(stored, f"{self.home / SERVER_KEYSTORES[role]}")
+        path = self.home / SERVER_KEYSTORES[role]
+        stored = stored_address(path)  # read each time: that server may start after this one
+        try:
+            return None if stored is None else parse_address(stored, field=str(path))
+        except InvalidInputError:
+            logger.warning("%s names no valid address; its key is not trusted", path)
+            return None
+
+    def describe_trust(self, role: Literal["governance", "reputation"]) -> str:
+        """Where the key trusted for `role` comes from, for the log."""
+        configured = self.governance_address if role == "governance" else self.reputation_address
+        if configured is not None:
+            return f"{configured} (STATESET_{role.upper()}_ADDRESS)"
+        if self.home is None:
+            return f"no one (STATESET_{role.upper()}_ADDRESS is unset)"
+        return f"the key in {self.home / SERVER_KEYSTORES[role]}, once it exists ({self.trusted(role) or 'not yet'})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], home: Path | None = None) -> WalletSettings:

@@ -1,13 +1,16 @@
-"""The `stateset` command itself: help, the demo, configuration errors."""
+"""The `stateset` command itself: help, the demo, and what a user who got something wrong sees: one line."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import STATESET, STEP, child_env
+from tests.e2e.conftest import STATESET, STEP, Launch, Running, child_env, free_port, launched
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +56,76 @@ def test_a_bad_setting_stops_start_up_with_the_variable_named(tmp_path: Path) ->
     result = run("serve", "wallet", env=child_env(tmp_path, STATESET_GOVERNANCE_ADDRESS="0x1234"))
     assert result.returncode == 2
     assert "STATESET_GOVERNANCE_ADDRESS '0x1234' is not an Ethereum address" in result.stderr
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The whole of what the command printed on stderr, asserted to be one line."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["up"], ["serve", "wallet", "--transport", "http"]])
+def test_a_port_in_use_is_one_line_before_anything_is_created(tmp_path: Path, command: list[str]) -> None:
+    home = tmp_path / "home"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(*command, "--port", str(port), "--home", str(home), env=child_env(home))
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"stateset: port {port} on 127.0.0.1 is in use by another process; stop it, or choose another port with --port"
+    )
+    assert not home.exists()  # no keys, no databases made for nothing
+
+
+def test_a_second_process_on_one_data_directory_is_refused_naming_the_first(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    up = Launch(
+        [STATESET, "up", "--port", str(port := free_port()), "--home", str(home)],
+        port=port,
+        ready="/ready",
+        env=child_env(home),
+        log=tmp_path / "up.log",
+        name="stateset up",
+    )
+    with launched(up) as (first,):
+        second = run("up", "--port", str(free_port()), "--home", str(home), env=child_env(home))
+        alone = run("serve", "governance", "--home", str(home), env=child_env(home))
+    assert second.returncode == 2 and alone.returncode == 2
+    for refused in (second, alone):
+        line = one_line(refused)
+        assert f"is in use by pid {first.process.pid} (stateset up --port {port} --home {home})" in line
+        assert "give this one its own data directory (--home)" in line
+
+
+def test_a_data_directory_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "not-a-directory"
+    home.write_text("")
+    result = run("serve", "wallet", "--home", str(home), env=child_env(home))
+    assert result.returncode == 2
+    assert one_line(result) == f"stateset: the data directory {home} is a file; name a directory with --home"
+
+
+@pytest.mark.parametrize("after", [0.3, 1.0, None])  # while importing, while keys and databases open, once serving
+def test_ctrl_c_at_any_moment_ends_quietly(tmp_path: Path, after: float | None) -> None:
+    home, port = tmp_path / "home", free_port()
+    up = Running(
+        Launch(
+            [STATESET, "up", "--port", str(port), "--home", str(home)],
+            port=port,
+            ready="/ready",
+            env=child_env(home),
+            log=tmp_path / "up.log",
+            name="stateset up",
+        )
+    )
+    if after is None:
+        up.wait_ready()
+    else:
+        time.sleep(after)
+    up.process.send_signal(signal.SIGINT)
+    code = up.process.wait(STEP)
+    output = up.log.read_text()
+    assert code in (0, 130) and "Traceback" not in output and "ERROR" not in output, output

@@ -52,6 +52,8 @@ async def test_key_and_policy_survive_restarts_and_the_audit_verifies_offline(tm
         decision = await call(client, "evaluate_action", agent_id=new_agent_did(), action=payment)
         assert decision["receipt"] is not None
         changed = await call(client, "set_policy", policy={"name": "locked", "rules": {"payment": []}})
+        beside = audit_verify(tmp_path)  # reads beside the running server: no lock taken, nothing written
+        assert beside.returncode == 0 and '"intact": true' in beside.stdout, beside.stderr
     async with Client(governance(tmp_path), mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
         again = await call(client, "get_policy")
         assert again["governance_address"] == first["governance_address"]  # the same key after a restart

@@ -6,7 +6,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from servers.common.db import Database, Migration, SchemaTooNewError, Session
+from servers.common.db import Database, Migration, MigrationError, SchemaTooNewError, Session
 from servers.common.errors import InvalidInputError, StorageError
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +46,7 @@ async def test_a_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
 async def test_a_broken_migration_leaves_the_file_at_the_previous_version(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     broken = (*STEPS[:1], Migration(2, "broken", "CREATE TABLE notes (body TEXT); SELECT * FROM missing_table;"))
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(MigrationError, match="x.db could not be brought to schema version 2 .broken.: no such table"):
         async with Database.open(path, broken):
             pass
     async with Database.open(path, STEPS) as db:  # the fixed release migrates cleanly from version 1

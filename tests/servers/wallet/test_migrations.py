@@ -20,7 +20,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from mcp import Client
 
-from servers.common.db import Database, Session
+from servers.common.db import Database, MigrationError, Session
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer
 from servers.common.keystore import KeyRing
@@ -235,8 +235,11 @@ async def test_a_receipt_that_cannot_be_converted_stops_the_migration_and_change
     with sqlite3.connect(old_file) as conn:
         conn.execute("UPDATE payments SET receipt = json_remove(receipt, '$.signature') WHERE rowid = 2")
         dump = list(conn.iterdump())
-    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL constraint failed: compact_payments.signature"):
+    with pytest.raises(MigrationError, match="NOT NULL constraint failed: compact_payments.signature") as refused:
         async with Database.open(old_file, MIGRATIONS):
             pass
+    assert "could not be brought to schema version 4" in str(refused.value) and "unchanged, at version 3" in str(
+        refused.value
+    )
     with sqlite3.connect(old_file) as conn:
         assert list(conn.iterdump()) == dump
