@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from agent.config import AgentConfig
 from agent.mesh import ActionFailedError
 from agent.state import AgentState, Goal
-from agent.workflow import AgentContext
+from agent.workflows.base import AgentContext
 from servers.common.errors import InvalidInputError
 from servers.common.identity import did_pkh, parse_address
 from servers.common.money import format_usdc

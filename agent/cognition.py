@@ -371,13 +371,14 @@ def _hold(goal: Goal, why: str) -> Option:
 
 def _on_order(goal: Goal, state: AgentState, now: float) -> Decimal:
     """What the goal's orders should still bring: orders of the last `lead_time_days` (default 7), which
-    the stock on hand does not show until the goods are received."""
+    the stock on hand does not show until the goods are received. A purchase paid for counts even when its
+    order was refused: a person settles it, and buying again would pay twice for the same shortfall."""
     window = float(goal.params.get("lead_time_days", 7)) * 86_400
     return sum(
         (
             Decimal(str(task.params["quantity"]))
             for task in state.tasks
-            if task.goal_id == goal.id and task.purchase_order and task.created_at >= now - window
+            if task.goal_id == goal.id and (task.purchase_order or task.payment_id) and task.created_at >= now - window
         ),
         Decimal(0),
     )

@@ -98,7 +98,7 @@ class AgentConfig(Strict):
         return self._source
 
 
-def load_agent_config(path: Path, kinds: Mapping[str, Mapping[str, GoalKind]]) -> AgentConfig:
+def load_agent_config_for_kinds(path: Path, kinds: Mapping[str, Mapping[str, GoalKind]]) -> AgentConfig:
     """The deployment file at `path`, its goals checked against the goal kinds of its type (`kinds`:
     agent type -> its goal kinds).
 
@@ -115,7 +115,7 @@ def load_agent_config(path: Path, kinds: Mapping[str, Mapping[str, GoalKind]]) -
 def parse_agent_config(
     document: Any, kinds: Mapping[str, Mapping[str, GoalKind]], *, source: str = "the agent's deployment file"
 ) -> AgentConfig:
-    """A deployment file's content, checked as `load_agent_config` checks the file.
+    """A deployment file's content, checked as `load_agent_config_for_kinds` checks the file.
 
     Raises:
         ConfigError: naming `source`, the key path and what is wrong there.

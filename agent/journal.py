@@ -75,8 +75,16 @@ class Journal:
 
     async def save(self) -> None:
         """Save the state in place, with the audit entries since the last save. Mid-cycle it comes before
-        a step others act on; every step after it is idempotent or asks again for what was decided."""
+        a step others act on; every step after it is idempotent or asks again for what was decided.
+
+        Raises:
+            StaleStateError, StorageError: nothing was written; the audit entries stay for the next save.
+        """
         state = self.state
         audit, self._audit = self._audit, []
-        saved = await self.store.save(state, audit)
+        try:
+            saved = await self.store.save(state, audit)
+        except Exception:  # nothing was written (StaleStateError, a storage error): the next save writes them
+            self._audit[:0] = audit  # before any emitted while this save was waiting
+            raise
         state.version, state.updated_at, state.audit_trail = saved.version, saved.updated_at, saved.audit_trail

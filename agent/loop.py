@@ -2,7 +2,7 @@
 
 The loop is an MCP client of the mesh: every read and every action goes through the gateway library, in
 process or to servers elsewhere (agent.mesh). What is the same for every agent is here; what a kind of
-agent does is its `Workflow` (agent.workflow). Each cycle:
+agent does is its `Workflow` (agent.workflows.base). Each cycle:
 
 - perceive: the wallet's balance and limits, then what the workflow looks at;
 - advance: the workflow takes up its open tasks (a payment waiting for approvers, say);
@@ -25,16 +25,15 @@ import anyio
 
 from agent import bootstrap
 from agent.cognition import Decision, Option, Perception, Planner, RulePlanner
-from agent.config import AgentConfig, GoalConfig
+from agent.config import AgentConfig
 from agent.identity import AgentIdentity
 from agent.journal import Event, Journal
 from agent.mesh import ActionFailedError, MeshClient
 from agent.state import AgentState, AgentStore, AuditEntry, Episode, Goal, GoalType, Treasury
-from agent.workflow import AgentContext, Workflow
+from agent.workflows.base import AgentContext, Workflow
 from gateway.aggregate import Gateway
 from gateway.sync import StateSync
 from servers.common.money import format_usdc
-from servers.common.settings import ConfigError
 from servers.reputation.models import Reputation
 from servers.wallet.models import Balance, Limits
 
@@ -74,7 +73,8 @@ class AgentLoop:
         self.planner: Planner = planner or RulePlanner()
         self.cosigners = list(cosigners)
         self.clock = clock
-        self._new_goals = [_goal(config, goal, workflow) for goal in config.goals]  # a new agent starts with these
+        # a new agent starts with these; loading the deployment file refused a goal kind its workflow does not pursue
+        self._new_goals = [goal.goal(workflow.goal_kinds[goal.kind]) for goal in config.goals]
         self._cycle_lock = anyio.Lock()
 
     @property
@@ -246,13 +246,3 @@ class AgentLoop:
             )
         )
         await self.journal.save()
-
-
-def _goal(config: AgentConfig, goal: GoalConfig, workflow: type[Workflow[Any]]) -> Goal:
-    kind = workflow.goal_kinds.get(goal.kind)
-    if kind is None:
-        raise ConfigError(
-            f"{config.source}: goal {goal.id}: kind {goal.kind!r} is not one a {config.type} agent pursues; "
-            f"allowed: {', '.join(workflow.goal_kinds)}"
-        )
-    return goal.goal(kind)

@@ -19,8 +19,8 @@ from agent.identity import AgentIdentity
 from agent.journal import Event
 from agent.loop import AgentLoop
 from agent.state import AgentStore
-from agent.workflow import Workflow
 from agent.workflows import load_agent_config, workflow_for
+from agent.workflows.base import Workflow
 from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
 from gateway.registry import SERVERS
@@ -28,7 +28,12 @@ from gateway.sync import StateSync
 from servers.common.identity import new_agent_did
 from servers.common.keystore import server_key
 from servers.common.logging import register_secret
-from servers.common.settings import MeshSettings
+from servers.common.settings import ConfigError, MeshSettings, env_int
+
+MESH_WAIT_VARIABLE = "STATESET_MESH_WAIT"
+# How long `--url` waits for every server of the mesh there to answer: a `stateset up` started a moment before
+# is ready in 1-3 s on a quiet machine and has taken over 30 s on a loaded one (set the variable for such a one).
+MESH_WAIT_SECONDS = 15
 
 
 @asynccontextmanager
@@ -80,21 +85,34 @@ async def running_agent(
 
 @asynccontextmanager
 async def remote_gateway(url: str, environ: Mapping[str, str]) -> AsyncIterator[Gateway]:
-    """A gateway over the servers of a `stateset up` at `url` (each at /<name>/mcp)."""
+    """A gateway over the servers of a `stateset up` at `url` (each at /<name>/mcp), once every one answers.
+
+    Raises:
+        ConfigError: some did not answer within STATESET_MESH_WAIT seconds (naming the URL and which), or
+            STATESET_MESH_WAIT is not a whole number of seconds.
+    """
     token = environ.get("STATESET_MESH_TOKEN") or None
     headers = {}
     if token is not None:
         register_secret(token)
         headers["Authorization"] = f"Bearer {token}"
+    wait = env_int(environ, MESH_WAIT_VARIABLE, MESH_WAIT_SECONDS, minimum=1)
     base = url.rstrip("/")
     gateway = Gateway({name: Backend(name, Target(url=f"{base}/{name}/mcp", headers=headers)) for name in SERVERS})
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
-        if not await gateway.wait_ready(15):
-            down = [n for n, b in gateway.backends.items() if b.state != "up"]
-            raise SystemExit(f"stateset agent: the mesh at {url} is not ready: {', '.join(down)} not reachable")
-        yield gateway
+        ready = await gateway.wait_ready(wait)
+        if ready:
+            yield gateway
         tasks.cancel_scope.cancel()
+    if not ready:  # raised here, outside the task group, so the command prints it as one line
+        down = {name: backend for name, backend in gateway.backends.items() if backend.state != "up"}
+        why = sorted({backend.error for backend in down.values() if backend.error})
+        raise ConfigError(
+            f"the mesh at {url} is not ready within {wait} s: {', '.join(down)} not reachable"
+            + (f" ({'; '.join(why)})" if why else "")
+            + f"; is `stateset up` running there? (to wait longer, set {MESH_WAIT_VARIABLE}=SECONDS)"
+        )
 
 
 class Timeline:

@@ -42,6 +42,7 @@ class Goal(BaseModel):
 TaskStatus = Literal[
     "awaiting_approval", "awaiting_signatures", "paid", "ordered", "done", "denied", "failed", "expired"
 ]
+OPEN: tuple[TaskStatus, ...] = ("awaiting_approval", "awaiting_signatures", "paid", "ordered")
 
 
 class Task(BaseModel):
@@ -143,7 +144,8 @@ class AgentState(BaseModel):
         self.memory = [*self.memory, episode][-MEMORY_LIMIT:]
 
     def open_tasks(self) -> list[Task]:
-        return [task for task in self.tasks if task.status in ("awaiting_approval", "awaiting_signatures", "paid")]
+        """Tasks a later cycle takes up: waiting on people, or on a step that has not happened yet."""
+        return [task for task in self.tasks if task.status in OPEN]
 
 
 MIGRATIONS = (

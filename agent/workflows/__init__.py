@@ -1,7 +1,7 @@
 """The agent kinds this package runs, one module each: a deployment file's `type` names one.
 
-A new kind is a `Workflow` subclass in its own module here and one entry in `WORKFLOWS`; the loop,
-the bootstrap and the deployment file's schema stay as they are.
+A new kind is a subclass of `Workflow` (agent.workflows.base) in its own module here and one entry in
+`WORKFLOWS`; the loop, the bootstrap and the deployment file's schema stay as they are.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, GoalKind
-from agent.config import load_agent_config as load_for_kinds
-from agent.workflow import Workflow
+from agent.config import AgentConfig, GoalKind, load_agent_config_for_kinds
+from agent.workflows.base import Workflow
 from agent.workflows.procurement import ProcurementWorkflow
 
 WORKFLOWS: Mapping[str, type[Workflow[Any]]] = {"procurement": ProcurementWorkflow}
@@ -24,12 +23,13 @@ def goal_kinds(workflows: Mapping[str, type[Workflow[Any]]] = WORKFLOWS) -> dict
 
 
 def load_agent_config(path: Path) -> AgentConfig:
-    """The deployment file at `path`, checked against the goal kinds of its type.
+    """The deployment file at `path`, checked against the goal kinds of its type's workflow in `WORKFLOWS`
+    (`agent.config.load_agent_config_for_kinds` checks it against kinds given by the caller).
 
     Raises:
         ConfigError: naming the file, the key path and what is wrong (for an unknown key, the keys allowed).
     """
-    return load_for_kinds(path, goal_kinds())
+    return load_agent_config_for_kinds(path, goal_kinds())
 
 
 def workflow_for(config: AgentConfig) -> type[Workflow[Any]]:

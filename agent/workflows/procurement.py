@@ -15,6 +15,11 @@ A purchase is a task carried across cycles:
 The task is saved before governance is asked and again once it answers, and every later step is
 idempotent (the payment's, the proposal's and the SAP order's idempotency keys are the task id), so an
 agent killed at any point, even the instant after paying, resumes the same task and pays once.
+
+A step that fails because the mesh or a platform did not answer leaves the task open, and the next cycle
+takes the step again. Once money is committed (a proposal out for co-signing, a payment made) the task
+ends only on a refusal: a paid order the platform refuses ends the task with the payment named in its
+notes and the audit trail, for a person to settle; the goal counts the purchase as on order meanwhile.
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ from adapters.salesforce.models import QueryResult, RecordResult
 from adapters.sap.models import ItemInput, MaterialStock, PurchaseOrder
 from agent.cognition import CognitiveEngine, Decision, Option, Perception, Planner, Supplier
 from agent.config import GoalKind, Strict
-from agent.mesh import ActionFailedError
+from agent.mesh import ActionFailedError, MeshUnavailableError, ToolRefusedError
 from agent.state import Goal, GoalType, Spend, Task
-from agent.workflow import AgentContext, Workflow
+from agent.workflows.base import AgentContext, Workflow
 from gateway.sync import PushTarget
 from servers.common.money import UsdcAmount, UsdcPrice, format_usdc
 from servers.discovery.models import AgentRecord, FindResult
@@ -41,6 +46,17 @@ from servers.reputation.models import RatingReceipt
 from servers.wallet.models import Limits, PaymentReceipt, Proposal
 
 Params = TypeVar("Params", bound=Strict)
+
+# A task in one of these has money committed: a proposal out for co-signing (it pays once they sign), paid, or
+# paid and ordered. A failure short of a refusal leaves it open.
+MONEY_COMMITTED = ("awaiting_signatures", "paid", "ordered")
+# What the next cycle does for an open task, by its status.
+NEXT_STEP = {
+    "awaiting_approval": "governance is asked again",
+    "awaiting_signatures": "the proposal is read again",
+    "paid": "the SAP purchase order is placed",
+    "ordered": "the supplier is rated",
+}
 
 
 class MaintainReserve(Strict):
@@ -198,7 +214,7 @@ class ProcurementWorkflow(Workflow[Perception]):
         try:
             await self._govern(task, cycle)
         except ActionFailedError as exc:
-            self._fail(task, str(exc), cycle)
+            self._failed(task, exc, cycle)
 
     async def advance(self, cycle: int) -> None:
         """Take up tasks waiting on approvers or co-signers, or on a step that failed to complete."""
@@ -215,8 +231,10 @@ class ProcurementWorkflow(Workflow[Perception]):
                     await self._proposal(task, proposal, cycle)
                 elif task.status == "paid":
                     await self._fulfil(task, cycle)
+                elif task.status == "ordered":
+                    await self._rate_supplier(task, cycle)
             except ActionFailedError as exc:
-                self._fail(task, str(exc), cycle)
+                self._failed(task, exc, cycle)
 
     async def _govern(self, task: Task, cycle: int) -> None:
         state = self.agent.state
@@ -448,6 +466,59 @@ class ProcurementWorkflow(Workflow[Perception]):
             task.params["description"],
             cycle=cycle,
         )
+
+    # failing
+
+    def _failed(self, task: Task, exc: ActionFailedError, cycle: int) -> None:
+        """A step of `task` failed. Once money is committed (a proposal out, a payment made) only a refusal ends
+        the task; before that any failure but an outage does. An open task's step is taken again next cycle."""
+        refused = isinstance(exc, ToolRefusedError)
+        if task.status == "paid" and refused:
+            self._order_refused(task, exc, cycle)
+        elif task.status == "ordered" and refused:
+            self._rating_refused(task, exc, cycle)
+        elif task.status in MONEY_COMMITTED or isinstance(exc, MeshUnavailableError):
+            self._retry_next_cycle(task, exc, cycle)
+        else:
+            self._fail(task, str(exc), cycle)
+
+    def _retry_next_cycle(self, task: Task, exc: ActionFailedError, cycle: int) -> None:
+        """The task stays as it is: its next step is idempotent, so taking it again does nothing twice."""
+        step = NEXT_STEP[task.status]
+        if task.status == "paid":
+            step += f" (the payment {task.payment_id} stands, and the order's key is the task id, so it is placed once)"
+        note = f"{exc}; next cycle {step}"
+        task.updated_at = self.agent.clock()
+        if task.notes[-1:] != [note]:  # an outage over many cycles is one note
+            task.notes.append(note)
+        self.agent.journal.emit("act", f"{task.id} is still {task.status.replace('_', ' ')}", note, cycle=cycle)
+
+    def _order_refused(self, task: Task, exc: ActionFailedError, cycle: int) -> None:
+        """The platform refused the purchase order of a task already paid for: the task ends, and its record says
+        so, since only a person can now place the order or get the money back."""
+        supplier, amount = task.params["supplier"]["name"], format_usdc(task.params["amount"])
+        why = (
+            f"paid {amount} USDC to {supplier} (payment {task.payment_id}), but the purchase order was refused: "
+            f"{exc}. No order was placed: a person places it by hand or asks {supplier} for the money back. The "
+            "goal counts the purchase as on order for its lead time, so it does not buy again meanwhile"
+        )
+        task.status, task.updated_at = "failed", self.agent.clock()
+        task.notes.append(why)
+        self.agent.state.metrics.actions_failed += 1
+        self.agent.journal.emit(
+            "act",
+            f"{task.id} failed after payment: the purchase order was refused",
+            why,
+            cycle=cycle,
+            data={"detail": why, "task": task.id, "payment_id": task.payment_id, "amount": task.params["amount"]},
+        )
+
+    def _rating_refused(self, task: Task, exc: ActionFailedError, cycle: int) -> None:
+        """Paid and ordered: the purchase is done; only the supplier's rating was refused."""
+        note = f"the supplier was not rated: {exc}"
+        task.status, task.updated_at = "done", self.agent.clock()
+        task.notes.append(note)
+        self.agent.journal.emit("learn", f"reputation: {task.params['supplier']['name']} not rated", note, cycle=cycle)
 
     def _fail(self, task: Task, error: str, cycle: int) -> None:
         task.status, task.updated_at = "failed", self.agent.clock()

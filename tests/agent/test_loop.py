@@ -19,7 +19,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from mcp import Client
 
+from adapters.retry import DEFAULT_BACKOFF
 from adapters.salesforce.sandbox import Fault
+from adapters.sap.sandbox import Fault as SapFault
+from agent.config import AgentConfig
 from agent.demo import AGENT_CONFIG, SupplierAgent, list_suppliers, officers_answer, procurement, set_stage
 from agent.mesh import MeshClient
 from agent.run import Timeline, running_agent
@@ -266,20 +269,26 @@ async def test_an_agent_killed_mid_step_pays_once_when_it_resumes(
         assert [t.status for t in state.tasks if t.action == "update_opportunity"] == ["done"]
 
 
-async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_another_supplier(
-    stage: Stage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Governance allows 80 USDC outright here, so the task is created, approved and paid in one cycle;
-    the agent dies right after paying. Meanwhile Frame Works leaves discovery, so a restarted agent that
-    had forgotten the task would buy again, from someone else."""
+async def paying_at_once(stage: Stage) -> AgentConfig:
+    """Governance allows 80 USDC outright and the wallet asks for no co-signers: a purchase is decided,
+    approved and paid in one cycle. The agent's deployment file for that."""
     policy = (await call_tool(stage, "governance", "get_policy"))["document"]
     rule = next(r for r in policy["rules"]["payment"] if r["id"] == "large_payment")
     rule["when"] = {"amount_above": "90"}
     await call_tool(stage, "governance", "set_policy", policy=policy)
     loaded = load_agent_config(AGENT_CONFIG)
-    config = loaded.model_copy(
+    return loaded.model_copy(
         update={"wallet": loaded.wallet.model_copy(update={"approval_required_above": None, "multi_sig": None})}
     )
+
+
+async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_another_supplier(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task is created, approved and paid in one cycle; the agent dies right after paying. Meanwhile
+    Frame Works leaves discovery, so a restarted agent that had forgotten the task would buy again, from
+    someone else."""
+    config = await paying_at_once(stage)
     gateway = stage.running.gateway
     die_after(monkeypatch, "execute_payment")
     with pytest.raises(KeyboardInterrupt):
@@ -305,6 +314,88 @@ async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_an
         assert procured.status == "done" and procured.params["supplier"]["name"] == "Frame Works"
         balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
         assert balance["total"] == "920"
+
+
+async def test_a_paid_order_sap_cannot_take_yet_is_placed_once_when_sap_is_back(stage: Stage) -> None:
+    """SAP answers 503 (no work process) to every try of the order, right after the payment: the task stays
+    open, paid, and the next cycle places the order, once, without paying again."""
+    config = await paying_at_once(stage)
+    sap = stage.running.apps["sap"].sandbox
+    orders_before = len(sap.orders)
+    sap.inject(SapFault(method="POST"), times=DEFAULT_BACKOFF.attempts)  # every try the adapter makes
+    async with running_agent(stage.running.gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+        first = await loop.execute_cycle()
+        [task] = loop.state.tasks
+        assert (task.status, task.purchase_order) == ("paid", None) and task.payment_id
+        assert not sap.faults and len(sap.orders) == orders_before  # SAP was down for all of it
+        assert loop.state.open_tasks() == [task] and loop.state.metrics.actions_failed == 0
+        assert "HTTP 503" in task.notes[-1] and f"the payment {task.payment_id} stands" in task.notes[-1]
+        assert f"{task.id} is still paid" in [event.title for event in first.events]
+
+        second = await loop.execute_cycle()  # SAP is back
+        state = loop.state
+        [procured] = [t for t in state.tasks if t.action == "procure"]
+        assert procured.status == "done" and procured.purchase_order in sap.orders
+        assert len(sap.orders) == orders_before + 1
+        assert [d.chosen.action for d in second.decisions if d.goal_id == "frames"] == ["hold"]
+        assert len(state.spending_history) == 1 and state.metrics.spent == 80_000_000
+        balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
+        assert balance["total"] == "920"
+
+
+async def test_a_paid_order_whose_rating_times_out_is_rated_once_the_next_cycle(stage: Stage) -> None:
+    """The order is placed; reputation does not answer in time for the supplier's rating: the task stays
+    open until the rating is in, and nothing is ordered or paid twice."""
+    config = await paying_at_once(stage)
+    sap = stage.running.apps["sap"].sandbox
+    orders_before = len(sap.orders)
+    reputation = stage.running.gateway.backends["reputation"]
+    async with running_agent(stage.running.gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+        configured, reputation.timeout_seconds = reputation.timeout_seconds, 1e-6  # nothing answers that fast
+        try:
+            await loop.execute_cycle()
+        finally:
+            reputation.timeout_seconds = configured
+        [task] = loop.state.tasks
+        assert task.status == "ordered" and task.purchase_order in sap.orders and task in loop.state.open_tasks()
+        assert "reputation_record_interaction: backend reputation did not answer" in task.notes[-1]
+
+        await loop.execute_cycle()
+        state = loop.state
+        [procured] = [t for t in state.tasks if t.action == "procure"]
+        assert (procured.status, procured.purchase_order) == ("done", task.purchase_order)
+        assert len(sap.orders) == orders_before + 1 and state.metrics.spent == 80_000_000
+        history = await call_tool(stage, "reputation", "get_history", agent_id=procured.params["supplier"]["agent_id"])
+        assert [e["interaction_id"] for e in history["entries"]].count(procured.id) == 1
+
+
+async def test_a_paid_order_sap_refuses_ends_the_task_saying_the_money_was_paid(stage: Stage) -> None:
+    """SAP refuses the order for good (a supplier not in its master data): the task ends, its notes and the
+    audit trail say what was paid to whom for a person to settle, and the goal does not buy again."""
+    loaded = await paying_at_once(stage)
+    assert loaded.sap is not None
+    config = loaded.model_copy(update={"sap": loaded.sap.model_copy(update={"supplier": "17400001"})})
+    sap = stage.running.apps["sap"].sandbox
+    orders_before = len(sap.orders)
+    async with running_agent(stage.running.gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+        first = await loop.execute_cycle()
+        [task] = loop.state.tasks
+        assert task.status == "failed" and task.payment_id and not loop.state.open_tasks()
+        [note] = task.notes
+        assert note.startswith(f"paid 80 USDC to Frame Works (payment {task.payment_id}), but the purchase order")
+        assert "HTTP 400" in note and "17400001" in note and "a person places it by hand" in note
+        title = f"{task.id} failed after payment: the purchase order was refused"
+        assert title in [event.title for event in first.events]
+
+        second = await loop.execute_cycle()  # paid for, so on its way as far as the goal knows: no second purchase
+        assert [d.chosen.action for d in second.decisions if d.goal_id == "frames"] == ["hold"]
+        state = loop.state
+        assert [t.status for t in state.tasks] == ["failed"] and len(sap.orders) == orders_before
+        balance = await call_tool(stage, "wallet", "get_balance", address=state.wallet)
+        assert balance["total"] == "920"
+    async with AgentStore.open(stage.mesh.home / "agents.db") as store:
+        [entry] = [entry for _, entry in await store.audit(state.id) if entry.summary == title]
+        assert entry.data["payment_id"] == task.payment_id and entry.data["amount"] == 80_000_000
 
 
 def assert_no_secrets_stored(home: Path, agent_name: str) -> None:

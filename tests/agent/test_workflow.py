@@ -24,7 +24,7 @@ from agent.mesh import ActionFailedError, MeshClient
 from agent.run import run_agent, running_agent
 from agent.server import build_agent_server
 from agent.state import AgentStore, Goal, GoalType, Spend
-from agent.workflow import Workflow
+from agent.workflows.base import Workflow
 from gateway.aggregate import Gateway
 from gateway.launcher import running_mesh
 from servers.common.money import UsdcAmount, format_usdc, parse_usdc
