@@ -41,6 +41,9 @@ Availability = Literal["available", "busy"]
 Load = Annotated[int, Field(ge=0, le=100, description="Share of the agent's capacity in use, in percent")]
 Text = Annotated[str, Field(max_length=2000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+MediaType = Annotated[str, Field(max_length=128, description="A media type, e.g. application/json")]
+SchemeName = Annotated[str, Field(min_length=1, max_length=64)]
+Scope = Annotated[str, Field(max_length=128)]
 
 
 class _Strict(BaseModel):
@@ -59,8 +62,8 @@ class AgentSkill(_Strict):
     description: Text
     tags: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)]
     examples: Annotated[list[Text], Field(max_length=16)] = []
-    input_modes: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=16)] = []
-    output_modes: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=16)] = []
+    input_modes: Annotated[list[MediaType], Field(max_length=16)] = []
+    output_modes: Annotated[list[MediaType], Field(max_length=16)] = []
 
 
 class AgentCapabilities(_Strict):
@@ -111,11 +114,14 @@ class AgentCard(_Strict):
         description="Endpoints in order of preference; the first is the agent's endpoint"
     )
     capabilities: AgentCapabilities = AgentCapabilities()
-    default_input_modes: Annotated[list[str], Field(max_length=16)] = ["application/json"]
-    default_output_modes: Annotated[list[str], Field(max_length=16)] = ["application/json"]
+    default_input_modes: Annotated[list[MediaType], Field(max_length=16)] = ["application/json"]
+    default_output_modes: Annotated[list[MediaType], Field(max_length=16)] = ["application/json"]
     skills: Annotated[list[AgentSkill], Field(max_length=64)] = []
-    security_schemes: dict[str, SecurityScheme] = {}
-    security_requirements: Annotated[list[dict[str, list[str]]], Field(max_length=8)] = []
+    security_schemes: Annotated[dict[SchemeName, SecurityScheme], Field(max_length=8)] = {}
+    security_requirements: Annotated[
+        list[Annotated[dict[SchemeName, Annotated[list[Scope], Field(max_length=32)]], Field(max_length=8)]],
+        Field(max_length=8),
+    ] = []
     provider: AgentProvider | None = None
     documentation_url: Annotated[str, Field(max_length=2000)] | None = None
     mesh: MeshListing
