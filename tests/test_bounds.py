@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from gateway.launcher import Mesh, running_mesh
 from servers.common.identity import new_agent_did
 from servers.common.settings import MeshSettings
+from tests.agents import MeshAgent
 from tests.helpers import refused, scaled
 
 pytestmark = pytest.mark.anyio
@@ -88,6 +89,8 @@ async def test_every_free_form_tool_input_publishes_its_bound(mesh: Mesh) -> Non
 
 PAYER, PAYEE = Account.create().address, Account.create().address
 AGENT = new_agent_did()
+SKILL = {"id": "s", "name": "skill", "description": "d" * 2000, "tags": [], "examples": ["e" * 2000] * 16}
+CARD = MeshAgent("bulky", ["supplier_quotes"]).card().model_dump(mode="json") | {"skills": [SKILL] * 64}
 OVERSIZED: list[tuple[str, dict[str, Any], str]] = [
     (
         "governance_evaluate_action",
@@ -117,6 +120,11 @@ OVERSIZED: list[tuple[str, dict[str, Any], str]] = [
             "evidence": {"log": "x" * 50_000},
         },
         "evidence is 50010 bytes as JSON; at most 16384 bytes are accepted",
+    ),
+    (
+        "discovery_register_agent",
+        {"card": CARD, "signature": "0x" + "00" * 65},
+        "card is 2184081 bytes as JSON; at most 65536 bytes are accepted",
     ),
     (
         "salesforce_create_record",

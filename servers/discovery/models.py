@@ -9,10 +9,11 @@ The mesh's own fields travel beside them in `mesh` (A2A leaves registries free t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from servers.common.bounds import check_json
 from servers.common.identity import Address, AgentDid
 from servers.common.money import Usdc, UsdcPrice
 
@@ -106,7 +107,13 @@ class MeshListing(_Strict):
     issued_at: int = Field(ge=0, description="Unix seconds the card was signed; an update must be newer")
 
 
+MAX_CARD_BYTES = 65_536
+"""The most a card holds as JSON: each field is bounded, but 64 skills with 16 examples each would not be."""
+
+
 class AgentCard(_Strict):
+    """An A2A agent card with the mesh's listing: at most 65536 bytes as JSON in all."""
+
     name: Name
     description: Text
     version: Annotated[str, Field(min_length=1, max_length=64)]
@@ -125,6 +132,13 @@ class AgentCard(_Strict):
     provider: AgentProvider | None = None
     documentation_url: Annotated[str, Field(max_length=2000)] | None = None
     mesh: MeshListing
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        if isinstance(data, dict):  # as sent; an AgentCard already built has been checked
+            check_json(data, field="card", limit=MAX_CARD_BYTES, hint="describe skills briefly; link documentation")
+        return data
 
     @property
     def endpoint(self) -> str:
