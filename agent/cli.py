@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a sandbox Salesforce or SAP on loopback, for the adapters and their tests",
         description="Serve an emulator of the platform's API that enforces its rules (auth, required fields, "
         "errors, paging, CSRF for SAP), in memory. `stateset serve salesforce|sap` starts one by itself when no "
-        "credentials are configured. Test hooks are under /_emulator/.",
+        "credentials are configured. Test hooks are under /_emulator/, for loopback callers sending "
+        "Authorization: Bearer $STATESET_EMULATOR_TOKEN (unset: a random token, and the hooks stay closed).",
     )
     emulate_cmd.add_argument("platform", choices=sorted(EMULATORS), help="which platform")
     emulate_cmd.add_argument(
@@ -292,14 +293,14 @@ async def _agent(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[
     return await (run_agent if args.agent_command == "run" else serve_agent)(args, mesh, environ)
 
 
-async def _emulate(args: argparse.Namespace, _: MeshSettings, __: Mapping[str, str]) -> int:
+async def _emulate(args: argparse.Namespace, _: MeshSettings, environ: Mapping[str, str]) -> int:
     import logging
     from importlib import import_module
 
     from servers.common.transports import bound_url, listen, run_app
 
     sock = listen(args.host, args.port or DEFAULT_PORTS[args.platform] + 100)
-    app = import_module(EMULATORS[args.platform]).sandbox_app()
+    app = import_module(EMULATORS[args.platform]).sandbox_app(environ.get("STATESET_EMULATOR_TOKEN") or None)
     logging.getLogger("stateset").info(
         "%s emulator listening at %s (a sandbox: nothing here reaches a real system)", args.platform, bound_url(sock)
     )

@@ -64,6 +64,15 @@ def sign(account: LocalAccount, typed_data: dict[str, Any]) -> str:
     return "0x" + bytes(account.sign_message(encode_typed_data(full_message=typed_data)).signature).hex()
 
 
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def high_s_twin(signature: str) -> str:
+    """The other signature that verifies for the same key and data: (r, n - s) with v flipped (27 <-> 28)."""
+    r, s, v = signature[2:66], int(signature[66:130], 16), int(signature[130:], 16)
+    return f"0x{r}{SECP256K1_N - s:064x}{55 - v:02x}"
+
+
 async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
     """Wait until `check()` holds: for changes that reach another server through its follower. Up to 60 s (scaled):
     a follower that lost its peer retries with a backoff that grows to 30 s, and a loaded machine is slow besides."""

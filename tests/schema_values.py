@@ -113,7 +113,7 @@ def _object(draw: st.DrawFn, schema: dict[str, Any], root: dict[str, Any]) -> di
     drawn = {name: draw(values(properties[name], root)) for name in chosen}
     extra = schema.get("additionalProperties", True)
     patterns: dict[str, Any] = schema.get("patternProperties", {})
-    names = values(schema.get("propertyNames", {"type": "string"}), root)
+    names = values({"type": "string"} | schema.get("propertyNames", {}), root)  # pydantic leaves out the type
     wanted = max(schema.get("minProperties", 0) - len(drawn), 0)
     for pattern, value_schema in patterns.items():
         for _ in range(draw(st.integers(wanted, wanted + 2))):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from servers.common.bounds import MAX_JSON_DEPTH, json_within
+
+MAX_FIELDS = 800
+"""The most fields one call names or sets: Salesforce's own cap on the custom fields of an object."""
+MAX_RECORD_BYTES = 262_144
+"""The most a record's fields may hold as JSON: two long text areas at their 131,072-character limit."""
 
 SObjectName = Annotated[
     str,
@@ -21,8 +28,15 @@ RecordId = Annotated[
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")]
 Fields = Annotated[
     dict[FieldName, Any],
-    Field(min_length=1, description='Field API names and values, e.g. {"Company": "Acme"}'),
+    Field(
+        min_length=1,
+        max_length=MAX_FIELDS,
+        description='Field API names and values, e.g. {"Company": "Acme"}: at most '
+        f"{MAX_FIELDS} fields and {MAX_RECORD_BYTES} bytes as JSON, nested at most {MAX_JSON_DEPTH} deep",
+    ),
+    AfterValidator(json_within(MAX_RECORD_BYTES)),
 ]
+FieldNames = Annotated[list[FieldName], Field(max_length=MAX_FIELDS, description="Only these fields")]
 Amount = Annotated[
     str,
     Field(

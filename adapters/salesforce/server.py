@@ -10,7 +10,7 @@ from pydantic import Field
 from adapters.salesforce.adapter import SalesforceAdapter
 from adapters.salesforce.models import (
     Amount,
-    FieldName,
+    FieldNames,
     Fields,
     IdempotencyKey,
     LeadResult,
@@ -20,6 +20,7 @@ from adapters.salesforce.models import (
     RecordResult,
     SObjectName,
 )
+from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, to_json
 
@@ -30,6 +31,8 @@ query (SOQL, every page) work on any sObject. Pass an idempotency_key with a cre
 makes a second record. Salesforce's errors come back with their errorCode, message and fields.
 Changes to leads and opportunities are published on salesforce://events."""
 
+SOBJECT = UriParameter("sobject", SObjectName)
+RECORD_ID = UriParameter("record_id", RecordId)
 SANDBOX_NOTE = (
     "SANDBOX: no Salesforce credentials are configured, so this server talks to its built-in emulator, "
     "an empty org that lives in memory. Nothing here reaches a real Salesforce org.\n\n"
@@ -71,7 +74,7 @@ def build_server(adapter: SalesforceAdapter, feed: ChangeFeed) -> MCPServer[Any]
     async def get_record(
         sobject: SObjectName,
         id: RecordId,
-        fields: Annotated[list[FieldName] | None, Field(description="Only these fields")] = None,
+        fields: FieldNames | None = None,
     ) -> RecordResult:
         """One record by ID."""
         return await adapter.get_record(sobject, id, fields)
@@ -110,6 +113,6 @@ def build_server(adapter: SalesforceAdapter, feed: ChangeFeed) -> MCPServer[Any]
     async def record(sobject: str, record_id: str) -> str:
         """A record as Salesforce holds it now."""
         with resource_errors():
-            return to_json(await adapter.get_record(sobject, record_id))
+            return to_json(await adapter.get_record(SOBJECT(sobject), RECORD_ID(record_id)))
 
     return server

@@ -94,7 +94,7 @@ class PurchaseOrderChanges(BaseModel):
     payment_terms: Annotated[str, Field(max_length=4)] | None = None
     purchasing_group: Annotated[str, Field(max_length=3)] | None = None
     incoterms: Annotated[str, Field(max_length=3)] | None = None
-    items: list[ItemChange] = []
+    items: Annotated[list[ItemChange], Field(max_length=999, description="At most 999, as an order holds")] = []
 
 
 class PurchaseOrderItem(BaseModel):

@@ -20,6 +20,7 @@ from adapters.sap.models import (
     PurchaseOrderId,
     PurchaseOrderPage,
 )
+from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, to_json
 
@@ -36,6 +37,7 @@ row per plant, storage location, stock type and special stock. Compare `unrestri
 to notice low stock before ordering. A material SAP holds no stock for answers a zero total and no rows.
 The same JSON is the resource sap://stock/{material} (every plant)."""
 
+PURCHASE_ORDER = UriParameter("number", PurchaseOrderId)
 SANDBOX_NOTE = (
     "SANDBOX: no SAP system is configured, so this server talks to its built-in emulator, an empty system "
     "that lives in memory. Nothing here reaches a real SAP system.\n\n"
@@ -115,12 +117,12 @@ def build_server(adapter: SapAdapter, feed: ChangeFeed) -> MCPServer[Any]:
     async def purchase_order(number: str) -> str:
         """A purchase order as SAP holds it now."""
         with resource_errors():
-            return to_json(await adapter.get_purchase_order(number))
+            return to_json(await adapter.get_purchase_order(PURCHASE_ORDER(number)))
 
     @server.resource("sap://stock/{material}", title="Material stock", mime_type="application/json")
     async def material_stock(material: str) -> str:
         """A material's stock in every plant, as get_material_stock returns it."""
         with resource_errors():
-            return to_json(await adapter.get_material_stock(material))
+            return to_json(await adapter.get_material_stock(material))  # which checks it as the tool's pattern does
 
     return server

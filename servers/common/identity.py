@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import rfc8785
-from pydantic import PlainValidator, ValidationInfo, WithJsonSchema
+from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema
 
 from servers.common.errors import InvalidInputError
 
@@ -32,6 +32,18 @@ AGENT_DID_PREFIX = "did:stateset:agent:"
 
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+"""The order of secp256k1's group: for every signature (r, s), (r, n - s) with v flipped is valid too."""
+
+Signature = Annotated[
+    str,
+    Field(
+        max_length=132,
+        description="65-byte secp256k1 signature r, s, v as 0x followed by 130 hex digits, with low s (EIP-2) "
+        "and v 27 or 28, as eth_signTypedData_v4 returns it",
+    ),
+]
+"""A signature on input; `recover_signer` checks its form and who made it."""
 
 
 def parse_address(text: object, *, field: str = "address") -> str:
@@ -277,14 +289,27 @@ def recover_signer(data: TypedData, signature: object, *, field: str = "signatur
     """The checksummed address that produced `signature` over `data`.
 
     A well-formed signature over different data recovers some other address: callers compare the result
-    with the address they expect.
+    with the address they expect. Only one encoding of each signature is accepted, low s (EIP-2) and v
+    27 or 28, what every Ethereum signer produces: its twin (n - s, v flipped) or v as 0 or 1 would verify
+    too, and a second form of one signature must not pass for a second signature.
 
     Raises:
-        InvalidInputError: the signature is not 65 bytes of hex or is not a valid secp256k1 signature.
+        InvalidInputError: the signature is not 65 bytes of hex, not in that one form, or not a valid
+            secp256k1 signature.
     """
     if not isinstance(signature, str) or _SIGNATURE.fullmatch(signature) is None:
         raise InvalidInputError(
             f"{field} {_abbreviate(signature)} is not a signature", hint="use 0x followed by 130 hex digits (r, s, v)"
+        )
+    if int(signature[66:130], 16) > SECP256K1_N // 2:
+        raise InvalidInputError(
+            f"{field} {_abbreviate(signature)} has a high s value; only low-s signatures (EIP-2) are accepted",
+            hint="sign with a standard Ethereum signer, or replace s with n - s and flip v",
+        )
+    if signature[130:] not in ("1b", "1c", "1B", "1C"):
+        raise InvalidInputError(
+            f"{field} {_abbreviate(signature)} ends in v = {int(signature[130:], 16)}; v must be 27 or 28",
+            hint="add 27 to a v of 0 or 1",
         )
     from eth_account import Account
 

@@ -14,12 +14,13 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from servers.common.errors import MeshError
 from servers.common.home import PASSWORD_FILE, PEER_TOKEN_FILE
 from servers.common.identity import Signer
 from servers.common.logging import register_secret
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PASSWORD_ENV = "STATESET_KEYSTORE_PASSWORD"
+T = TypeVar("T")
 
 
 class KeystoreError(Exception):
@@ -135,26 +137,52 @@ def _address_of(keystore_json: str) -> str:
         return "an unknown address"
 
 
+DERIVATIONS_AT_ONCE = 2
+"""Key derivations (scrypt, about 256 MB of memory each at N = 2^18) a key ring runs at once."""
+DERIVATIONS_WAITING = 8
+"""Derivations that may wait for a turn; beyond them a request is refused as busy rather than queued."""
+
+
+class KeyRingBusyError(MeshError):
+    """Every derivation slot is taken and the queue is full: the caller should retry shortly."""
+
+
 class KeyRing:
     """Keys this process signs with: created here or opened from a keystore once, then kept in memory.
 
     Encryption and decryption run in a worker thread so the event loop keeps serving; concurrent first
-    uses of one keystore decrypt it once.
+    uses of one keystore decrypt it once. Each costs a scrypt derivation, memory-hard by design, so at
+    most `at_once` run together and `waiting` more queue for a turn; a request beyond them is refused
+    at once with `KeyRingBusyError` (twelve concurrent wallet creations once took 3.2 GB).
     """
 
-    def __init__(self, password: str, *, scrypt_n: int) -> None:
+    def __init__(
+        self,
+        password: str,
+        *,
+        scrypt_n: int,
+        at_once: int = DERIVATIONS_AT_ONCE,
+        waiting: int = DERIVATIONS_WAITING,
+    ) -> None:
         register_secret(password)
         self._password = password
         self._scrypt_n = scrypt_n
         self._signers: dict[str, Signer] = {}
         self._opening: dict[str, anyio.Lock] = {}
+        self._limiter = anyio.CapacityLimiter(at_once)
+        self._most = at_once + waiting
+        self._in_flight = 0
 
     async def create(self) -> tuple[Signer, str]:
-        """A fresh key and its keystore JSON, ready to store."""
+        """A fresh key and its keystore JSON, ready to store.
+
+        Raises:
+            KeyRingBusyError: too many derivations are running or waiting.
+        """
         from eth_account import Account
 
         account: LocalAccount = Account.create()
-        keystore = await anyio.to_thread.run_sync(
+        keystore = await self._derive(
             functools.partial(encrypt_account, account, self._password, scrypt_n=self._scrypt_n)
         )
         signer = self._signers[account.address] = Signer(account)
@@ -164,7 +192,11 @@ class KeyRing:
         return self._signers.get(address)
 
     async def open(self, address: str, keystore_json: str) -> Signer:
-        """The signer for `address`, decrypting its keystore on first use only."""
+        """The signer for `address`, decrypting its keystore on first use only.
+
+        Raises:
+            KeyRingBusyError: the keystore must be decrypted and too many derivations are running or waiting.
+        """
         signer = self._signers.get(address)
         if signer is not None:
             return signer
@@ -172,12 +204,25 @@ class KeyRing:
         async with lock:
             signer = self._signers.get(address)
             if signer is None:
-                account = await anyio.to_thread.run_sync(decrypt_account, keystore_json, self._password)
+                account = await self._derive(functools.partial(decrypt_account, keystore_json, self._password))
                 if account.address != address:
                     raise KeystoreError(f"the keystore stored for {address} holds a different key")
                 signer = self._signers[address] = Signer(account)
         self._opening.pop(address, None)
         return signer
+
+    async def _derive(self, work: Callable[[], T]) -> T:
+        """Run one scrypt derivation in a worker thread, at most `at_once` together, or refuse as busy."""
+        if self._in_flight >= self._most:
+            raise KeyRingBusyError(
+                f"{self._in_flight} key derivations are running or waiting, the most this server takes at once",
+                hint="retry in a few seconds",
+            )
+        self._in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(work, limiter=self._limiter)
+        finally:
+            self._in_flight -= 1
 
 
 _SERVER_KEYS: dict[Path, Signer] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from servers.common.identity import Address, Signer, TypedData, mesh_domain
+from servers.common.identity import Address, Signature, Signer, TypedData, mesh_domain
 from servers.common.money import UsdcAmount
 
 APPROVAL_FIELDS = (
@@ -37,7 +37,7 @@ class ApprovalReceipt(BaseModel):
     payee: Address
     amount: UsdcAmount
     expires_at: int = Field(ge=0, description="Unix seconds after which the receipt is void")
-    signature: str = Field(description="65-byte EIP-712 signature, 0x-hex, by the governance address")
+    signature: Signature = Field(description="65-byte EIP-712 signature, 0x-hex, by the governance address")
 
     def typed_data(self, chain_id: int) -> TypedData:
         return approval_receipt(
@@ -105,7 +105,7 @@ class SlashOrder(BaseModel):
     amount: UsdcAmount = Field(description="The most to take from the stake")
     recipient: Address = Field(description="Where the slashed stake goes")
     expires_at: int = Field(ge=0, description="Unix seconds after which the order is void")
-    signature: str = Field(description="65-byte EIP-712 signature, 0x-hex, by the reputation server's address")
+    signature: Signature = Field(description="65-byte EIP-712 signature, 0x-hex, by the reputation server's address")
 
     def typed_data(self, chain_id: int) -> TypedData:
         return slash_order(

@@ -69,6 +69,12 @@ def argument_problems(error: ValidationError) -> str:
             problems.append(f"{where} is required")
         elif problem["type"] == "extra_forbidden":
             problems.append(f"{where} is not a known argument or field")
+        elif problem["type"] in ("string_too_long", "too_long"):  # pydantic names the limit, not always the size
+            unit = "characters" if problem["type"] == "string_too_long" else "items"
+            size, limit = len(problem["input"]), problem["ctx"]["max_length"]
+            problems.append(
+                f"{where} {_shown(problem['input'])} holds {size} {unit}; at most {limit} {unit} are accepted"
+            )
         else:
             problems.append(f"{where} {_shown(problem['input'])}: {problem['msg'][:1].lower()}{problem['msg'][1:]}")
     return "; ".join(problems)

@@ -9,10 +9,11 @@ The mesh's own fields travel beside them in `mesh` (A2A leaves registries free t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from servers.common.bounds import check_json
 from servers.common.identity import Address, AgentDid
 from servers.common.money import Usdc, UsdcPrice
 
@@ -41,6 +42,9 @@ Availability = Literal["available", "busy"]
 Load = Annotated[int, Field(ge=0, le=100, description="Share of the agent's capacity in use, in percent")]
 Text = Annotated[str, Field(max_length=2000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+MediaType = Annotated[str, Field(max_length=128, description="A media type, e.g. application/json")]
+SchemeName = Annotated[str, Field(min_length=1, max_length=64)]
+Scope = Annotated[str, Field(max_length=128)]
 
 
 class _Strict(BaseModel):
@@ -59,8 +63,8 @@ class AgentSkill(_Strict):
     description: Text
     tags: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=32)]
     examples: Annotated[list[Text], Field(max_length=16)] = []
-    input_modes: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=16)] = []
-    output_modes: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=16)] = []
+    input_modes: Annotated[list[MediaType], Field(max_length=16)] = []
+    output_modes: Annotated[list[MediaType], Field(max_length=16)] = []
 
 
 class AgentCapabilities(_Strict):
@@ -103,7 +107,13 @@ class MeshListing(_Strict):
     issued_at: int = Field(ge=0, description="Unix seconds the card was signed; an update must be newer")
 
 
+MAX_CARD_BYTES = 65_536
+"""The most a card holds as JSON: each field is bounded, but 64 skills with 16 examples each would not be."""
+
+
 class AgentCard(_Strict):
+    """An A2A agent card with the mesh's listing: at most 65536 bytes as JSON in all."""
+
     name: Name
     description: Text
     version: Annotated[str, Field(min_length=1, max_length=64)]
@@ -111,14 +121,24 @@ class AgentCard(_Strict):
         description="Endpoints in order of preference; the first is the agent's endpoint"
     )
     capabilities: AgentCapabilities = AgentCapabilities()
-    default_input_modes: Annotated[list[str], Field(max_length=16)] = ["application/json"]
-    default_output_modes: Annotated[list[str], Field(max_length=16)] = ["application/json"]
+    default_input_modes: Annotated[list[MediaType], Field(max_length=16)] = ["application/json"]
+    default_output_modes: Annotated[list[MediaType], Field(max_length=16)] = ["application/json"]
     skills: Annotated[list[AgentSkill], Field(max_length=64)] = []
-    security_schemes: dict[str, SecurityScheme] = {}
-    security_requirements: Annotated[list[dict[str, list[str]]], Field(max_length=8)] = []
+    security_schemes: Annotated[dict[SchemeName, SecurityScheme], Field(max_length=8)] = {}
+    security_requirements: Annotated[
+        list[Annotated[dict[SchemeName, Annotated[list[Scope], Field(max_length=32)]], Field(max_length=8)]],
+        Field(max_length=8),
+    ] = []
     provider: AgentProvider | None = None
     documentation_url: Annotated[str, Field(max_length=2000)] | None = None
     mesh: MeshListing
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        if isinstance(data, dict):  # as sent; an AgentCard already built has been checked
+            check_json(data, field="card", limit=MAX_CARD_BYTES, hint="describe skills briefly; link documentation")
+        return data
 
     @property
     def endpoint(self) -> str:

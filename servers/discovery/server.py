@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
-from servers.common.identity import AgentDid
+from servers.common.identity import AgentDid, Signature
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, serve_change_log, to_json
 from servers.discovery.models import (
     AgentCard,
@@ -35,7 +36,10 @@ bound, 0-100), maximum price, region and availability, most suitable first. coor
 task (its own subtasks, or a template) and assigns each subtask an agent and backups of other owners."""
 
 NO_REQUIREMENTS = Requirements()
-Signature = Annotated[str, Field(description="65-byte EIP-712 signature, 0x-hex, by the agent's registered key")]
+AgentSignature = Annotated[
+    Signature, Field(description="65-byte EIP-712 signature, 0x-hex, by the agent's registered key")
+]
+AGENT_ID = UriParameter("agent_id", AgentDid)
 SignedAt = Annotated[int, Field(ge=0, description="Unix seconds when signed; must be within the accepted skew")]
 
 
@@ -45,7 +49,7 @@ def build_server(service: DiscoveryService, feed: ChangeFeed) -> MCPServer[Any]:
     @server.tool(annotations=SET)
     async def register_agent(
         card: AgentCard,
-        signature: Annotated[str, Field(description="EIP-712 AgentCard signature by card.mesh.address")],
+        signature: Annotated[Signature, Field(description="EIP-712 AgentCard signature by card.mesh.address")],
     ) -> Registration:
         """List an agent, or update its card (a newer issued_at, same key). Starts its lease."""
         return await service.register_agent(card, signature)
@@ -54,7 +58,7 @@ def build_server(service: DiscoveryService, feed: ChangeFeed) -> MCPServer[Any]:
     async def heartbeat(
         agent_id: AgentDid,
         at: SignedAt,
-        signature: Signature,
+        signature: AgentSignature,
         load: Load = 0,
         availability: Availability = "available",
     ) -> Lease:
@@ -62,7 +66,7 @@ def build_server(service: DiscoveryService, feed: ChangeFeed) -> MCPServer[Any]:
         return await service.heartbeat(agent_id, at=at, load=load, availability=availability, signature=signature)
 
     @server.tool(annotations=SET)
-    async def deregister_agent(agent_id: AgentDid, at: SignedAt, signature: Signature) -> Deregistration:
+    async def deregister_agent(agent_id: AgentDid, at: SignedAt, signature: AgentSignature) -> Deregistration:
         """Remove the agent from the registry; signed EIP-712 Deregistration(agentId, at)."""
         return await service.deregister_agent(agent_id, at=at, signature=signature)
 
@@ -96,7 +100,7 @@ def build_server(service: DiscoveryService, feed: ChangeFeed) -> MCPServer[Any]:
     async def agent(agent_id: str) -> str:
         """One agent's card, status and reputation."""
         with resource_errors():
-            return to_json(await service.get_agent(agent_id))
+            return to_json(await service.get_agent(AGENT_ID(agent_id)))
 
     @server.resource("discovery://capabilities", title="Capabilities", mime_type="application/json")
     async def capabilities() -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from servers.common.bounds import MAX_JSON_DEPTH, json_within
 from servers.common.identity import Address
 from servers.common.money import Usdc, UsdcAmount
 from servers.common.receipts import ApprovalReceipt
@@ -15,6 +16,20 @@ Outcome = Literal["approved", "denied", "pending_approval"]
 RiskLevel = Literal["low", "medium", "high", "critical"]
 ThreatLevel = Literal["none", "low", "elevated", "critical"]
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
+MAX_PAYLOAD_BYTES = 16_384
+"""The most an action's payload may hold as JSON: line items and references, not documents."""
+MAX_PAYLOAD_KEYS = 64
+AgentId = Annotated[str, Field(max_length=128, description="The acting agent, did:stateset:agent:<uuid>")]
+DecisionId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A decision id (dec_ and 32 hex digits), as decided")
+]
+ApprovalId = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="approval.approval_id from the pending decision"),
+]
+Approver = Annotated[
+    str, Field(max_length=128, description="The approver's address or agent DID, as listed in the workflow")
+]
 STANDARD_ACTION_TYPES = (
     "payment",
     "purchase_order",
@@ -42,8 +57,14 @@ class Action(BaseModel):
     )
     category: str | None = Field(default=None, max_length=64, description="Spending category, e.g. office_supplies")
     payer: Address | None = Field(default=None, description="For payments: the paying wallet's address")
-    payload: dict[str, Any] = Field(
-        default_factory=dict, description="Anything else; `jurisdiction` (ISO 3166 alpha-2) is checked"
+    payload: Annotated[
+        dict[Annotated[str, Field(max_length=64)], Any],
+        Field(max_length=MAX_PAYLOAD_KEYS),
+        AfterValidator(json_within(MAX_PAYLOAD_BYTES, hint="keep documents elsewhere and pass a reference")),
+    ] = Field(
+        default_factory=dict,
+        description="Anything else; `jurisdiction` (ISO 3166 alpha-2) is checked. At most "
+        f"{MAX_PAYLOAD_KEYS} keys and {MAX_PAYLOAD_BYTES} bytes as JSON, nested at most {MAX_JSON_DEPTH} deep",
     )
 
 
@@ -146,11 +167,11 @@ class PolicyView(BaseModel):
 class AgentProfile(BaseModel):
     """What governance knows of an agent; fed by discovery, reputation and the security manager."""
 
-    agent_id: str = Field(description="did:stateset:agent:<uuid>")
+    agent_id: str = Field(max_length=128, description="did:stateset:agent:<uuid>")
     owner: str | None = Field(
         default=None, max_length=128, description="Who owns the agent; same-owner agents may not approve each other"
     )
-    address: str | None = Field(default=None, description="The agent's wallet address")
+    address: str | None = Field(default=None, max_length=42, description="The agent's wallet address")
     reputation: float | None = Field(default=None, ge=0, le=100)
     threat_level: ThreatLevel = "none"
 

@@ -1,11 +1,13 @@
 """A policy's text, read within bounds. Pure.
 
 Anyone with the admin scope may send a policy, so reading one is bounded before it costs anything:
-at most MAX_POLICY_BYTES of text, nested at most MAX_POLICY_DEPTH deep (checked on the parser's event
-stream, before the document is built), and at most MAX_POLICY_VALUES values once YAML aliases are
-expanded (a few hundred bytes of nested aliases, "billion laughs", would otherwise expand to billions).
-Within these bounds the worst document is read in milliseconds; the caller still runs `load_policy`
-off the event loop.
+at most MAX_POLICY_BYTES of text, nested at most MAX_POLICY_DEPTH deep, and no YAML anchors or aliases
+(checked on the parser's event stream, before the document is built). A policy is plain data; an alias
+only multiplies it: 345 bytes of nested aliases ("billion laughs") once stalled the mesh for 8 s and
+answered 72 MB, and even a bounded expansion turns a few hundred bytes into megabytes that are stored
+and served back. A policy sent as an object is held to the same bounds once parsed: MAX_POLICY_VALUES
+values and MAX_POLICY_BYTES of text. Within them the worst document is read in milliseconds; the caller
+still runs `load_policy` off the event loop.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ MAX_POLICY_DEPTH = 16
 """The deepest nesting of mappings and lists; the schema's deepest path (rules.<type>[i].when.during.days)
 nests 6 deep."""
 MAX_POLICY_VALUES = 10_000
-"""The most values (scalars, lists and mappings) in a policy once aliases are expanded."""
+"""The most values (scalars, lists and mappings) in a policy."""
 MAX_EXACT_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exact (RFC 8785, I-JSON)
 
 
@@ -76,33 +78,25 @@ def parse_document(text: str) -> dict[str, Any]:
 
 
 def _check_shape(text: str) -> None:
-    """Refuse text nested deeper than MAX_POLICY_DEPTH or holding more than MAX_POLICY_VALUES values (an
-    alias counts as the values its anchor holds), reading the parser's events: before any value is built."""
-    depth, values = 0, 0
-    open_anchors: list[tuple[str | None, int]] = []  # each open collection's anchor, and the count at its start
-    sizes: dict[str, int] = {}  # values under each anchor seen so far
+    """Refuse text nested deeper than MAX_POLICY_DEPTH or holding a YAML anchor or alias, reading the
+    parser's events: before any value is built."""
+    depth = 0
     try:
         for event in yaml.parse(text, Loader=_BaseLoader):
-            if isinstance(event, yaml.AliasEvent):
-                values += sizes.get(str(event.anchor), 1)
-            elif isinstance(event, yaml.ScalarEvent):
-                values += 1
-                if event.anchor is not None:
-                    sizes[event.anchor] = 1
-            elif isinstance(event, _COLLECTION_START):
-                depth, values = depth + 1, values + 1
-                open_anchors.append((event.anchor, values))
+            if isinstance(event, yaml.NodeEvent) and event.anchor is not None:  # aliases are node events too
+                mark, alias = event.start_mark, isinstance(event, yaml.AliasEvent)
+                raise PolicyError(
+                    f"the policy {'uses the YAML alias *' if alias else 'sets the YAML anchor &'}{event.anchor} "
+                    f"{_where(mark)}; a policy is plain data, "
+                    "so YAML anchors and aliases are refused",
+                    hint="write the repeated value out where it is used",
+                )
+            if isinstance(event, _COLLECTION_START):
+                depth += 1
                 if depth > MAX_POLICY_DEPTH:
                     _too_deep(event.start_mark)
             elif isinstance(event, _COLLECTION_END):
-                anchor, start = open_anchors.pop()
-                if anchor is not None:
-                    sizes[anchor] = values - start + 1
                 depth -= 1
-            if values > MAX_POLICY_VALUES:
-                raise PolicyError(
-                    f"the policy holds more than {MAX_POLICY_VALUES} values (counting each YAML alias's expansion)"
-                )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         if mark is not None and "nesting depth" in str(getattr(exc, "problem", "")):
@@ -110,38 +104,42 @@ def _check_shape(text: str) -> None:
         raise
 
 
-def _too_deep(mark: Any) -> NoReturn:  # a yaml.Mark, or libyaml's own Mark class
+def _where(mark: Any) -> str:  # a yaml.Mark, or libyaml's own Mark class
+    return f"at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _too_deep(mark: Any) -> NoReturn:
     raise PolicyError(
-        f"the policy nests more than {MAX_POLICY_DEPTH} levels deep at line {mark.line + 1}, column {mark.column + 1}",
+        f"the policy nests more than {MAX_POLICY_DEPTH} levels deep {_where(mark)}",
         hint="a policy nests at most 6 levels (rules.<type>[i].when.during.days)",
     )
 
 
 def check_plain_data(document: Mapping[str, Any]) -> str | None:
-    """Refuse what no policy holds, naming the path: more than MAX_POLICY_VALUES values (counting each
-    alias's expansion), nesting beyond MAX_POLICY_DEPTH, keys that are not text, values that are not JSON
-    (dates, binary), text that is not Unicode. Stops at the first, so it costs at most MAX_POLICY_VALUES steps.
+    """Refuse what no policy holds, naming the path: more than MAX_POLICY_VALUES values or MAX_POLICY_BYTES
+    of text (keys and strings), nesting beyond MAX_POLICY_DEPTH, keys that are not text, values that are not
+    JSON (dates, binary), text that is not Unicode. Stops at the first, so it costs at most MAX_POLICY_VALUES
+    steps.
 
     Returns the first number canonical JSON cannot carry (not finite, or an integer beyond ±2**53 - 1), to
     report once the schema has had its say: an unquoted address reads as a huge integer, and the schema
     explains that better.
     """
-    budget, number = MAX_POLICY_VALUES, None
+    budget, text, number = MAX_POLICY_VALUES, MAX_POLICY_BYTES, None
     stack: list[tuple[str, Any, int]] = [("", document, 0)]
     while stack:
         path, value, depth = stack.pop()
         where = path or "policy"
         budget -= 1
         if budget < 0:
-            raise PolicyError(
-                f"the policy holds more than {MAX_POLICY_VALUES} values (counting each YAML alias's expansion)"
-            )
+            raise PolicyError(f"the policy holds more than {MAX_POLICY_VALUES} values")
         if depth > MAX_POLICY_DEPTH:
             raise PolicyError(f"{where}: the policy nests more than {MAX_POLICY_DEPTH} levels deep")
         if isinstance(value, Mapping):
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise PolicyError(f"{where}: the key {shown(key)} is not text; quote it")
+                text -= len(key)
                 stack.append((f"{path}.{key}" if path else key, item, depth + 1))
         elif isinstance(value, list):
             stack.extend((f"{path}[{index}]", item, depth + 1) for index, item in enumerate(value))
@@ -154,6 +152,7 @@ def check_plain_data(document: Mapping[str, Any]) -> str | None:
             if not math.isfinite(value) and number is None:
                 number = f"{where}: {value} is not a finite number"
         elif isinstance(value, str):
+            text -= len(value)
             if not value.isascii():
                 try:
                     value.encode("utf-8")
@@ -161,6 +160,8 @@ def check_plain_data(document: Mapping[str, Any]) -> str | None:
                     raise PolicyError(f"{where}: the text holds a lone surrogate, which is not Unicode") from None
         else:
             raise PolicyError(f"{where}: {_describe(value)} is not JSON data; quote it to keep it as text")
+        if text < 0:
+            raise PolicyError(f"the policy holds more than {MAX_POLICY_BYTES} characters of keys and text")
     return number
 
 

@@ -10,12 +10,26 @@ from mcp.server.mcpserver import AcceptedElicitation, Elicit, ElicitationResult,
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from servers.common.bounds import UriParameter
 from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
+from servers.common.identity import Signature
 from servers.common.money import format_usdc
 from servers.common.surface import CREATE, READ, SET, new_server, require_scope, resource_errors, to_json
-from servers.governance.models import Action, AgentProfile, AuditReport, Decision, Explanation, PolicyView
+from servers.governance.models import (
+    Action,
+    AgentId,
+    AgentProfile,
+    ApprovalId,
+    Approver,
+    AuditReport,
+    Decision,
+    DecisionId,
+    Explanation,
+    PolicyView,
+)
 from servers.governance.policy import HOST
+from servers.governance.policy_text import MAX_POLICY_BYTES, MAX_POLICY_DEPTH, MAX_POLICY_VALUES
 from servers.governance.service import GovernanceService
 from servers.governance.settings import ADMIN_SCOPE, HOST_SCOPE
 
@@ -28,8 +42,7 @@ explain for a dry run. Approvers vote with submit_approval / reject_approval (an
 the request) or, for the person at this host, ask_host_approval."""
 
 VOTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-AgentId = Annotated[str, Field(description="The acting agent, did:stateset:agent:<uuid>")]
-ApprovalId = Annotated[str, Field(description="approval.approval_id from the pending decision")]
+DECISION_ID = UriParameter("decision_id", DecisionId)
 
 
 class HostVote(BaseModel):
@@ -54,8 +67,8 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
     @server.tool(annotations=VOTE)
     async def submit_approval(
         approval_id: ApprovalId,
-        approver: Annotated[str, Field(description="The approver's address, as listed in the workflow")],
-        signature: Annotated[str, Field(description="EIP-712 signature over approval.to_sign.approve")],
+        approver: Approver,
+        signature: Annotated[Signature, Field(description="EIP-712 signature over approval.to_sign.approve")],
     ) -> Decision:
         """Approve a pending request; at the quorum the decision is approved and a payment's receipt issued."""
         return await service.vote(approval_id, approver, signature, approve=True)
@@ -63,8 +76,8 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
     @server.tool(annotations=VOTE)
     async def reject_approval(
         approval_id: ApprovalId,
-        approver: Annotated[str, Field(description="The approver's address, as listed in the workflow")],
-        signature: Annotated[str, Field(description="EIP-712 signature over approval.to_sign.reject")],
+        approver: Approver,
+        signature: Annotated[Signature, Field(description="EIP-712 signature over approval.to_sign.reject")],
     ) -> Decision:
         """Reject a pending request; one rejection denies it."""
         return await service.vote(approval_id, approver, signature, approve=False)
@@ -94,7 +107,7 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
         return await service.vote(approval_id, HOST, None, approve=answer.data.approve)
 
     @server.tool(annotations=READ)
-    async def get_decision(decision_id: str) -> Decision:
+    async def get_decision(decision_id: DecisionId) -> Decision:
         """A decision record as it stands now (a pending one may since have been approved, rejected or expired)."""
         return await service.get_decision(decision_id)
 
@@ -111,7 +124,11 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
     @server.tool(annotations=SET)
     async def set_policy(
         policy: Annotated[
-            str | dict[str, Any], Field(description="The policy document, as YAML or JSON text or an object")
+            str | dict[str, Any],
+            Field(
+                description=f"The policy document, as YAML or JSON text or an object: at most {MAX_POLICY_BYTES} "
+                f"bytes, {MAX_POLICY_VALUES} values, nested at most {MAX_POLICY_DEPTH} deep; no YAML anchors or aliases"
+            ),
         ],
     ) -> PolicyView:
         """Validate and activate a policy (admin only). Errors name the path and what is allowed there."""
@@ -143,7 +160,7 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
     async def decision(decision_id: str) -> str:
         """One decision record."""
         with resource_errors():
-            return to_json(await service.get_decision(decision_id))
+            return to_json(await service.get_decision(DECISION_ID(decision_id)))
 
     @server.resource("governance://audit", title="Audit log", mime_type="application/json")
     async def audit() -> str:

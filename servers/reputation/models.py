@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from servers.common.bounds import MAX_JSON_DEPTH, json_within
 from servers.common.money import Usdc
 from servers.reputation.scoring import Dimension
 
@@ -22,22 +22,20 @@ InteractionId = Annotated[
     str, Field(min_length=1, max_length=128, description="The interaction rated: a task, message or payment id")
 ]
 MAX_EVIDENCE_BYTES = 16_384
-
-
-def _bounded(evidence: Any) -> Any:
-    size = len(json.dumps(evidence))
-    if size > MAX_EVIDENCE_BYTES:
-        raise ValueError(
-            f"evidence is {size} bytes of JSON, more than the {MAX_EVIDENCE_BYTES} kept; "
-            "store it elsewhere and pass its location and hash (feedback_uri, feedback_hash)"
-        )
-    return evidence
-
+"""The most evidence kept with a rating or a violation, as JSON; a larger file goes to feedback_uri."""
 
 Evidence = Annotated[
     dict[str, Any] | str | None,
-    AfterValidator(_bounded),
-    Field(description="What the rating rests on (JSON or text, kept with it and bound by the signature)"),
+    AfterValidator(
+        json_within(
+            MAX_EVIDENCE_BYTES,
+            hint="store it elsewhere and pass its location and hash (feedback_uri, feedback_hash)",
+        )
+    ),
+    Field(
+        description="What the rating rests on (JSON or text, kept with it and bound by the signature): at most "
+        f"{MAX_EVIDENCE_BYTES} bytes as JSON, nested at most {MAX_JSON_DEPTH} deep"
+    ),
 ]
 Bytes32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")]
 

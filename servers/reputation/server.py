@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
-from servers.common.identity import AgentDid
+from servers.common.identity import AgentDid, Signature
 from servers.common.money import UsdcAmount
 from servers.common.surface import (
     CREATE,
@@ -46,6 +47,7 @@ other. slash_reputation records a violation once per incident id and slashes the
 wallet. Subscribe to reputation://agents/{id} or reputation://events to hear of changes."""
 
 NO_FEEDBACK = Feedback()
+AGENT_ID = UriParameter("agent_id", AgentDid)
 
 
 def build_server(service: ReputationService, feed: ChangeFeed) -> MCPServer[Any]:
@@ -57,7 +59,7 @@ def build_server(service: ReputationService, feed: ChangeFeed) -> MCPServer[Any]
         rater_id: Annotated[AgentDid, Field(description="The agent rating it")],
         interaction_id: InteractionId,
         outcomes: Outcomes,
-        signature: Annotated[str, Field(description="EIP-712 Rating signature by the rater's registered key")],
+        signature: Annotated[Signature, Field(description="EIP-712 Rating signature by the rater's registered key")],
         evidence: Evidence = None,
         feedback: Annotated[Feedback, Field(description="ERC-8004 feedback fields")] = NO_FEEDBACK,
     ) -> RatingReceipt:
@@ -125,7 +127,7 @@ def build_server(service: ReputationService, feed: ChangeFeed) -> MCPServer[Any]
     async def agent(agent_id: str) -> str:
         """One agent's score and lower bound now, overall and per dimension."""
         with resource_errors():
-            return to_json(await service.get_reputation(agent_id))
+            return to_json(await service.get_reputation(AGENT_ID(agent_id)))
 
     @server.resource("reputation://leaderboard", title="Leaderboard", mime_type="application/json")
     async def leaderboard() -> str:

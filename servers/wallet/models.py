@@ -34,7 +34,14 @@ EntryKind = Literal[
     "slash",
 ]
 
+MAX_LABEL = 64
+Label = Annotated[str, Field(max_length=MAX_LABEL, description="A name for people, 1 to 64 characters")]
 Memo = Annotated[str, Field(max_length=256, description="Free text kept with the payment, at most 256 characters")]
+ProposalId = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A proposal id (prop_ and 32 hex digits), as proposed"),
+]
+Cursor = Annotated[str, Field(max_length=64, description="next_cursor from the previous page")]
 IdempotencyKey = Annotated[
     str,
     Field(

@@ -7,20 +7,24 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
-from servers.common.identity import Address, parse_address
+from servers.common.identity import Address, AgentDid, Signature, parse_address
 from servers.common.money import UsdcAmount
 from servers.common.surface import CREATE, MOVE_MONEY, READ, REBALANCE, SET, new_server, resource_errors, to_json
 from servers.wallet.limits import MultiSig, SpendingRules
 from servers.wallet.models import (
     ApprovalReceipt,
     Balance,
+    Cursor,
     IdempotencyKey,
+    Label,
     Limits,
     Memo,
     MultiSigPolicy,
     PaymentReceipt,
     Proposal,
+    ProposalId,
     SlashOrder,
     SlashResult,
     TransactionPage,
@@ -40,6 +44,7 @@ approval_required_above need a governance approval receipt. Read wallet://{addre
 subscribe to it to follow changes."""
 
 WalletAddress = Annotated[Address, Field(description="The wallet's address")]
+PROPOSAL_ID = UriParameter("proposal_id", ProposalId)
 
 
 def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
@@ -47,10 +52,10 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
 
     @server.tool(annotations=CREATE)
     async def create_wallet(
-        label: Annotated[str, Field(description="A name for people, 1 to 64 characters")],
+        label: Label,
         daily_limit: Annotated[UsdcAmount, Field(description="Most that may leave the wallet in any 24 hours")],
         per_transaction_limit: Annotated[UsdcAmount, Field(description="Most that one payment may move")],
-        owner: Annotated[str | None, Field(description="The owning agent, did:stateset:agent:<uuid>")] = None,
+        owner: Annotated[AgentDid | None, Field(description="The owning agent, did:stateset:agent:<uuid>")] = None,
         multi_sig: Annotated[
             MultiSigPolicy | None, Field(description="Co-signers required for payments at or above `above`")
         ] = None,
@@ -119,7 +124,7 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
     async def list_transactions(
         address: WalletAddress,
         limit: Annotated[int, Field(ge=1, le=100, description="Entries per page")] = 20,
-        cursor: Annotated[str | None, Field(description="next_cursor from the previous page")] = None,
+        cursor: Cursor | None = None,
     ) -> TransactionPage:
         """A wallet's history, newest first, one page at a time."""
         return await service.list_transactions(address, limit=limit, cursor=cursor)
@@ -151,9 +156,11 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
 
     @server.tool(annotations=MOVE_MONEY)
     async def sign_proposal(
-        proposal_id: str,
+        proposal_id: ProposalId,
         signer: Annotated[Address, Field(description="One of the wallet's multi-sig signers")],
-        signature: Annotated[str, Field(description="The signer's EIP-712 signature over the proposal's typed_data")],
+        signature: Annotated[
+            Signature, Field(description="The signer's EIP-712 signature over the proposal's typed_data")
+        ],
     ) -> Proposal:
         """Add a signer's signature to a proposal; the payment executes when the threshold is reached."""
         return await service.sign_proposal(proposal_id=proposal_id, signer=signer, signature=signature)
@@ -212,6 +219,6 @@ def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
     async def proposal(proposal_id: str) -> str:
         """A multi-sig proposal, its signatures and, once executed, its payment."""
         with resource_errors():
-            return to_json(await service.get_proposal(proposal_id))
+            return to_json(await service.get_proposal(PROPOSAL_ID(proposal_id)))
 
     return server

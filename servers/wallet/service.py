@@ -41,6 +41,7 @@ from servers.wallet.idempotency import PaymentRequest
 from servers.wallet.ledger import Balances
 from servers.wallet.limits import WINDOW_SECONDS, SpendingRules, check_spend
 from servers.wallet.models import (
+    MAX_LABEL,
     Allocation,
     ApprovalReceipt,
     Balance,
@@ -63,7 +64,6 @@ from servers.wallet.store import PaymentContext, ProposalRecord, WalletRecord, W
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
-MAX_LABEL = 64
 MAX_PAGE = 100
 
 

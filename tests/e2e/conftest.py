@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
@@ -60,7 +60,8 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Launch:
-    """A command to run that serves on a loopback `port`, ready once GET `ready` (a path) answers 200."""
+    """A command to run that serves on a loopback `port`, ready once GET `ready` (a path, sent with
+    `ready_headers`) answers 200."""
 
     command: list[str]
     port: int
@@ -68,6 +69,7 @@ class Launch:
     env: dict[str, str]
     log: Path
     name: str
+    ready_headers: dict[str, str] = field(default_factory=dict)
 
 
 class Running:
@@ -75,7 +77,7 @@ class Running:
 
     def __init__(self, launch: Launch) -> None:
         self.port, self.log, self.name = launch.port, launch.log, launch.name
-        self.ready = f"{self.base}{launch.ready}"
+        self.ready, self.ready_headers = f"{self.base}{launch.ready}", launch.ready_headers
         launch.log.parent.mkdir(parents=True, exist_ok=True)
         with launch.log.open("ab") as sink:  # a restart on the same port adds to the log of the first run
             self.process = subprocess.Popen(launch.command, env=launch.env, stdout=sink, stderr=subprocess.STDOUT)
@@ -97,7 +99,7 @@ class Running:
             if self.process.poll() is not None:
                 pytest.fail(f"{self.name} exited with {self.process.returncode} before it was ready:\n{self.tail()}")
             try:
-                if httpx2.get(self.ready, timeout=left).status_code == 200:
+                if httpx2.get(self.ready, headers=self.ready_headers, timeout=left).status_code == 200:
                     return
             except httpx2.TransportError:
                 pass

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import httpx2
@@ -25,15 +26,20 @@ ORDER = {
 }
 
 
+CONTROL_TOKEN = secrets.token_urlsafe(32)
+HOOKS = {"Authorization": f"Bearer {CONTROL_TOKEN}"}  # the emulators' test hooks answer only their control token
+
+
 def emulator(home: Path, platform: str) -> Launch:
     port = free_port()
     return Launch(
         [STATESET, "emulate", platform, "--port", str(port)],
         port=port,
         ready="/_emulator/requests",
-        env=child_env(home),
+        env=child_env(home, STATESET_EMULATOR_TOKEN=CONTROL_TOKEN),
         log=home / f"emulator-{platform}.log",
         name=f"the {platform} emulator",
+        ready_headers=HOOKS,
     )
 
 
@@ -77,9 +83,11 @@ async def test_configured_for_emulators_in_their_own_processes_through_faults(tm
             return served(home, "--transport", "http", env=child_env(home, **settings), server=name)
 
         with launched(adapter("salesforce"), adapter("sap")) as (salesforce, sap):
+            assert httpx2.post(f"{sf_url}/_emulator/faults", json={"status": 503}, timeout=STEP).status_code == 401
             httpx2.post(
                 f"{sf_url}/_emulator/faults",
                 json={"status": 503, "code": "SERVER_UNAVAILABLE", "times": 2},
+                headers=HOOKS,
                 timeout=STEP,
             )
             async with Client(f"{salesforce.base}/mcp", read_timeout_seconds=STEP) as client:
@@ -93,20 +101,20 @@ async def test_configured_for_emulators_in_their_own_processes_through_faults(tm
                 assert lead["id"] == again["id"] and not again["created"]
                 limits = await call(client, "get_limits")
                 assert limits["sandbox"] is False and limits["api_version"] == "66.0"
-                httpx2.post(f"{sf_url}/_emulator/expire-tokens", timeout=STEP)
+                httpx2.post(f"{sf_url}/_emulator/expire-tokens", headers=HOOKS, timeout=STEP)
                 message = await refused(client, "create_record", sobject="Lead", fields={"Company": "Nameless"})
                 assert "REQUIRED_FIELD_MISSING: Required fields are missing: [LastName] (fields: LastName)" in message
             creates = [
                 r
-                for r in httpx2.get(f"{sf_url}/_emulator/requests", timeout=STEP).json()
+                for r in httpx2.get(f"{sf_url}/_emulator/requests", headers=HOOKS, timeout=STEP).json()
                 if r["method"] in ("POST", "PATCH") and "/sobjects/Lead" in r["path"]
             ]
             assert [r["path"].rsplit("/", 1)[-1] for r in creates].count("k-1") == 3  # 503, 503, then created once
-            httpx2.post(f"{sap_url}/_emulator/expire-sessions", timeout=STEP)
+            httpx2.post(f"{sap_url}/_emulator/expire-sessions", headers=HOOKS, timeout=STEP)
             async with Client(f"{sap.base}/mcp", read_timeout_seconds=STEP) as client:
                 first = await call(client, "create_purchase_order", **ORDER)
                 # the next write meets a stale CSRF session
-                httpx2.post(f"{sap_url}/_emulator/expire-sessions", timeout=STEP)
+                httpx2.post(f"{sap_url}/_emulator/expire-sessions", headers=HOOKS, timeout=STEP)
                 second = await call(client, "create_purchase_order", **(ORDER | {"supplier": "17300002"}))
                 assert int(second["id"]) == int(first["id"]) + 1
                 message = await refused(client, "create_purchase_order", **(ORDER | {"supplier": "17399999"}))

@@ -21,9 +21,9 @@ Handler = Callable[[Request, SalesforceOrg], Awaitable[Response]]
 DATA = "/services/data/v{version}"
 
 
-def sandbox_app() -> Starlette:
-    """A fresh, empty sandbox org."""
-    return build_app(SalesforceOrg())
+def sandbox_app(control_token: str | None = None) -> Starlette:
+    """A fresh, empty sandbox org; its test hooks take `control_token`, or a random one."""
+    return build_app(SalesforceOrg() if control_token is None else SalesforceOrg(control_token=control_token))
 
 
 def build_app(org: SalesforceOrg) -> Starlette:
@@ -86,6 +86,7 @@ def build_app(org: SalesforceOrg) -> Starlette:
         ),
         Route(f"{DATA}/sobjects/{{sobject}}/{{field}}/{{value}}", data(rest.upsert, writes=True), methods=["PATCH"]),
         *hook_routes(
+            control=org,
             expire=("expire-tokens", org.expire_tokens),
             inject=lambda spec, times: org.inject(Fault(**spec), times),
             log=org.requests,

@@ -11,7 +11,7 @@ from typing import Any
 from adapters.salesforce.ids import is_well_formed, to_18
 from adapters.salesforce.sandbox.errors import NOT_FOUND, ApiError
 from adapters.salesforce.sandbox.schema import SCHEMA, SObjectType, checked, derived
-from adapters.sandbox.hooks import RequestLog, request_log
+from adapters.sandbox.hooks import HookControl, RequestLog, request_log
 
 VERSIONS = ("58.0", "59.0", "60.0", "61.0", "62.0", "63.0", "64.0", "65.0", "66.0", "67.0")
 READ_ONLY_MESSAGE = (
@@ -41,8 +41,8 @@ class Fault:
 
 
 @dataclass
-class SalesforceOrg:
-    """The emulated org's state. In memory: a sandbox starts empty."""
+class SalesforceOrg(HookControl):
+    """The emulated org's state. In memory: a sandbox starts empty. Its test hooks need `control_headers`."""
 
     clients: dict[str, str] = field(default_factory=lambda: {"stateset-sandbox": "sandbox-secret"})
     jwt_consumer_key: str | None = None

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.sandbox.hooks import RequestLog, hook_routes, json_or_text, request_log
+from adapters.sandbox.hooks import HookControl, RequestLog, hook_routes, json_or_text, request_log
 from adapters.sap.models import SERVICE, SERVICE_PATH, STOCK_SERVICE, STOCK_SERVICE_PATH
 from adapters.sap.sandbox import material_stock, purchase_orders
 from adapters.sap.sandbox.errors import EXCEPTION_HANDLERS, ODataError
@@ -31,8 +31,8 @@ ODATA_METHODS = ["GET", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
 
 
 @dataclass
-class SapSystem(GatewaySessions, PurchaseOrders, MaterialStock, Faults):
-    """The emulated system's state, in memory: a sandbox starts empty."""
+class SapSystem(GatewaySessions, PurchaseOrders, MaterialStock, Faults, HookControl):
+    """The emulated system's state, in memory: a sandbox starts empty. Its test hooks need `control_headers`."""
 
     requests: RequestLog = field(default_factory=request_log)
 
@@ -40,9 +40,9 @@ class SapSystem(GatewaySessions, PurchaseOrders, MaterialStock, Faults):
 Handler = Callable[[Request, SapSystem, str], Awaitable[Response]]
 
 
-def sandbox_app() -> Starlette:
-    """A fresh, empty sandbox system."""
-    return build_app(SapSystem())
+def sandbox_app(control_token: str | None = None) -> Starlette:
+    """A fresh, empty sandbox system; its test hooks take `control_token`, or a random one."""
+    return build_app(SapSystem() if control_token is None else SapSystem(control_token=control_token))
 
 
 def build_app(system: SapSystem) -> Starlette:
@@ -104,16 +104,17 @@ def build_app(system: SapSystem) -> Starlette:
         *service_routes(
             STOCK_SERVICE_PATH, STOCK_SERVICE, stock.service_document, stock.metadata_document, stock.resource
         ),
-        Route("/_emulator/stock", partial(material_stock.seed, stock=system), methods=["POST"]),
         Route(
             "/messagingrest/v1/queues/{queue:path}/messages/consumption",
             partial(_consume, system=system),
             methods=["POST"],
         ),
         *hook_routes(
+            control=system,
             expire=("expire-sessions", system.expire_sessions),
             inject=lambda spec, times: system.inject(Fault(**spec), times),
             log=system.requests,
+            more={"stock": partial(material_stock.seed, stock=system)},
         ),
     ]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

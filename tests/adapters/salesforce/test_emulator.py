@@ -79,7 +79,7 @@ async def test_oauth_errors_and_basic_client_authentication(anonymous: httpx2.As
 
 
 async def test_every_error_is_an_array_of_message_error_code_and_fields(
-    api: httpx2.AsyncClient, anonymous: httpx2.AsyncClient
+    api: httpx2.AsyncClient, anonymous: httpx2.AsyncClient, org: SalesforceOrg
 ) -> None:
     """Routes that do not exist, verbs a resource does not take, unknown sObjects and versions, a bad test
     hook: each answers in Salesforce's error shape, as a client that reads `errorCode` expects."""
@@ -91,8 +91,16 @@ async def test_every_error_is_an_array_of_message_error_code_and_fields(
         (await api.put("/services/data/v58.0/sobjects/Lead/00Q5g0000004C93", json={}), 405, "METHOD_NOT_ALLOWED"),
         (await api.delete("/services/data/v58.0/query"), 405, "METHOD_NOT_ALLOWED"),
         (await anonymous.get("/services/oauth2/token"), 405, "METHOD_NOT_ALLOWED"),
-        (await anonymous.post("/_emulator/faults", content=b"[1]"), 400, "INVALID_REQUEST"),
-        (await anonymous.post("/_emulator/faults", json={"stauts": 503}), 400, "INVALID_REQUEST"),
+        (
+            await anonymous.post("/_emulator/faults", content=b"[1]", headers=org.control_headers),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            await anonymous.post("/_emulator/faults", json={"stauts": 503}, headers=org.control_headers),
+            400,
+            "INVALID_REQUEST",
+        ),
     ]
     for response, status, code in cases:
         assert response.status_code == status, response.request.url

@@ -213,7 +213,7 @@ async def test_every_write_to_stock_is_refused(http: httpx2.AsyncClient, system:
 
 
 async def test_the_stock_hook_seeds_and_checks(transport: InProcess, system: SapSystem) -> None:
-    async with httpx2.AsyncClient(base_url=IN_PROCESS, transport=transport) as hooks:
+    async with httpx2.AsyncClient(base_url=IN_PROCESS, transport=transport, headers=system.control_headers) as hooks:
         seeded = await hooks.post("/_emulator/stock", json={"material": "TG11", "plant": "1710", "quantity": "7"})
         assert seeded.status_code == 204
         other_unit = await hooks.post(

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_typed_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servers.common.errors import InvalidInputError
 from servers.common.identity import (
@@ -15,6 +18,7 @@ from servers.common.identity import (
     parse_agent_did,
     recover_signer,
 )
+from tests.helpers import high_s_twin
 
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
@@ -79,3 +83,30 @@ def test_a_signature_over_other_data_recovers_someone_else() -> None:
 def test_malformed_signatures_are_input_errors(signature: object) -> None:
     with pytest.raises(InvalidInputError, match="signature"):
         recover_signer(_mail("x"), signature)
+
+
+@settings(max_examples=25, deadline=None)
+@given(key=st.binary(min_size=32, max_size=32), text=st.text(max_size=40))
+def test_only_the_low_s_form_of_a_signature_is_accepted(key: bytes, text: str) -> None:
+    """Every secp256k1 signature has a twin, (r, n - s) with v flipped, that eth-account verifies for the same key
+    and data: a second form of one signature that must not pass for a second signature (a second vote, a second
+    approval). Signers produce the low-s form (EIP-2); only it is accepted."""
+    try:
+        account = Account.from_key(key)
+    except ValueError:  # zero or beyond the group order: not a key
+        return
+    data = _mail(text)
+    signature = Signer(account).sign(data)
+    twin = high_s_twin(signature)
+    assert Account.recover_message(encode_typed_data(full_message=data.as_json()), signature=twin) == account.address
+    assert recover_signer(data, signature) == account.address
+    with pytest.raises(InvalidInputError, match="has a high s value; only low-s signatures"):
+        recover_signer(data, twin)
+
+
+def test_v_as_0_or_1_is_refused_with_how_to_fix_it() -> None:
+    data = _mail("x")
+    signature = Signer(Account.create()).sign(data)
+    raw_v = signature[:130] + f"{int(signature[130:], 16) - 27:02x}"
+    with pytest.raises(InvalidInputError, match=r"ends in v = [01]; v must be 27 or 28; add 27"):
+        recover_signer(data, raw_v)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 import logging
 import stat
+import threading
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -13,6 +15,7 @@ from servers.common import keystore
 from servers.common.keystore import (
     PASSWORD_FILE,
     KeyRing,
+    KeyRingBusyError,
     KeystoreError,
     decrypt_account,
     encrypt_account,
@@ -20,8 +23,33 @@ from servers.common.keystore import (
 )
 from servers.common.settings import ConfigError
 from tests.conftest import TEST_SCRYPT_N
+from tests.helpers import eventually, scaled
 
 pytestmark = pytest.mark.anyio
+
+
+class Gauge:
+    """Wraps a derivation: counts how many run at once, and holds each until `release` (from a worker thread)."""
+
+    def __init__(self) -> None:
+        self.running = self.peak = self.started = 0
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def wrap(self, real: Any) -> Any:
+        def measured(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.running += 1
+                self.started += 1
+                self.peak = max(self.peak, self.running)
+            try:
+                assert self.release.wait(scaled(30)), "the test never released the derivations"
+                return real(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.running -= 1
+
+        return measured
 
 
 def test_first_run_creates_a_0600_password_file_and_later_runs_reuse_it(tmp_path: Path) -> None:
@@ -93,3 +121,35 @@ async def test_the_password_never_reaches_a_log(caplog: pytest.LogCaptureFixture
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "opening with %s", ("super-secret-password",), None)
     SecretMask().filter(record)
     assert record.getMessage() == "opening with ***"
+
+
+async def test_opening_keystores_takes_turns_and_refuses_beyond_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    accounts = [Account.create() for _ in range(5)]
+    texts = [encrypt_account(account, "password-1234", scrypt_n=TEST_SCRYPT_N) for account in accounts]
+    gauge = Gauge()
+    monkeypatch.setattr(keystore, "decrypt_account", gauge.wrap(keystore.decrypt_account))
+    ring = KeyRing("password-1234", scrypt_n=TEST_SCRYPT_N, at_once=2, waiting=1)
+    outcomes: list[str] = []
+
+    async def open_it(index: int) -> None:
+        try:
+            outcomes.append((await ring.open(accounts[index].address, texts[index])).address)
+        except KeyRingBusyError as exc:
+            outcomes.append(str(exc))
+
+    async with anyio.create_task_group() as tasks:
+        for index in range(5):
+            tasks.start_soon(open_it, index)
+
+        async def two_refused_two_running() -> bool:
+            return len(outcomes) == 2 and gauge.started == 2
+
+        await eventually(two_refused_two_running)
+        gauge.release.set()
+    assert gauge.peak == 2
+    opened = [outcome for outcome in outcomes if outcome.startswith("0x")]
+    assert len(opened) == 3 and set(opened) <= {account.address for account in accounts}
+    busy = "3 key derivations are running or waiting, the most this server takes at once; retry in a few seconds"
+    assert sorted(outcomes) == sorted([*opened, busy, busy])
+    for account, text in zip(accounts, texts, strict=True):  # the slots came back: every keystore opens now
+        assert (await ring.open(account.address, text)).address == account.address

@@ -62,7 +62,7 @@ async def test_bad_arguments_get_one_sentence_each_without_pydantic_boilerplate(
     assert message == (
         "address 5 is not an Ethereum address; use 0x followed by 40 hex digits; "
         "amount '0' is zero; amounts must be greater than 0; "
-        "limits.label 'xxxxxxxxx': string should have at most 8 characters; "
+        "limits.label 'xxxxxxxxx' holds 9 characters; at most 8 characters are accepted; "
         "limits.colour is not a known argument or field; "
         "count is required"
     )

@@ -12,7 +12,7 @@ from mcp import Client
 from servers.common.changes import Change
 from tests.agents import T0, MeshAgent, register
 from tests.conftest import ManualClock
-from tests.helpers import call, refused
+from tests.helpers import call, high_s_twin, refused
 from tests.servers.discovery.conftest import Harness, open_discovery
 
 pytestmark = pytest.mark.anyio
@@ -300,3 +300,13 @@ async def test_a_restarted_registry_has_the_same_agents_leases_and_reputations(
         assert "is not after the last one accepted" in await refused(
             client, "heartbeat", **agent.heartbeat(int(clock()) - 60, load=30)
         )
+
+
+async def test_the_high_s_twin_of_a_card_signature_is_refused_and_nothing_is_listed(client: Client) -> None:
+    agent = MeshAgent("twin", ["supplier_quotes"])
+    registration = agent.registration()
+    message = await refused(
+        client, "register_agent", **registration | {"signature": high_s_twin(registration["signature"])}
+    )
+    assert "has a high s value" in message
+    assert (await call(client, "find_agents", capability="supplier_quotes"))["offered_by"] == 0

@@ -36,7 +36,7 @@ BILLION_LAUGHS = "\n".join(
     [
         ("a: " + "[" * 40_000 + "]" * 40_000, "nests more than 16 levels deep at line 1"),
         ("name: x\nrules: {}\n" + "a: " + "[" * 17 + "]" * 17, "nests more than 16 levels deep at line 3"),
-        (BILLION_LAUGHS, "holds more than 10000 values (counting each YAML alias's expansion)"),
+        (BILLION_LAUGHS, "the policy sets the YAML anchor &a at line 1, column 4; a policy is plain data"),
         ("name: " + "x" * 140_000, "the policy is 140006 bytes long; at most 131072 bytes are accepted"),
         (
             "9" * 5000,
@@ -71,6 +71,40 @@ async def test_a_policy_that_would_stall_or_crash_the_reader_is_refused_fast_and
     assert (await call(client, "verify_audit"))["entries"] == audited
 
 
+@pytest.mark.parametrize(
+    ("policy", "says"),
+    [
+        ("name: &n test\nrules: {}", "sets the YAML anchor &n at line 1, column 7"),
+        ("name: x\nrules: {payment: &r []}\naction_types: *r", "sets the YAML anchor &r at line 2, column 18"),
+        ("name: x\nrules: {}\naction_types: *r", "uses the YAML alias *r at line 3, column 15"),
+        (POLICY.replace("  desk:\n", "  desk: &desk\n"), "sets the YAML anchor &desk at line 13, column 9"),
+    ],
+)
+async def test_a_policy_with_any_yaml_anchor_or_alias_is_refused_and_changes_nothing(
+    client: Client, policy: str, says: str
+) -> None:
+    """An alias only multiplies data: a bounded expansion still turned 345 bytes into megabytes stored in the
+    audit log and served back by get_policy. A policy is plain data; the first anchor or alias is named."""
+    before = await call(client, "get_policy")
+    audited = (await call(client, "verify_audit"))["entries"]
+    message = await refused(client, "set_policy", policy=policy)
+    assert says in message and "a policy is plain data, so YAML anchors and aliases are refused" in message, message
+    assert message.endswith("write the repeated value out where it is used")
+    assert await call(client, "get_policy") == before
+    assert (await call(client, "verify_audit"))["entries"] == audited
+
+
+async def test_a_policy_as_an_object_holds_at_most_128_kb_of_text(client: Client) -> None:
+    before = await call(client, "get_policy")
+    names = [f"{index:04d}" + "x" * 996 for index in range(140)]  # 140 KB of valid, distinct counterparties
+    policy = {"name": "x", "rules": {}, "compliance": {"blocked_counterparties": names}}
+    message = await refused(client, "set_policy", policy=policy)
+    assert message == "the policy holds more than 131072 characters of keys and text"
+    assert await call(client, "get_policy") == before
+    accepted = await call(client, "set_policy", policy=policy | {"compliance": {"blocked_counterparties": names[:100]}})
+    assert len(accepted["document"]["compliance"]["blocked_counterparties"]) == 100
+
+
 async def test_a_policy_as_an_object_is_bounded_too(client: Client) -> None:
     deep: Any = "x"
     for _ in range(20):
@@ -88,6 +122,32 @@ async def test_an_action_payload_canonical_json_cannot_carry_is_refused_and_not_
     assert "action.payload cannot be hashed as canonical JSON: 1152921504606846976 exceeds" in message
     assert "send numbers as strings" in message
     assert (await call(client, "verify_audit"))["entries"] == audited
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({"blob": "x" * 1_000_000}, "payload is 1000011 bytes as JSON; at most 16384 bytes are accepted"),
+        ({f"k{index}": index for index in range(65)}, "holds 65 items; at most 64 items are accepted"),
+        ({"k" * 65: 1}, "holds 65 characters; at most 64 characters are accepted"),
+        (json.loads('{"a":' * 17 + "1" + "}" * 17), "payload nests more than 16 levels deep, the most accepted"),
+    ],
+)
+async def test_an_oversized_action_payload_is_refused_and_stores_nothing(
+    client: Client, harness: Harness, payload: dict[str, Any], says: str
+) -> None:
+    """Forty evaluate_action calls with megabyte payloads once made governance.db 288 MB: each decision and
+    audit entry keeps the action whole. The payload is bounded; a refusal names its size and the limit."""
+    audited = (await call(client, "verify_audit"))["entries"]
+    for tool in ("evaluate_action", "explain"):
+        message = await refused(client, tool, agent_id=harness.agent, action=harness.payment("1", payload=payload))
+        assert says in message, message
+    assert (await call(client, "verify_audit"))["entries"] == audited
+    with sqlite3.connect(harness.db.path) as raw:
+        assert raw.execute("SELECT count(*) FROM decisions").fetchone() == (0,)
+    room = {"blob": "x" * 16_000}  # just under the bound: accepted, and kept whole
+    decision = await call(client, "evaluate_action", agent_id=harness.agent, action=harness.payment("1", payload=room))
+    assert decision["action"]["payload"] == room
 
 
 async def test_the_policy_version_is_the_hash_of_its_rfc8785_form(client: Client) -> None:

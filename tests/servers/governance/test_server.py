@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from servers.common.identity import new_agent_did
-from tests.helpers import scaled
+from tests.helpers import high_s_twin, scaled
 from tests.servers.governance.conftest import APPROVERS, PAYEE, PAYER, Harness, call, refused, sign
 
 pytestmark = pytest.mark.anyio
@@ -388,3 +388,19 @@ async def test_votes_and_decisions_notify_subscribers(harness: Harness) -> None:
                     seen.add(event.uri)  # type: ignore[attr-defined]
                     if seen == set(uris):
                         break
+
+
+async def test_the_high_s_twin_of_an_approvers_signature_is_refused_and_records_nothing(
+    client: Client, harness: Harness
+) -> None:
+    decision = await pending(client, harness)
+    approval = decision["approval"]
+    before = await audit_count(client)
+    twin = high_s_twin(sign(APPROVERS[1], approval["to_sign"]["approve"]))
+    message = await refused(
+        client, "submit_approval", approval_id=approval["approval_id"], approver=APPROVERS[1].address, signature=twin
+    )
+    assert "has a high s value; only low-s signatures (EIP-2) are accepted" in message
+    assert await audit_count(client) == before
+    state = await call(client, "get_decision", decision_id=decision["decision_id"])
+    assert state["approval"]["votes"] == []

@@ -15,7 +15,7 @@ from mcp.client.subscriptions import ResourceUpdated
 from servers.reputation.settings import ReputationSettings
 from tests.agents import MeshAgent
 from tests.conftest import ManualClock
-from tests.helpers import call, eventually, refused, scaled
+from tests.helpers import call, eventually, high_s_twin, refused, scaled
 from tests.servers.reputation.conftest import Mesh, open_mesh
 
 pytestmark = pytest.mark.anyio
@@ -97,7 +97,9 @@ async def test_a_rating_must_be_signed_by_the_raters_registered_key(client: Clie
     evidence = rater.rating(worker, "t", {"reliability": 10}, evidence={"late": True}) | {"evidence": {"late": False}}
     assert "registered address" in await refused(client, "record_interaction", **evidence)
     bulky = rater.rating(worker, "t", {"reliability": 10}, evidence={"log": "x" * 20_000})
-    assert "more than the 16384 kept" in await refused(client, "record_interaction", **bulky)
+    assert "evidence is 20010 bytes as JSON; at most 16384 bytes are accepted" in await refused(
+        client, "record_interaction", **bulky
+    )
     assert (await call(client, "get_reputation", agent_id=worker.agent_id))["ratings"] == 0
 
 
@@ -368,3 +370,11 @@ async def test_rising_above_the_bonus_bound_is_announced_once(tmp_path: Path, cl
         assert len(bonuses) == 1 and bonuses[0][1] == "bonus" and bonuses[0][2] > 30
         assert (await call(client, "get_reputation", agent_id=star.agent_id))["bonus"]
         assert [e["kind"] for e in await read_json(client, "reputation://events")] == ["bonus"]
+
+
+async def test_the_high_s_twin_of_a_raters_signature_is_refused(client: Client, harness: Mesh) -> None:
+    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    rating = rater.rating(worker, "t-twin", ALL_GOOD)
+    message = await refused(client, "record_interaction", **rating | {"signature": high_s_twin(rating["signature"])})
+    assert "has a high s value" in message
+    assert (await call(client, "get_reputation", agent_id=worker.agent_id))["ratings"] == 0

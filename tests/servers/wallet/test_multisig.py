@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from mcp import Client
 
-from tests.helpers import call, refused, sign
+from tests.helpers import call, high_s_twin, refused, sign
 from tests.servers.wallet.conftest import Harness, new_wallet
 
 pytestmark = pytest.mark.anyio
@@ -225,3 +226,16 @@ async def test_a_proposal_repeated_with_its_idempotency_key_is_the_same_proposal
     assert (balance["available"], balance["reserved"], balance["total"]) == ("910", "0", "910")
     other = await propose(client, wallet, payee, memo="lot 8", idempotency_key="order-8")
     assert other["proposal_id"] != first["proposal_id"]
+
+
+async def test_the_high_s_twin_of_a_signers_signature_is_refused(client: Client, signers: list[LocalAccount]) -> None:
+    wallet = await multisig_wallet(client, signers)
+    payee = await new_wallet(client, fund=None)
+    proposal = await propose(client, wallet, payee)
+    twin = high_s_twin(sign(signers[0], proposal["typed_data"]))
+    message = await refused(
+        client, "sign_proposal", proposal_id=proposal["proposal_id"], signer=signers[0].address, signature=twin
+    )
+    assert "has a high s value" in message
+    state = (await client.read_resource(f"wallet://proposals/{proposal['proposal_id']}")).contents[0].text  # type: ignore[union-attr]
+    assert json.loads(state)["signatures"] == []

@@ -11,7 +11,7 @@ from mcp import Client
 
 from servers.common.keystore import decrypt_account
 from servers.wallet.store import WalletStore
-from tests.helpers import call, refused
+from tests.helpers import call, high_s_twin, refused
 from tests.servers.wallet.conftest import Harness, new_wallet
 
 pytestmark = pytest.mark.anyio
@@ -422,3 +422,14 @@ async def test_no_tool_or_resource_ever_returns_a_private_key(client: Client, ha
     assert len(secrets) == 3
     for secret in secrets:
         assert secret.lower().removeprefix("0x") not in text.lower()
+
+
+async def test_the_high_s_twin_of_a_governance_receipt_is_refused(client: Client, harness: Harness) -> None:
+    payer = await new_wallet(client, fund="1000", approval_required_above="50")
+    payee = await new_wallet(client, fund=None)
+    before = await snapshot(client, payer)
+    good = harness.approval(payer=payer, payee=payee, amount="75", decision_id="dec-43")
+    twin = good | {"signature": high_s_twin(str(good["signature"]))}
+    message = await refused(client, "execute_payment", from_address=payer, to_address=payee, amount="75", approval=twin)
+    assert "approval.signature" in message and "has a high s value" in message
+    assert await snapshot(client, payer) == before

@@ -22,7 +22,7 @@ from servers.wallet.service import WalletService
 from servers.wallet.settings import WalletSettings
 from servers.wallet.store import WalletStore
 from tests.conftest import TEST_SCRYPT_N, ManualClock
-from tests.helpers import call, refused
+from tests.helpers import call, high_s_twin, refused
 from tests.servers.wallet.conftest import new_wallet
 
 pytestmark = pytest.mark.anyio
@@ -119,4 +119,14 @@ async def test_slash_orders_not_from_the_trusted_key_or_expired_change_nothing(
     expired = order(agent, "5", "inc-late", ttl=10)
     clock.advance(11)
     assert "expired at" in await refused(wallet, "slash_stake", order=expired)
+    assert (await call(wallet, "get_balance", address=agent))["staked"] == "50"
+
+
+async def test_the_high_s_twin_of_a_slash_order_is_refused(wallet: Client) -> None:
+    agent = await new_wallet(wallet, fund="100")
+    await call(wallet, "stake", address=agent, amount="50")
+    issued = order(agent, "5", "inc-twin")
+    twin = issued | {"signature": high_s_twin(str(issued["signature"]))}
+    message = await refused(wallet, "slash_stake", order=twin)
+    assert "order.signature" in message and "has a high s value" in message
     assert (await call(wallet, "get_balance", address=agent))["staked"] == "50"
