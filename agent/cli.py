@@ -251,7 +251,10 @@ async def _keys_status(_: argparse.Namespace, mesh: MeshSettings, environ: Mappi
     from servers.common.rotation import lineage, read_rotations, rotations_path
     from servers.common.settings import ConfigError
 
-    home = mesh.data_dir()
+    if not mesh.home.is_dir():
+        print(f"data directory  {mesh.home} does not exist yet: the first start makes it")
+        return 1
+    home = mesh.data_dir()  # made owner-only if it was not
     print(f"data directory  {home.resolve()} (owner-only; id {read_home_id(home) or 'not set yet'})")
     try:
         print(f"password        {locate_password(home, environ, create=False)[1]}")
