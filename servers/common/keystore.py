@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,8 +60,6 @@ def peer_token(data_dir: Path) -> str:
 def secret_file(path: Path, what: str) -> str:
     """A random secret kept in a 0600 file: created whole by whichever process comes first (servers a host
     starts together race for it), then read by everyone; a file readable by others is refused."""
-    import secrets
-
     try:
         if write_new(path, secrets.token_urlsafe(32) + "\n"):
             logger.info("created %s in %s (mode 0600)", what, path)
@@ -291,8 +290,8 @@ def _finish_rotation(path: Path) -> None:
     if successor is None:
         pending.unlink(missing_ok=True)
         return
-    current = stored_address(path)
-    if any(r.retired == current and r.successor == successor for r in read_rotations(rotations_path(path))):
+    handover = (str(stored_address(path)).lower(), successor.lower())  # keystore tools differ on the address's case
+    if any((r.retired.lower(), r.successor.lower()) == handover for r in read_rotations(rotations_path(path))):
         os.replace(pending, path)
         sync_folder(path.parent)
         logger.warning("finished the rotation of %s to %s that was interrupted", path.name, successor)

@@ -62,9 +62,10 @@ class PasswordSource:
     where: str
 
     def __str__(self) -> str:
-        return {"environment": "the environment variable", "file": "the file", "keyring": "the OS keyring entry"}[
-            self.kind
-        ] + f" {self.where}"
+        return f"{_KINDS[self.kind]} {self.where}"
+
+
+_KINDS = {"environment": "the environment variable", "file": "the file", "keyring": "the OS keyring entry"}
 
 
 def load_password(home: Path, environ: Mapping[str, str]) -> str:
@@ -114,8 +115,11 @@ def locate_password(home: Path, environ: Mapping[str, str], *, create: bool = Tr
     home_id = home_id or ensure_home_id(home)
     path = outside(home, default_password_file(home_id, environ), "the password file")
     private_folder(path.parent)
-    if write_new(path, secrets.token_urlsafe(32) + "\n"):
-        logger.info("created the keystore password for %s in %s (0600), outside the data directory", home, path)
+    try:
+        if write_new(path, secrets.token_urlsafe(32) + "\n"):
+            logger.info("created the keystore password for %s in %s (0600), outside the data directory", home, path)
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot hold {PASSWORD}: {exc.strerror}; set {PASSWORD_FILE_ENV}") from None
     return read_secret(path, PASSWORD), PasswordSource("file", str(path))
 
 
@@ -183,7 +187,10 @@ def read_home_id(home: Path) -> str | None:
 def ensure_home_id(home: Path) -> str:
     """The data directory's id, created on first use: its folder's name, for people, and 48 random bits."""
     stem = re.sub(r"[^a-z0-9]+", "-", home.resolve().name.lower()).strip("-")[:40] or "stateset"
-    write_new(home / HOME_ID_FILE, f"{stem}-{secrets.token_hex(6)}\n")  # of racing first runs, one id wins
+    try:
+        write_new(home / HOME_ID_FILE, f"{stem}-{secrets.token_hex(6)}\n")  # of racing first runs, one id wins
+    except OSError as exc:
+        raise ConfigError(f"{home / HOME_ID_FILE} cannot be written: {exc.strerror}") from None
     home_id = read_home_id(home)
     assert home_id is not None
     return home_id
