@@ -4,6 +4,7 @@
     stateset demo [procurement|wallet] [--home DIR]
     stateset audit verify [--home DIR]
     stateset address governance|reputation [--home DIR]
+    stateset keys status|rotate governance|reputation [--revoke]|migrate-password [--to file|keyring] [--home DIR]
     stateset emulate salesforce|sap [--host 127.0.0.1] [--port N]
     stateset up [--host 127.0.0.1] [--port 8765] [--config configs/mesh.yaml] [--home DIR]
     stateset gateway [--transport stdio|http] [--host 127.0.0.1] [--port 8765] [--config FILE] [--home DIR]
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent_serve.add_argument("--cosigner", action="append", default=[], metavar="ADDRESS", help="repeatable")
     _add_home(agent_serve)
 
+    _add_keys(commands)
+
     emulate_cmd = commands.add_parser(
         "emulate",
         help="run a sandbox Salesforce or SAP on loopback, for the adapters and their tests",
@@ -184,6 +187,149 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulate_cmd.add_argument("--port", type=int, default=0, help="default: the adapter's port plus 100")
     return parser
+
+
+# `stateset keys`: keys at rest (servers.common.passwords, servers.common.keystore, servers.common.rotation).
+
+
+def _add_keys(commands: Any) -> None:
+    keys_cmd = commands.add_parser(
+        "keys",
+        help="the keys at rest: where their password is, rotating a server key, moving the password",
+        description="Keys are keystores (v3, scrypt) in the data directory; their password never is: it comes from "
+        "STATESET_KEYSTORE_PASSWORD, the file STATESET_KEYSTORE_PASSWORD_FILE names, this user's "
+        "~/.config/stateset/<home id>.password, or the OS keyring. See docs/keys.md.",
+    )
+    actions = keys_cmd.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    status = actions.add_parser(
+        "status",
+        help="where the password comes from, and the server keys trusted now (current and retired)",
+        description="Print where the keystore password is found (never the password) and each signing server's "
+        "current key and retired keys still verifying. Decrypts nothing.",
+    )
+    _add_home(status)
+    rotate = actions.add_parser(
+        "rotate",
+        help="a new signing key for governance or reputation; the old one verifies what it signed until it expires",
+        description="Make a new key the server's signing key. The old key keeps verifying the receipts (slash "
+        "orders) it signed until they expire, and no longer: wallets trust current + retired-until. A running "
+        "server signs with the new key within a second, and wallets sharing the data directory follow at once. "
+        "--revoke, for a key thought stolen: the old key stops verifying at once.",
+    )
+    rotate.add_argument("server", choices=SIGNING_SERVERS, help="which server's key")
+    rotate.add_argument("--revoke", action="store_true", help="the old key verifies nothing from now on")
+    rotate.add_argument(
+        "--lifetime",
+        type=int,
+        metavar="SECONDS",
+        help="the longest a receipt or slash order the old key signed lives (default: the server's setting, "
+        "STATESET_GOVERNANCE_RECEIPT_TTL_SECONDS or STATESET_REPUTATION_SLASH_ORDER_TTL_SECONDS, else 600)",
+    )
+    _add_home(rotate)
+    migrate = actions.add_parser(
+        "migrate-password",
+        help="move the keystore password out of the data directory (or between file and OS keyring)",
+        description="Move the password from keystore.password in the data directory (where older releases kept "
+        "it), or from where it is now, to this user's password file outside the data directory (or to the file "
+        "STATESET_KEYSTORE_PASSWORD_FILE names), or with --to keyring to the OS keyring. It is checked against a "
+        "keystore first and removed from where it was only once written where it goes.",
+    )
+    migrate.add_argument("--to", choices=("file", "keyring"), default="file", help="default: file")
+    _add_home(migrate)
+
+
+async def _keys(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    command: Command = {"status": _keys_status, "rotate": _keys_rotate, "migrate-password": _keys_migrate}[
+        args.keys_command
+    ]
+    return await command(args, mesh, environ)
+
+
+async def _keys_status(_: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from servers.common.home import SERVER_KEYSTORES
+    from servers.common.keystore import stored_address
+    from servers.common.passwords import locate_password, read_home_id
+    from servers.common.rotation import lineage, read_rotations, rotations_path
+    from servers.common.settings import ConfigError
+
+    if not mesh.home.is_dir():
+        print(f"data directory  {mesh.home} does not exist yet: the first start makes it")
+        return 1
+    home = mesh.data_dir()  # made owner-only if it was not
+    print(f"data directory  {home.resolve()} (owner-only; id {read_home_id(home) or 'not set yet'})")
+    try:
+        print(f"password        {locate_password(home, environ, create=False)[1]}")
+    except ConfigError as exc:
+        print(f"password        {exc}")
+    for role, name in SERVER_KEYSTORES.items():
+        current = stored_address(home / name)
+        trusted = (
+            None if current is None else lineage(current, read_rotations(rotations_path(home / name)), mesh.chain_id)
+        )
+        print(f"{role + ' key':<15} {'not created yet' if trusted is None else trusted.describe()}")
+    return 0
+
+
+async def _keys_rotate(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    import time
+
+    from servers.common.home import SERVER_KEYSTORES
+    from servers.common.keystore import rotate_server_key
+    from servers.common.rotation import utc_time
+
+    lifetime = args.lifetime
+    if lifetime is None:
+        if args.server == "governance":
+            from servers.governance.settings import GovernanceSettings
+
+            lifetime = GovernanceSettings.from_env(environ).receipt_ttl_seconds
+        else:
+            from servers.reputation.settings import ReputationSettings
+
+            lifetime = ReputationSettings.from_env(environ).slash_order_ttl_seconds
+    home = mesh.data_dir()
+    rotation = await rotate_server_key(
+        home / SERVER_KEYSTORES[args.server],
+        home,
+        environ,
+        scrypt_n=mesh.keystore_scrypt_n,
+        chain_id=mesh.chain_id,
+        lifetime_seconds=lifetime,
+        revoke=args.revoke,
+        now=int(time.time()),
+    )
+    what = "receipts" if args.server == "governance" else "slash orders"
+    print(f"{args.server} signs with {rotation.successor} from now on.")
+    if args.revoke:
+        print(f"{rotation.retired} is revoked: it verifies nothing still valid.")
+    else:
+        until = utc_time(rotation.verifies_until)
+        print(f"{rotation.retired} is retired: it still verifies the {what} it signed, which expire by {until}.")
+    print(
+        f"A running server signs with the new key within a second; wallets sharing {home} follow at once. "
+        "A wallet configured elsewhere needs:"
+    )
+    prefix = f"STATESET_{args.server.upper()}"
+    print(f"  {prefix}_ADDRESS={rotation.successor} {prefix}_RETIRED_KEYS={rotation.retired}@{rotation.verifies_until}")
+    return 0
+
+
+async def _keys_migrate(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from servers.common.home import LEGACY_PASSWORD_FILE
+    from servers.common.passwords import PASSWORD_ENV, migrate_password
+
+    move = migrate_password(mesh.data_dir(), environ, to=args.to)
+    checked = f"it opens {move.checked_against}" if move.checked_against else "there is no keystore file to check it on"
+    print(f"moved the keystore password from {move.source} to {move.destination} ({checked}).")
+    if move.source.where.endswith(LEGACY_PASSWORD_FILE):
+        print(
+            "It sat beside the keys it opens: whoever could read or copy the data directory could open them. If that "
+            "may have happened, rotate the server keys (stateset keys rotate governance|reputation) and move the "
+            "wallets' funds to new wallets."
+        )
+    if environ.get(PASSWORD_ENV):
+        print(f"{PASSWORD_ENV} is set, and it still comes first.")
+    return 0
 
 
 class _Version(argparse.Action):
@@ -318,6 +464,7 @@ COMMANDS: dict[str, Command] = {
     "gateway": _gateway,
     "agent": _agent,
     "emulate": _emulate,
+    "keys": _keys,
 }
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ respected, the opportunity updated, the rating recorded.
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from gateway.aggregate import Gateway
 from gateway.launcher import running_mesh
 from servers.common.identity import Signer, new_agent_did
 from servers.common.money import format_usdc, parse_usdc
+from servers.common.passwords import PASSWORD_ENV
 from servers.common.settings import MeshSettings
 from servers.discovery.models import Registration
 from servers.governance.models import Decision, PolicyView
@@ -92,8 +94,10 @@ async def procurement(
 ) -> Outcome:
     """Run the demo; returns its outcomes (for the test that checks them)."""
     environ = {"STATESET_LOG_LEVEL": "WARNING"} | dict(environ) | {"STATESET_HOME": str(data_dir)}
-    if not home_given:  # keys in a directory deleted at exit: a lighter scrypt keeps the demo to seconds
-        environ = {"STATESET_KEYSTORE_SCRYPT_N": str(DEMO_SCRYPT_N)} | environ
+    if not home_given:  # keys in a directory deleted at exit: a lighter scrypt keeps the demo to seconds, and
+        # a password that dies with them leaves no password file behind in the user's config folder
+        throwaway = {"STATESET_KEYSTORE_SCRYPT_N": str(DEMO_SCRYPT_N), PASSWORD_ENV: secrets.token_urlsafe(32)}
+        environ = throwaway | environ
     logging.getLogger().setLevel(environ["STATESET_LOG_LEVEL"])
     mesh = MeshSettings.from_env(environ, home=data_dir)
     timeline = Timeline()

@@ -8,6 +8,7 @@ Exit status 0 means every step behaved as the wallet promises.
 
 from __future__ import annotations
 
+import secrets
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from mcp_types import CallToolResult
 
 from servers.common.identity import Signer
 from servers.common.money import parse_usdc
+from servers.common.passwords import PASSWORD_ENV
 from servers.common.receipts import issue_approval
 from servers.common.settings import MeshSettings
 
@@ -45,6 +47,8 @@ class Timeline:
 
 
 async def run_demo(home: Path | None, environ: Mapping[str, str]) -> int:
+    if home is None:  # keys in a directory deleted at exit: a password that dies with them leaves no file behind
+        environ = {PASSWORD_ENV: secrets.token_urlsafe(32)} | dict(environ)
     with tempfile.TemporaryDirectory(prefix="stateset-demo-") as scratch:
         data_dir = home or Path(scratch)
         try:

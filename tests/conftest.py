@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +18,14 @@ from tests.helpers import ERAS, scaled
 # scrypt at its production cost takes half a second per wallet; tests use the smallest cost eth-account allows.
 os.environ.setdefault("STATESET_KEYSTORE_SCRYPT_N", "1024")
 TEST_SCRYPT_N = 1024
+
+# Keystore passwords live outside the data directory, in the user's config folder or OS keyring: the tests (and the
+# processes they start, through tests.e2e.conftest.child_env) use a folder of their own and no keyring, never the
+# real user's. A test of the keyring sets its own in-memory backend.
+TEST_CONFIG_HOME = tempfile.mkdtemp(prefix="stateset-test-config-")
+atexit.register(shutil.rmtree, TEST_CONFIG_HOME, ignore_errors=True)
+os.environ["XDG_CONFIG_HOME"] = TEST_CONFIG_HOME
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 
 
 # Properties: no per-example deadline (a loaded machine is not a failing property). Under CI the examples

@@ -11,6 +11,8 @@ which runs on the aiosqlite connection's worker thread. Three things follow:
   failing one is rolled back alone; then one COMMIT, one fsync, makes them all durable. No caller hears
   of its write before that COMMIT, so a crash loses only writes nobody was told about.
 
+Every file is owner-only (0600): the database, its -wal and -shm, and its lock.
+
 One process at a time owns a file: `open` takes an exclusive lock beside it (`<file>.lock`, released when
 the process ends, however it ends) and refuses a second owner with a message naming the first, so two
 `stateset up`s, or an `up` and an `agent run`, on one data directory cannot both write.
@@ -26,6 +28,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -155,6 +158,11 @@ class Database:
         target = str(path)
         opened: list[sqlite3.Connection] = []
         lock = _own(Path(f"{target}.lock"), target)
+        try:
+            _owner_only(target)
+        except OSError as exc:
+            os.close(lock)
+            raise ConfigError(f"{target} cannot be made owner-only (0600): {exc.strerror}") from None
 
         def connect() -> sqlite3.Connection:  # runs on the worker thread, which then owns the connection
             conn = sqlite3.connect(target, isolation_level=None)
@@ -333,9 +341,24 @@ def _schema_version(conn: sqlite3.Connection) -> int:
         return 0
 
 
+def _owner_only(target: str) -> None:
+    """Create the database file 0600 before SQLite does (it would make it 0644), and make an existing one owner
+    only, with its -wal and -shm: SQLite gives those the database file's mode when it creates them."""
+    os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (target, f"{target}-wal", f"{target}-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(name, mode & 0o600)
+
+
 def _own(lock_path: Path, target: str) -> int:
     """An open descriptor holding the exclusive lock on `lock_path`, which then names this process."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:  # left looser by an older release
+        os.fchmod(fd, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -1,29 +1,45 @@
-"""Private keys at rest: Ethereum keystore v3 (scrypt), and the password that opens them.
+"""Private keys at rest: Ethereum keystore v3 (scrypt), the servers' own signing keys, and their rotation.
 
-The password comes from `STATESET_KEYSTORE_PASSWORD`, or from `keystore.password` in the data directory,
-created on first run with owner-only (0600) permissions. A password file readable by others is refused.
-Decryption costs about half a second by design, so callers decrypt a key once and keep the account.
+The password that opens the keystores never lives beside them (servers.common.passwords). Decryption costs
+about half a second by design, so callers decrypt a key once and keep the account; a server's own key is
+decrypted again only when `stateset keys rotate` replaces it (`ServerKey.follow`).
+
+A rotation (`rotate_server_key`) commits in three steps, under a lock beside the keystore: the new key is
+written to `<keystore>.next`, the handover is appended to `<role>.rotations.json` (the commit point), and
+`.next` replaces the keystore. A crash between the steps is finished (or undone, before the commit point) by
+the next rotation or the next start of the server.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
 import secrets
-import stat
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from servers.common.errors import MeshError
-from servers.common.home import PASSWORD_FILE, PEER_TOKEN_FILE
+from servers.common.home import PEER_TOKEN_FILE
 from servers.common.identity import Signer
 from servers.common.logging import register_secret
+from servers.common.passwords import load_password, read_secret, write_new
+from servers.common.rotation import (
+    RELOAD_MARGIN_SECONDS,
+    KeyRotation,
+    append_rotation,
+    file_stamp,
+    read_rotations,
+    rotations_path,
+    sign_rotation,
+    sync_folder,
+)
 from servers.common.settings import ConfigError
 
 if TYPE_CHECKING:
@@ -31,20 +47,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PASSWORD_ENV = "STATESET_KEYSTORE_PASSWORD"
 T = TypeVar("T")
-
 
 class KeystoreError(Exception):
     """A keystore could not be opened: wrong password or damaged file. Never carries key material."""
-
-
-def load_password(data_dir: Path, environ: Mapping[str, str]) -> str:
-    """The keystore password from the environment, else from the 0600 file (creating it on first run)."""
-    from_env = environ.get(PASSWORD_ENV)
-    if from_env:
-        return from_env
-    return secret_file(data_dir / PASSWORD_FILE, "the keystore password")
 
 
 def peer_token(data_dir: Path) -> str:
@@ -57,37 +63,11 @@ def secret_file(path: Path, what: str) -> str:
     """A random secret kept in a 0600 file: created whole by whichever process comes first (servers a host
     starts together race for it), then read by everyone; a file readable by others is refused."""
     try:
-        if _write_new(path, secrets.token_urlsafe(32) + "\n"):
+        if write_new(path, secrets.token_urlsafe(32) + "\n"):
             logger.info("created %s in %s (mode 0600)", what, path)
-        mode = stat.S_IMODE(path.stat().st_mode)
     except OSError as exc:
         raise ConfigError(f"{path} cannot hold {what}: {exc.strerror}") from None
-    if mode & 0o077:
-        raise ConfigError(f"{path} has permissions {mode:o}; it holds {what} and must be 0600 (run: chmod 600 {path})")
-    secret = path.read_text(encoding="utf-8").strip()
-    if not secret:
-        raise ConfigError(f"{path} is empty; delete it only if nothing was ever locked with it")
-    register_secret(secret)
-    return secret
-
-
-def _write_new(path: Path, text: str) -> bool:
-    """Create `path` (0600) holding `text`, whole or not at all; False when it already exists.
-
-    The text is written and synced under a temporary name, then linked into place: a reader never sees a
-    half-written file, and of two processes creating it at once exactly one wins."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temporary, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(temporary)
+    return read_secret(path, what)
 
 
 def encrypt_account(account: LocalAccount, password: str, *, scrypt_n: int) -> str:
@@ -118,7 +98,7 @@ def decrypt_account(keystore_json: str, password: str) -> LocalAccount:
 def stored_address(path: Path) -> str | None:
     """The address a keystore file says it holds, read without the password; None when there is no file.
 
-    Trusting it is trusting the data directory, which already holds every key and the password.
+    Trusting it is trusting whoever can write the data directory (its owner: it is 0700).
     """
     try:
         address = json.loads(path.read_text(encoding="utf-8"))["address"]
@@ -225,31 +205,156 @@ class KeyRing:
             self._in_flight -= 1
 
 
-_SERVER_KEYS: dict[Path, Signer] = {}
+class ServerKey(Signer):
+    """A server's own signing key (governance, reputation) that follows `stateset keys rotate` while the server
+    runs: `follow` notices the keystore replaced, decrypts the new one off the event loop, and from then on
+    every signature and `address` is the new key's."""
+
+    def __init__(self, account: LocalAccount, path: Path, password: str, role: str) -> None:
+        super().__init__(account)
+        self._path, self._password, self._role = path, password, role
+        self._stamp = file_stamp(path)
+
+    async def follow(self, interval_seconds: float = 1.0) -> None:
+        """Reload the key whenever its keystore is replaced; runs until cancelled."""
+        while True:
+            await anyio.sleep(interval_seconds)
+            try:
+                await self.reload()
+            except Exception:
+                logger.exception(
+                    "the %s key in %s could not be reloaded; still signing as %s", self._role, self._path, self.address
+                )
+
+    async def reload(self) -> bool:
+        """Take the key now in the keystore, if the file was replaced; True when the signing key changed.
+
+        Raises:
+            KeystoreError: the new keystore does not open with this process's password (tried once per file).
+        """
+        stamp = file_stamp(self._path)
+        if stamp == self._stamp or stamp is None:
+            return False
+        self._stamp = stamp
+        text = await anyio.Path(self._path).read_text(encoding="utf-8")
+        account = await anyio.to_thread.run_sync(decrypt_account, text, self._password)
+        if account.address == self.address:
+            return False
+        retired = self.address
+        super().__init__(account)  # address and key together, between two awaits: no signature sees half
+        logger.info(
+            "the %s key was rotated: signing as %s from now on (%s is retired)", self._role, self.address, retired
+        )
+        return True
 
 
-async def server_key(path: Path, data_dir: Path, environ: Mapping[str, str], *, scrypt_n: int, role: str) -> Signer:
-    """A server's own signing key (governance, reputation): created on first run as a 0600 keystore in
-    `path`, decrypted once per process. A key that cannot be opened is a `ConfigError` naming the file."""
+_SERVER_KEYS: dict[Path, ServerKey] = {}
+
+
+async def server_key(path: Path, data_dir: Path, environ: Mapping[str, str], *, scrypt_n: int, role: str) -> ServerKey:
+    """A server's own signing key (governance, reputation, an agent's): created on first run as a 0600 keystore
+    at `path`, decrypted once per process. A key that cannot be opened is a `ConfigError` naming the file."""
     known = _SERVER_KEYS.get(path)
     if known is not None:
         return known
     password = load_password(data_dir, environ)
-    signer = await anyio.to_thread.run_sync(_server_key, path, password, scrypt_n, role)
-    _SERVER_KEYS[path] = signer
-    return signer
+    key = await anyio.to_thread.run_sync(_server_key, path, password, scrypt_n, role)
+    return _SERVER_KEYS.setdefault(path, key)
 
 
-def _server_key(path: Path, password: str, scrypt_n: int, role: str) -> Signer:
+def _server_key(path: Path, password: str, scrypt_n: int, role: str) -> ServerKey:
+    if _pending(path).exists():
+        with _rotation_lock(path):
+            _finish_rotation(path)
     if not path.exists():
         from eth_account import Account
 
         account: LocalAccount = Account.create()
-        if _write_new(path, encrypt_account(account, password, scrypt_n=scrypt_n)):
+        if write_new(path, encrypt_account(account, password, scrypt_n=scrypt_n)):
             logger.info("created %s key %s in %s", role, account.address, path)
-            return Signer(account)
+            return ServerKey(account, path, password, role)
         # another process created it meanwhile: use theirs
     try:
-        return Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
+        return ServerKey(decrypt_account(path.read_text(encoding="utf-8"), password), path, password, role)
     except KeystoreError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+async def rotate_server_key(
+    path: Path,
+    data_dir: Path,
+    environ: Mapping[str, str],
+    *,
+    scrypt_n: int,
+    chain_id: int,
+    lifetime_seconds: int,
+    revoke: bool,
+    now: int,
+) -> KeyRotation:
+    """Make a new key the signing key of the keystore at `path`; the old one verifies what expires by
+    now + `lifetime_seconds` (the longest anything it signed lives) + the reload margin, or, with `revoke`,
+    nothing still valid.
+
+    Raises:
+        ConfigError: there is no key at `path` yet, or it does not open with the password.
+    """
+    password = load_password(data_dir, environ)
+    until = now if revoke else now + lifetime_seconds + RELOAD_MARGIN_SECONDS
+    return await anyio.to_thread.run_sync(
+        functools.partial(_rotate, path, password, scrypt_n=scrypt_n, chain_id=chain_id, now=now, until=until)
+    )
+
+
+def _rotate(path: Path, password: str, *, scrypt_n: int, chain_id: int, now: int, until: int) -> KeyRotation:
+    from eth_account import Account
+
+    with _rotation_lock(path):
+        _finish_rotation(path)
+        try:
+            retired = Signer(decrypt_account(path.read_text(encoding="utf-8"), password))
+        except FileNotFoundError:
+            raise ConfigError(f"there is no key at {path} to rotate; the server makes one on its first start") from None
+        except KeystoreError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        account: LocalAccount = Account.create()
+        rotation = sign_rotation(retired, Signer(account), chain_id, retired_at=now, verifies_until=until)
+        pending = _pending(path)
+        pending.unlink(missing_ok=True)
+        write_new(pending, encrypt_account(account, password, scrypt_n=scrypt_n))
+        append_rotation(rotations_path(path), rotation)  # the commit point
+        os.replace(pending, path)
+        sync_folder(path.parent)
+    logger.info("rotated %s: %s signs now, %s verifies until %d", path.name, account.address, retired.address, until)
+    return rotation
+
+
+def _finish_rotation(path: Path) -> None:
+    """Complete a rotation a crash interrupted after its commit point; drop one interrupted before it."""
+    pending = _pending(path)
+    successor = stored_address(pending)
+    if successor is None:
+        pending.unlink(missing_ok=True)
+        return
+    handover = (str(stored_address(path)).lower(), successor.lower())  # keystore tools differ on the address's case
+    if any((r.retired.lower(), r.successor.lower()) == handover for r in read_rotations(rotations_path(path))):
+        os.replace(pending, path)
+        sync_folder(path.parent)
+        logger.warning("finished the rotation of %s to %s that was interrupted", path.name, successor)
+    else:
+        pending.unlink()
+        logger.warning("dropped an unfinished rotation of %s (it had not been recorded)", path.name)
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(f"{path.name}.next")
+
+
+@contextlib.contextmanager
+def _rotation_lock(path: Path) -> Iterator[None]:
+    """Serialize rotations of one keystore with each other and with the servers finishing one at start."""
+    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

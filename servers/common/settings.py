@@ -6,12 +6,17 @@ own. A bad value stops start-up with a `ConfigError` that names the variable and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from servers.common.home import secure_home
+
+logger = logging.getLogger(__name__)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -52,13 +57,21 @@ class MeshSettings(BaseModel):
         )
 
     def data_dir(self) -> Path:
-        """The data directory, created with owner-only permissions on first use."""
+        """The data directory, created owner-only (0700) on first use; an existing one readable by others is
+        made owner-only, files included (servers.common.home.secure_home), with a warning."""
         try:
-            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            loosened = secure_home(self.home)
         except FileExistsError:
             raise ConfigError(f"the data directory {self.home} is a file; name a directory with --home") from None
         except OSError as exc:
-            raise ConfigError(f"the data directory {self.home} cannot be created: {exc.strerror}") from None
+            raise ConfigError(f"the data directory {self.home} cannot be made owner-only: {exc.strerror}") from None
+        if loosened:
+            logger.warning(
+                "the data directory %s was readable by other users: made owner-only (0700, files 0600): %s; "
+                "what they could read may have been copied (docs/keys.md: rotate the server keys)",
+                self.home,
+                ", ".join(loosened),
+            )
         return self.home
 
 

@@ -55,6 +55,7 @@ async def running(
         logger.info("governance signs receipts as %s under policy %s", signer.address, policy.version)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(service.run_expiry)
+            tasks.start_soon(signer.follow)  # `stateset keys rotate` takes effect without a restart
             yield GovernanceApp(service, build_server(service, feed))
             tasks.cancel_scope.cancel()
 

@@ -69,6 +69,7 @@ async def running(
             else:
                 tasks.start_soon(lambda: follow(discovery, "discovery", cursor=directory.cursor, apply=directory.apply))
             tasks.start_soon(service.run_slash_upkeep)
+            tasks.start_soon(signer.follow)  # `stateset keys rotate` takes effect without a restart
             tasks.start_soon(service.run_refresh)
             yield ReputationApp(service, directory, build_server(service, feed))
             tasks.cancel_scope.cancel()

@@ -14,7 +14,8 @@ from mcp.server.mcpserver import MCPServer
 
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
-from servers.common.keystore import KeyRing, load_password
+from servers.common.keystore import KeyRing
+from servers.common.passwords import load_password
 from servers.common.settings import ConfigError, MeshSettings
 from servers.wallet.errors import ChainUnavailableError
 from servers.wallet.schema import MIGRATIONS
@@ -44,7 +45,7 @@ async def running(
     keys = KeyRing(load_password(data_dir, environ), scrypt_n=mesh.keystore_scrypt_n)
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
         for role in ("governance", "reputation"):
-            logger.info("trusting %s's signatures from %s", role, settings.describe_trust(role))
+            logger.info("trusting %s's signatures from %s", role, settings.describe_trust(role, mesh.chain_id))
         feed = ChangeFeed()
         store = WalletStore(db)
         async with (

@@ -22,6 +22,7 @@ from typing import Any
 from servers.common.identity import Signer, TypedData, mesh_domain, recover_signer
 from servers.common.money import format_usdc
 from servers.common.receipts import ApprovalReceipt
+from servers.common.rotation import TrustedKeys
 from servers.wallet.errors import ApprovalError, SignatureRejectedError
 
 # How long a payment authorization stays valid; the local ledger settles it at once.
@@ -113,13 +114,14 @@ def verify_approval(
     receipt: ApprovalReceipt,
     *,
     chain_id: int,
-    governance: str | None,
+    governance: TrustedKeys | None,
     payer: str,
     payee: str,
     amount: int,
     now: float,
 ) -> None:
-    """Check that `receipt` approves exactly this payment, now, and was signed by `governance`.
+    """Check that `receipt` approves exactly this payment, now, and was signed by a `governance` key: the current
+    one, or a retired one for a receipt expiring within its window.
 
     Raises:
         ApprovalError: naming the field that does not match, the expiry, or the wrong signer.
@@ -144,10 +146,11 @@ def verify_approval(
             hint="ask governance for a new approval",
         )
     signer = recover_signer(receipt.typed_data(chain_id), receipt.signature, field="approval.signature")
-    if signer != governance:
+    if not governance.verifies(signer, receipt.expires_at):
         raise ApprovalError(
-            f"approval receipt {receipt.decision_id!r} is not signed by the trusted governance address {governance}",
-            hint="only receipts issued by that governance server are accepted",
+            f"approval receipt {receipt.decision_id!r} is not signed by a trusted governance key: "
+            + governance.refusal(signer, receipt.expires_at),
+            hint="only receipts issued by the trusted governance server are accepted",
         )
 
 

@@ -421,15 +421,17 @@ class WalletService:
 
     async def slash_stake(self, order: SlashOrder) -> SlashResult:
         """Move up to `order.amount` of the wallet's stake to the recipient, once per incident."""
-        trusted = self._settings.trusted("reputation")
+        trusted = self._settings.trusted("reputation", self._chain_id)
         if trusted is None:
             raise SlashRefusedError(
                 "this wallet server trusts no reputation address, so it cannot accept slash orders",
                 hint="start it with STATESET_REPUTATION_ADDRESS set to the reputation server's address",
             )
-        if recover_signer(order.typed_data(self._chain_id), order.signature, field="order.signature") != trusted:
+        issuer = recover_signer(order.typed_data(self._chain_id), order.signature, field="order.signature")
+        if not trusted.verifies(issuer, order.expires_at):
             raise SlashRefusedError(
-                f"slash order {order.incident_id!r} is not signed by the trusted reputation address"
+                f"slash order {order.incident_id!r} is not signed by a trusted reputation key: "
+                + trusted.refusal(issuer, order.expires_at)
             )
         signer = await self._signer(order.wallet)
         now = self._clock()
@@ -567,7 +569,7 @@ class WalletService:
             authorizations.verify_approval(
                 approval,
                 chain_id=self._chain_id,
-                governance=self._settings.trusted("governance"),
+                governance=self._settings.trusted("governance", self._chain_id),
                 payer=context.wallet.address,
                 payee=payee,
                 amount=amount,

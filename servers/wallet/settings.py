@@ -13,14 +13,18 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from servers.common.errors import InvalidInputError
 from servers.common.home import SERVER_KEYSTORES
 from servers.common.identity import parse_address
-from servers.common.keystore import stored_address
 from servers.common.logging import register_secret
+from servers.common.rotation import TrustedKeys, parse_retired
 from servers.common.settings import ConfigError, env_int
+from servers.wallet.trust import trusted_keys
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROPOSAL_TTL_SECONDS = 24 * 60 * 60
 SETTLEMENTS = ("local", "evm")
+GOVERNANCE_RETIRED = "STATESET_GOVERNANCE_RETIRED_KEYS"
+REPUTATION_RETIRED = "STATESET_REPUTATION_RETIRED_KEYS"
+Role = Literal["governance", "reputation"]
 
 
 class ChainSettings(BaseModel):
@@ -40,11 +44,16 @@ class WalletSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     governance_address: str | None = None
-    """The only key whose approval receipts this wallet accepts. Unset: the governance key in `home`, if any;
-    none there either: payments that need one are refused."""
+    """The governance key whose approval receipts this wallet accepts, and the start of its lineage (the keys it
+    rotated to: servers.wallet.trust). Unset: the governance key in `home`, if any; none there either: payments
+    that need a receipt are refused."""
     reputation_address: str | None = None
-    """The only key whose slash orders this wallet accepts. Unset: the reputation key in `home`, if any;
-    none there either: every slash order is refused."""
+    """The same for the reputation key and its slash orders: unset and none in `home`, every slash is refused."""
+    governance_retired: dict[str, int] = {}
+    """Retired governance keys (address -> verifies receipts expiring by), for a wallet without governance's
+    data directory: STATESET_GOVERNANCE_RETIRED_KEYS, as `stateset keys rotate` prints it."""
+    reputation_retired: dict[str, int] = {}
+    """Retired reputation keys: STATESET_REPUTATION_RETIRED_KEYS."""
     home: Path | None = None
     """The data directory, where servers started beside this one (`stateset serve` for a host) keep their keys."""
     proposal_ttl_seconds: int = DEFAULT_PROPOSAL_TTL_SECONDS
@@ -53,27 +62,26 @@ class WalletSettings(BaseModel):
     """None: the local ledger (the sandbox default)."""
     database_file: str = "wallet.db"
 
-    def trusted(self, role: Literal["governance", "reputation"]) -> str | None:
-        """The address whose receipts (governance) or slash orders (reputation) this wallet accepts."""
-        configured = self.governance_address if role == "governance" else self.reputation_address
-        if configured is not None or self.home is None:
-            return configured
-        path = self.home / SERVER_KEYSTORES[role]
-        stored = stored_address(path)  # read each time: that server may start after this one
-        try:
-            return None if stored is None else parse_address(stored, field=str(path))
-        except InvalidInputError:
-            logger.warning("%s names no valid address; its key is not trusted", path)
-            return None
+    def trusted(self, role: Role, chain_id: int) -> TrustedKeys | None:
+        """The keys whose receipts (governance) or slash orders (reputation) this wallet accepts."""
+        governance = role == "governance"
+        return trusted_keys(
+            None if self.home is None else self.home / SERVER_KEYSTORES[role],
+            pinned=self.governance_address if governance else self.reputation_address,
+            retired=self.governance_retired if governance else self.reputation_retired,
+            chain_id=chain_id,
+        )
 
-    def describe_trust(self, role: Literal["governance", "reputation"]) -> str:
-        """Where the key trusted for `role` comes from, for the log."""
+    def describe_trust(self, role: Role, chain_id: int) -> str:
+        """Where the keys trusted for `role` come from, for the log."""
         configured = self.governance_address if role == "governance" else self.reputation_address
+        trusted = self.trusted(role, chain_id)
+        keys = "not yet" if trusted is None else trusted.describe()
         if configured is not None:
-            return f"{configured} (STATESET_{role.upper()}_ADDRESS)"
+            return f"{keys} (from STATESET_{role.upper()}_ADDRESS)"
         if self.home is None:
             return f"no one (STATESET_{role.upper()}_ADDRESS is unset)"
-        return f"the key in {self.home / SERVER_KEYSTORES[role]}, once it exists ({self.trusted(role) or 'not yet'})"
+        return f"the key in {self.home / SERVER_KEYSTORES[role]}, once it exists: {keys}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], home: Path | None = None) -> WalletSettings:
@@ -82,6 +90,8 @@ class WalletSettings(BaseModel):
         return cls(
             governance_address=None if raw is None else _address(raw, "STATESET_GOVERNANCE_ADDRESS"),
             reputation_address=None if reputation is None else _address(reputation, "STATESET_REPUTATION_ADDRESS"),
+            governance_retired=parse_retired(environ.get(GOVERNANCE_RETIRED, ""), GOVERNANCE_RETIRED),
+            reputation_retired=parse_retired(environ.get(REPUTATION_RETIRED, ""), REPUTATION_RETIRED),
             proposal_ttl_seconds=env_int(
                 environ, "STATESET_WALLET_PROPOSAL_TTL_SECONDS", DEFAULT_PROPOSAL_TTL_SECONDS, minimum=60
             ),

@@ -30,7 +30,8 @@ from agent.server import build_agent_server
 from agent.state import AgentStore
 from agent.workflows import load_agent_config
 from gateway.launcher import Mesh, running_mesh
-from servers.common.keystore import decrypt_account, load_password
+from servers.common.keystore import decrypt_account
+from servers.common.passwords import load_password
 from servers.common.settings import ConfigError, MeshSettings
 from tests.helpers import ERAS, call, scaled
 

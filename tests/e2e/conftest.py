@@ -36,7 +36,8 @@ LOG_TAIL = 40  # lines of a process's log shown when it fails
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:
     """What a host passes to the server: a minimal environment plus our settings."""
-    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    passed = ("PATH", "HOME", "LANG", "XDG_CONFIG_HOME", "PYTHON_KEYRING_BACKEND")  # the last two: tests/conftest.py
+    env = {key: os.environ[key] for key in passed if key in os.environ}
     env |= {"STATESET_HOME": str(home), "STATESET_KEYSTORE_SCRYPT_N": "1024", "STATESET_LOG_LEVEL": "INFO"}
     return env | extra
 

@@ -12,7 +12,8 @@ from eth_account import Account
 from mcp import Client
 
 from servers.common.keystore import decrypt_account
-from tests.e2e.conftest import STEP, serving
+from servers.common.passwords import load_password
+from tests.e2e.conftest import STEP, child_env, serving
 from tests.helpers import call, sign
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -141,7 +142,7 @@ async def test_sigkill_mid_stream_keeps_every_acknowledged_payment_and_retries_p
 
 def assert_no_secret_logged(home: Path) -> None:
     """After hundreds of payments, no server log holds a private key or the keystore password."""
-    password = (home / "keystore.password").read_text().strip()
+    password = load_password(home, child_env(home))
     with sqlite3.connect(home / "wallet.db") as raw:
         keys = [decrypt_account(row[0], password).key.hex() for row in raw.execute("SELECT keystore FROM wallets")]
     logs = "".join(log.read_text() for log in home.glob("server-*.log"))

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import shutil
 import stat
 import threading
 from pathlib import Path
@@ -12,15 +14,20 @@ import pytest
 from eth_account import Account
 
 from servers.common import keystore
+from servers.common.home import SERVER_KEYSTORES
+from servers.common.identity import Signer
 from servers.common.keystore import (
-    PASSWORD_FILE,
     KeyRing,
     KeyRingBusyError,
     KeystoreError,
+    ServerKey,
     decrypt_account,
     encrypt_account,
-    load_password,
+    rotate_server_key,
+    server_key,
+    stored_address,
 )
+from servers.common.rotation import RELOAD_MARGIN_SECONDS, KeyRotation, append_rotation, read_rotations, sign_rotation
 from servers.common.settings import ConfigError
 from tests.conftest import TEST_SCRYPT_N
 from tests.helpers import eventually, scaled
@@ -50,26 +57,6 @@ class Gauge:
                     self.running -= 1
 
         return measured
-
-
-def test_first_run_creates_a_0600_password_file_and_later_runs_reuse_it(tmp_path: Path) -> None:
-    first = load_password(tmp_path, {})
-    path = tmp_path / PASSWORD_FILE
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(first) >= 32
-    assert load_password(tmp_path, {}) == first
-
-
-def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
-    load_password(tmp_path, {})
-    assert load_password(tmp_path, {"STATESET_KEYSTORE_PASSWORD": "from-env-password"}) == "from-env-password"
-
-
-def test_a_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
-    load_password(tmp_path, {})
-    (tmp_path / PASSWORD_FILE).chmod(0o644)
-    with pytest.raises(ConfigError, match="must be 0600"):
-        load_password(tmp_path, {})
 
 
 def test_keystores_are_v3_scrypt_and_open_only_with_their_password() -> None:
@@ -153,3 +140,82 @@ async def test_opening_keystores_takes_turns_and_refuses_beyond_the_queue(monkey
     assert sorted(outcomes) == sorted([*opened, busy, busy])
     for account, text in zip(accounts, texts, strict=True):  # the slots came back: every keystore opens now
         assert (await ring.open(account.address, text)).address == account.address
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir(mode=0o700)
+    return path
+
+
+ENV = {"STATESET_KEYSTORE_PASSWORD": "rotation-test-password"}
+
+
+async def key_at(home: Path, role: str = "governance") -> ServerKey:
+    path = home / SERVER_KEYSTORES[role]
+    return await server_key(path, home, ENV, scrypt_n=TEST_SCRYPT_N, role=role)
+
+
+async def rotate(home: Path, *, now: int = 1_000, revoke: bool = False) -> KeyRotation:
+    return await rotate_server_key(
+        home / SERVER_KEYSTORES["governance"],
+        home,
+        ENV,
+        scrypt_n=TEST_SCRYPT_N,
+        chain_id=31337,
+        lifetime_seconds=600,
+        revoke=revoke,
+        now=now,
+    )
+
+
+async def test_a_rotation_records_a_handover_both_keys_signed_and_a_running_key_follows_it(home: Path) -> None:
+    running = await key_at(home)
+    retired = running.address
+    rotation = await rotate(home)
+    assert rotation.retired == retired and rotation.verifies_until == 1_000 + 600 + RELOAD_MARGIN_SECONDS
+    assert rotation.authentic(31337)
+    assert read_rotations(home / "governance.rotations.json") == [rotation]
+    assert stored_address(home / SERVER_KEYSTORES["governance"]) == rotation.successor
+    assert stat.S_IMODE((home / "governance.rotations.json").stat().st_mode) == 0o600
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(functools.partial(running.follow, interval_seconds=0.01))
+
+        async def followed() -> bool:
+            return running.address != retired
+
+        await eventually(followed)
+        tasks.cancel_scope.cancel()
+    assert running.address == rotation.successor
+    assert not await running.reload()  # nothing new since
+
+
+async def test_a_revoking_rotation_gives_the_old_key_no_window(home: Path) -> None:
+    await key_at(home)
+    assert (await rotate(home, now=5_000, revoke=True)).verifies_until == 5_000
+
+
+async def test_there_is_nothing_to_rotate_before_the_server_made_its_key(home: Path) -> None:
+    with pytest.raises(ConfigError, match="there is no key at .* to rotate; the server makes one on its first start"):
+        await rotate(home)
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+async def test_a_rotation_a_crash_cut_short_is_finished_after_its_record_and_dropped_before(
+    home: Path, tmp_path: Path, recorded: bool
+) -> None:
+    """The crash: the new key was written to `.next`, and the handover recorded (or not), but not yet in place."""
+    current = await key_at(home)
+    successor = Account.create()
+    path = home / SERVER_KEYSTORES["governance"]
+    pending = path.with_name(path.name + ".next")
+    pending.write_text(encrypt_account(successor, ENV["STATESET_KEYSTORE_PASSWORD"], scrypt_n=TEST_SCRYPT_N))
+    if recorded:
+        rotation = sign_rotation(current, Signer(successor), 31337, retired_at=1, verifies_until=2)
+        append_rotation(home / "governance.rotations.json", rotation)
+    copy = tmp_path / "restarted"  # a new process: no key cached yet
+    shutil.copytree(home, copy)
+    restarted = await key_at(copy)
+    assert restarted.address == (successor.address if recorded else current.address)
+    assert not (copy / pending.name).exists()

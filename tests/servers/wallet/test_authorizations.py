@@ -6,10 +6,12 @@ from eth_account import Account
 from servers.common.identity import Signer
 from servers.common.money import format_usdc
 from servers.common.receipts import ApprovalReceipt, approval_receipt
+from servers.common.rotation import TrustedKeys
 from servers.wallet.authorizations import verify_approval
 from servers.wallet.errors import ApprovalError
 
 GOVERNANCE = Account.create()
+TRUSTED = TrustedKeys(GOVERNANCE.address)
 PAYER = Account.create().address
 PAYEE = Account.create().address
 NOW = 1_800_000_000
@@ -38,7 +40,7 @@ def receipt(**changes: object) -> ApprovalReceipt:
     return ApprovalReceipt.model_validate(values)
 
 
-def verify(r: ApprovalReceipt, *, governance: str | None = GOVERNANCE.address, now: float = NOW) -> None:
+def verify(r: ApprovalReceipt, *, governance: TrustedKeys | None = TRUSTED, now: float = NOW) -> None:
     verify_approval(r, chain_id=31337, governance=governance, payer=PAYER, payee=PAYEE, amount=150_000_000, now=now)
 
 
@@ -53,9 +55,9 @@ def test_a_receipt_signed_by_governance_for_exactly_this_payment_is_accepted() -
         (lambda: receipt(payer=Account.create().address), "is for payer"),
         (lambda: receipt(amount=150_000_001), "approves 150.000001 USDC, not 150 USDC"),
         (lambda: receipt(expires_at=NOW), "expired at"),
-        (lambda: receipt(signer=Account.create()), "is not signed by the trusted governance address"),
+        (lambda: receipt(signer=Account.create()), "is not signed by a trusted governance key"),
         # the fields say 150 but governance signed 15: an altered receipt
-        (lambda: receipt(signed_over={"amount": 15_000_000}), "is not signed by the trusted governance address"),
+        (lambda: receipt(signed_over={"amount": 15_000_000}), "is not signed by a trusted governance key"),
     ],
 )
 def test_receipts_for_anything_else_are_refused(bad: object, says: str) -> None:

@@ -302,7 +302,7 @@ async def test_a_governance_receipt_pays_once_for_exactly_what_it_approves(clien
         "altered amount": "approves 99 USDC, not 75 USDC",
         "other payee": "is for payee",
         "expired": "expired at",
-        "wrong signer": "is not signed by the trusted governance address",
+        "wrong signer": "is not signed by a trusted governance key",
         "bad signature": "is not a signature",
     }
     for name, approval in bad.items():

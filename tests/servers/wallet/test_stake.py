@@ -113,9 +113,9 @@ async def test_slash_orders_not_from_the_trusted_key_or_expired_change_nothing(
     agent = await new_wallet(wallet, fund="100")
     await call(wallet, "stake", address=agent, amount="50")
     forged = await refused(wallet, "slash_stake", order=order(agent, "5", signer=Account.create()))
-    assert "is not signed by the trusted reputation address" in forged
+    assert "is not signed by a trusted reputation key" in forged
     altered = order(agent, "5") | {"amount": "50"}
-    assert "is not signed by the trusted reputation address" in await refused(wallet, "slash_stake", order=altered)
+    assert "is not signed by a trusted reputation key" in await refused(wallet, "slash_stake", order=altered)
     expired = order(agent, "5", "inc-late", ttl=10)
     clock.advance(11)
     assert "expired at" in await refused(wallet, "slash_stake", order=expired)
