@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from servers.common.money import format_usdc
+from servers.governance.behaviour import Running
 from servers.governance.models import Outcome, Risk, ThreatLevel
 from servers.governance.policy import Effect, Policy, Rule, Velocity, Workflow
-from servers.governance.risk import assess, baseline
+from servers.governance.risk import assess
+from servers.governance.threat import rank
 
 DEFAULT_REPUTATION = 50.0
 AMOUNT_DEPENDENT = frozenset({"amount_above", "amount_at_most", "velocity", "risk_at_least"})
@@ -49,15 +50,10 @@ class Facts:
     threat_level: ThreatLevel = "none"
     usage: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     """window seconds -> (count, micro-USDC) of the agent's approved and pending actions of this type"""
-    history: Sequence[int] = ()
-    """amounts of the agent's earlier approved actions of this type"""
+    amounts: Running = Running()
+    """the agent's running baseline of amounts of this type (servers.governance.behaviour)"""
     counterparty_known: bool = False
     """whether the agent was approved before to act with this counterparty"""
-
-    @cached_property
-    def amount_baseline(self) -> tuple[float, float] | None:
-        """Mean and spread of `history`, computed once."""
-        return baseline(self.history)
 
 
 @dataclass(frozen=True)
@@ -244,6 +240,8 @@ def _holds(name: str, value: Any, request: Request, facts: Facts, risk: int) -> 
         return (DEFAULT_REPUTATION if facts.reputation is None else facts.reputation) < float(value)
     if name == "risk_at_least":
         return risk >= int(value)
+    if name == "threat_at_least":
+        return rank(facts.threat_level) >= rank(value)
     raise AssertionError(f"unknown condition {name}")
 
 
@@ -269,6 +267,8 @@ def _describe(name: str, value: Any, request: Request, facts: Facts, risk: int) 
         reputation = DEFAULT_REPUTATION if facts.reputation is None else facts.reputation
         unknown = " (unknown, taken as 50)" if facts.reputation is None else ""
         return f"reputation {reputation:g}{unknown} {'<' if ok else '>='} {value}"
+    if name == "threat_at_least":
+        return f"threat level {facts.threat_level} {'>=' if ok else '<'} {value}"
     return f"risk {risk} {'>=' if ok else '<'} {value}"
 
 
