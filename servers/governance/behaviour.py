@@ -222,6 +222,11 @@ def structured(times: tuple[float, ...], now: float) -> bool:
     return len(times) >= STRUCTURING_RUN and times[-STRUCTURING_RUN] > now - STRUCTURING_SECONDS
 
 
+def recent(times: tuple[float, ...], now: float) -> int:
+    """How many of these structuring times fall within the window before `now`."""
+    return sum(at > now - STRUCTURING_SECONDS for at in times)
+
+
 def _remember(times: tuple[float, ...], now: float) -> tuple[float, ...]:
     return (*times, now)[-STRUCTURING_RUN:]
 

@@ -40,7 +40,6 @@ from servers.governance.models import (
     PolicyView,
     Reason,
     RuleTrace,
-    ThreatLevel,
     Vote,
 )
 from servers.governance.policy import HOST, Policy, load_policy, normalize_party
@@ -108,7 +107,7 @@ class GovernanceService:
             profile = watch.known(tx, agent_id, owner, now, period)
             seen = watch.watch(tx, profile, request, policy.amount_thresholds(request.type), now, period)
             behaviour = seen.behaviour
-            facts = self._facts(tx, profile, request, now, behaviour.threat_level, keep=True)
+            facts = self._facts(tx, seen, now, keep=True)
             evaluation = evaluate(policy, request, facts)
             decision = Decision(
                 decision_id=decision_id,
@@ -153,11 +152,11 @@ class GovernanceService:
         """What evaluate_action would decide now, rule by rule. Reads only."""
         agent_id = parse_agent_did(agent_id, field="agent_id")
         policy, request, now = self._policy, self._request(action), self._clock()
+        thresholds, period = policy.amount_thresholds(request.type), self._settings.threat_decay_seconds
 
         def read(tx: GovernanceTx) -> Facts:
             profile = tx.profile(agent_id) or AgentProfile(agent_id=agent_id)
-            raised = tx.agent_baseline(agent_id)[1].at(now, self._settings.threat_decay_seconds)
-            return self._facts(tx, profile, request, now, in_force(profile.threat_level, raised), keep=False)
+            return self._facts(tx, watch.watch(tx, profile, request, thresholds, now, period), now, keep=False)
 
         facts = await self._store.read(read)
         evaluation = evaluate(policy, request, facts, trace=True)
@@ -406,18 +405,18 @@ class GovernanceService:
             jurisdiction=None if jurisdiction is None else jurisdiction.upper(),
         )
 
-    def _facts(
-        self, tx: GovernanceTx, profile: AgentProfile, request: Request, now: float, threat: ThreatLevel, *, keep: bool
-    ) -> Facts:
-        """What the rules read; with `keep` (in a write), the velocity windows move up to `now` as they are read."""
-        agent_id = profile.agent_id
+    def _facts(self, tx: GovernanceTx, seen: watch.Watch, now: float, *, keep: bool) -> Facts:
+        """What the rules read, the behaviour analysis's threat level included; with `keep` (in a write), the
+        velocity windows move up to `now` as they are read."""
+        agent_id, request = seen.profile.agent_id, seen.request
         return Facts(
             now=now,
-            reputation=profile.reputation,
-            threat_level=threat,
+            reputation=seen.profile.reputation,
+            threat_level=seen.behaviour.threat_level,
             usage=tx.usage(agent_id, request.type, self._policy.velocity_windows(request.type), now, keep=keep),
-            amounts=tx.type_baseline(agent_id, request.type).amounts,
+            amounts=seen.observation.kind.amounts,  # the baseline before this action: its amount is added after
             counterparty_known=request.counterparty is not None and tx.dealt_with(agent_id, request.counterparty),
+            near_run=seen.near_run,
         )
 
     def _open_approval(self, tx: GovernanceTx, decision: Decision, evaluation: Evaluation, now: float) -> Decision:

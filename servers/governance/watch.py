@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servers.common.clock import utc
-from servers.governance.behaviour import Observation, Seen, observe, settled
+from servers.governance.behaviour import Observation, Seen, observe, recent, settled
 from servers.governance.models import (
     AgentProfile,
     Behaviour,
@@ -37,6 +37,8 @@ class Watch:
     request: Request
     observation: Observation
     counterparty_known: bool
+    near_run: int
+    """actions just under a threshold in the structuring window before this one: the agent's or its owner's"""
     stored: Raised
     """the raised level as stored; `before` is the same decayed to now"""
     before: Raised
@@ -113,7 +115,8 @@ def watch(
     )
     before = stored.at(now, period)
     after = before.flagged(observation.raising, now) if observation.raising else before
-    return Watch(profile, request, observation, seen.counterparty_known, stored, before, after)
+    near_run = max(recent(seen.kind.near, now), recent(seen.owner_near or (), now))
+    return Watch(profile, request, observation, seen.counterparty_known, near_run, stored, before, after)
 
 
 def record(tx: GovernanceTx, seen: Watch, decision: Decision, now: float) -> bool:

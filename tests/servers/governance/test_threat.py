@@ -139,6 +139,18 @@ async def test_structuring_split_over_fresh_dids_of_one_owner_still_adds_up(clie
     assert fourth["outcome"] == "pending_approval" and fourth["behaviour"]["threat_before"] == "elevated"
 
 
+async def test_no_alternative_advises_structuring(client: Client, harness: Harness) -> None:
+    over = await pay(client, harness.agent, "150")
+    offered = {alternative["kind"]: alternative for alternative in over["alternatives"]}
+    assert offered["reduce_amount"]["amount"] == "50"
+    assert "split" not in offered  # three payments of 50 would be a structuring run: the third would wait
+    for _ in range(2):
+        assert (await pay(client, harness.agent, "49"))["outcome"] == "approved"
+    over = await pay(client, harness.agent, "60")
+    assert over["outcome"] == "pending_approval" and over["alternatives"] == []  # 50 would complete the run
+    assert flag_names(await pay(client, harness.agent, "50")) == ["structuring"]
+
+
 async def test_a_burst_raises_the_threat_level(client: Client, harness: Harness) -> None:
     leads = []
     for _ in range(21):  # twenty-one in five seconds, from an agent with no habit of it
