@@ -412,7 +412,7 @@ class GovernanceService:
         return Facts(
             now=now,
             reputation=seen.profile.reputation,
-            threat_level=seen.behaviour.threat_level,
+            threat_level=seen.threat,
             usage=tx.usage(agent_id, request.type, self._policy.velocity_windows(request.type), now, keep=keep),
             amounts=seen.observation.kind.amounts,  # the baseline before this action: its amount is added after
             counterparty_known=request.counterparty is not None and tx.dealt_with(agent_id, request.counterparty),

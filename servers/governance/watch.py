@@ -45,6 +45,11 @@ class Watch:
     after: Raised
 
     @property
+    def threat(self) -> ThreatLevel:
+        """The level in force for this decision."""
+        return in_force(self.profile.threat_level, self.after)
+
+    @property
     def behaviour(self) -> Behaviour:
         return Behaviour(
             flags=list(self.observation.flags),
@@ -53,7 +58,7 @@ class Watch:
             rate_per_minute=round(self.observation.rate, 3),
             decisions_seen=self.observation.agent.decisions - 1,
             threat_before=in_force(self.profile.threat_level, self.before),
-            threat_level=in_force(self.profile.threat_level, self.after),
+            threat_level=self.threat,
         )
 
 

@@ -189,9 +189,8 @@ async def test_a_fresh_did_of_the_same_owner_starts_at_the_owners_worst_threat(
 async def test_an_agent_marked_critical_is_still_critical_under_a_new_did_of_the_same_owner(
     client: Client, harness: Harness
 ) -> None:
-    await call(
-        client, "set_agent_profile", profile={"agent_id": harness.agent, "owner": "acme", "threat_level": "critical"}
-    )
+    marked = {"agent_id": harness.agent, "owner": "acme", "threat_level": "critical", "reputation": 20}
+    await call(client, "set_agent_profile", profile=marked)
     assert (await pay(client, harness.agent, "10"))["outcome"] == "pending_approval"
     harness.clock.advance(10 * HOUR)  # an assigned level does not decay
     rotated = await pay(client, new_agent_did(), "10", owner="acme")
@@ -204,7 +203,7 @@ async def test_an_agent_marked_critical_is_still_critical_under_a_new_did_of_the
     assert again["outcome"] == "pending_approval" and (await flags_of(client, rotated["agent_id"]))["owner"] == "acme"
     # nor does set_agent_profile: a DID given an owner takes on that owner's worst on the way in
     joined = await call(client, "set_agent_profile", profile={"agent_id": new_agent_did(), "owner": "acme"})
-    assert joined["threat_level"] == "critical"
+    assert (joined["threat_level"], joined["reputation"]) == ("critical", 20)  # and the owner's lowest reputation
 
 
 async def test_the_raised_level_decays_back_when_behaviour_returns_to_normal(client: Client, harness: Harness) -> None:
