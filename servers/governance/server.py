@@ -25,8 +25,10 @@ Governance decides whether an agent may act. Call evaluate_action before a payme
 action: the decision is approved, denied or pending_approval, with reasons naming the rules and values,
 a risk score, and computed alternatives (a smaller amount, a split, asking for approval). An approved
 payment carries a receipt: pass it as `approval` to the wallet's execute_payment; it pays once. Use
-explain for a dry run. Approvers vote with submit_approval / reject_approval (an EIP-712 signature over
-the request) or, for the person at this host, ask_host_approval."""
+explain for a dry run. Each decision also sets the action against the agent's own baseline (`behaviour`:
+flags such as a burst, an outlier amount or structuring, which raise the agent's threat level);
+verify_agent_action is that analysis alone, as a dry run. Approvers vote with submit_approval /
+reject_approval (an EIP-712 signature over the request) or, for the person at this host, ask_host_approval."""
 
 VOTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 AgentId = Annotated[str, Field(description="The acting agent, did:stateset:agent:<uuid>")]
