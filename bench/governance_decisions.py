@@ -4,7 +4,8 @@
 
 The policy has 200 payment rules of every kind (counterparty deny lists, categories with amount
 thresholds, velocity limits over four windows, time windows, reputation and risk gates, allows). Each
-decision is real: facts read from SQLite (velocity per window, history, counterparty), every rule
+decision is real: facts read from SQLite (velocity per window, counterparty), the behaviour analysis
+(the agent's running baselines read, flags and z-scores, the baselines written back), every rule
 evaluated, risk scored, the decision and its audit entry committed, and, for an approved payment,
 the receipt signed. Measured as a call on the service in-process, through the SDK's in-memory client
 (whose check of the result against the output schema is part of the figure), and the evaluator alone.
@@ -24,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer, new_agent_did
 from servers.common.logging import configure_logging
+from servers.governance.behaviour import Running
 from servers.governance.models import Action
 from servers.governance.policy import compile_policy
 from servers.governance.rules import Facts, Request, evaluate
@@ -145,7 +148,7 @@ def pure(document: dict[str, Any], decisions: int, rng: random.Random) -> None:
     facts = Facts(
         now=time.time(),
         usage={3600: (5, 100_000_000), 21600: (9, 2 * 10**8), 86400: (20, 5 * 10**8), 604800: (80, 2 * 10**9)},
-        history=[10**7] * 50,
+        amounts=reduce(lambda running, amount: running.add(amount), [10**7] * 50, Running()),
         counterparty_known=True,
     )
     samples = []

@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 class KeystoreError(Exception):
     """A keystore could not be opened: wrong password or damaged file. Never carries key material."""
 

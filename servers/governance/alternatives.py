@@ -5,7 +5,8 @@ so those points (below the requested amount) are the candidates; each is evaluat
 
 - reduce_amount: the largest amount approved now.
 - split: that amount, repeated until the requested total, if every part would be approved in turn
-  (each part counts against the velocity limits of the next).
+  (each part counts against the velocity limits of the next, and, just under a threshold, towards a
+  structuring run that raises the agent's threat level).
 - request_approval: for a denied action, the largest amount that would go to an approval workflow.
 """
 
@@ -67,13 +68,14 @@ def _largest(partial: Partial, facts: Facts, amounts: list[int], wanted: Outcome
 
 def _split_passes(policy: Policy, partial: Partial, request: Request, facts: Facts, part: int, parts: int) -> bool:
     assert request.amount is not None
-    usage = dict(facts.usage)
+    usage, near_run = dict(facts.usage), facts.near_run
     remaining = request.amount
     for _ in range(parts):
         amount = min(part, remaining)
-        if partial.outcome(amount, replace(facts, usage=usage))[0] != "approved":
+        if partial.outcome(amount, replace(facts, usage=usage, near_run=near_run))[0] != "approved":
             return False
         usage = {window: (count + 1, total + amount) for window, (count, total) in _all_windows(policy, request, usage)}
+        near_run += partial.near(amount)
         remaining -= amount
     return True
 

@@ -19,6 +19,13 @@ class UnknownActionTypeError(InvalidInputError):
         )
 
 
+class AgentNotFoundError(NotFoundError):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(
+            f"governance has not seen agent {agent_id!r}", hint="it appears with its first evaluate_action"
+        )
+
+
 class DecisionNotFoundError(NotFoundError):
     def __init__(self, decision_id: str) -> None:
         super().__init__(f"no decision {decision_id!r}", hint="use the decision_id that evaluate_action returned")

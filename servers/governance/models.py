@@ -30,6 +30,7 @@ ApprovalId = Annotated[
 Approver = Annotated[
     str, Field(max_length=128, description="The approver's address or agent DID, as listed in the workflow")
 ]
+ThreatCause = Literal["flags", "decay", "owner"]
 STANDARD_ACTION_TYPES = (
     "payment",
     "purchase_order",
@@ -117,6 +118,24 @@ class Approval(BaseModel):
     )
 
 
+class BehaviourFlag(BaseModel):
+    name: Literal["amount_outlier", "burst", "structuring", "new_counterparty", "new_action_type"]
+    raises_threat: bool
+    detail: str
+
+
+class Behaviour(BaseModel):
+    """An action against the agent's own baseline (servers.governance.behaviour)."""
+
+    flags: list[BehaviourFlag]
+    amount_z: float | None = Field(description="The amount against the agent's earlier ones of this type")
+    rate_z: float | None = Field(description="The pace against the agent's usual pace")
+    rate_per_minute: float = Field(description="The agent's recent decisions a minute, this one included")
+    decisions_seen: int = Field(description="The agent's earlier decisions")
+    threat_before: ThreatLevel
+    threat_level: ThreatLevel = Field(description="In force for this decision: assigned or raised, the higher")
+
+
 class Decision(BaseModel):
     decision_id: str
     agent_id: str
@@ -135,6 +154,7 @@ class Decision(BaseModel):
     )
     created_at: datetime
     decided_at: datetime | None
+    behaviour: Behaviour | None = Field(default=None, description="The action against the agent's own baseline")
 
 
 class RuleTrace(BaseModel):
@@ -182,3 +202,24 @@ class AuditReport(BaseModel):
     first_tampered: int | None = Field(description="Sequence number of the first entry that fails the chain")
     detail: str
     head: str | None = Field(description="Hash of the newest entry")
+
+
+class ThreatChange(BaseModel):
+    """A flagged decision, or a change of the agent's threat level (by flags, decay or its owner's agents)."""
+
+    at: datetime
+    decision_id: str | None
+    cause: ThreatCause
+    flags: list[BehaviourFlag]
+    threat_from: ThreatLevel
+    threat_to: ThreatLevel
+
+
+class AgentFlags(BaseModel):
+    agent_id: str
+    owner: str | None
+    threat_level: ThreatLevel = Field(description="In force now: the assigned level or the raised one, the higher")
+    assigned_threat: ThreatLevel
+    raised_threat: ThreatLevel
+    raised_decays_at: datetime | None = Field(description="When the raised level steps down if nothing is flagged")
+    changes: list[ThreatChange] = Field(description="The newest 100, oldest first")

@@ -21,7 +21,8 @@ A policy is YAML or JSON:
 Conditions: amount_above, amount_at_most (USDC strings), counterparty_in / counterparty_not_in,
 category_in / category_not_in, during / outside ({days, from, to, timezone}), velocity ({window,
 max_count, max_amount}: fires when this action would exceed either, counting the agent's approved and
-pending actions of the type), reputation_below, risk_at_least. An approver is an Ethereum address,
+pending actions of the type), reputation_below, risk_at_least, threat_at_least (low, elevated or
+critical: the agent's threat level, assigned or raised by its behaviour). An approver is an Ethereum address,
 a did:pkh, an agent's did:stateset:agent (its address comes from its profile when it votes), or `host`:
 the person at the MCP host, asked through elicitation.
 
@@ -53,7 +54,7 @@ from servers.common.errors import InvalidInputError
 from servers.common.identity import AGENT_DID_PREFIX, parse_address, parse_agent_did
 from servers.common.money import parse_usdc
 from servers.governance.errors import PolicyError
-from servers.governance.models import STANDARD_ACTION_TYPES
+from servers.governance.models import STANDARD_ACTION_TYPES, ThreatLevel
 from servers.governance.policy_text import check_plain_data, parse_document, shown
 
 Effect = Literal["allow", "deny", "require_approval"]
@@ -111,6 +112,7 @@ _CONDITIONS = {
         },
         "reputation_below": {"type": "number", "minimum": 0, "maximum": 100},
         "risk_at_least": {"type": "integer", "minimum": 0, "maximum": 100},
+        "threat_at_least": {"enum": ["low", "elevated", "critical"]},
     },
 }
 _RULE = {
@@ -228,6 +230,7 @@ class Conditions:
     velocity: Velocity | None = None
     reputation_below: float | None = None
     risk_at_least: int | None = None
+    threat_at_least: ThreatLevel | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,19 @@ class Policy:
     def velocity_windows(self, action_type: str) -> frozenset[int]:
         """The velocity windows, in seconds, that rules of this type look at."""
         return frozenset(velocity.seconds for _, velocity in self.velocity_rules(action_type))
+
+    @cached_property
+    def _thresholds(self) -> dict[str, frozenset[int]]:
+        return {
+            action_type: frozenset(
+                r.when.amount_above for r in rules if r.effect != "allow" and r.when.amount_above is not None
+            )
+            for action_type, rules in self.rules.items()
+        }
+
+    def amount_thresholds(self, action_type: str) -> frozenset[int]:
+        """Amounts above which a rule of the type denies or asks for approval: what structuring stays under."""
+        return self._thresholds.get(action_type, frozenset())
 
 
 def load_policy(policy: str | Mapping[str, Any]) -> Policy:
@@ -399,6 +415,7 @@ def _rule(path: str, spec: dict[str, Any], workflows: Mapping[str, Workflow]) ->
             ),
             reputation_below=when.get("reputation_below"),
             risk_at_least=when.get("risk_at_least"),
+            threat_at_least=when.get("threat_at_least"),
         ),
         workflow=workflow,
         message=spec.get("message"),

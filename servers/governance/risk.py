@@ -2,18 +2,17 @@
 
 | factor | points |
 |---|---|
-| amount against the agent's own history: z-score >= 3 / 2 / 1 (at least 3 earlier amounts) | 35 / 20 / 10 |
+| amount against the agent's running baseline: z-score >= 3 / 2 / 1 (at least 3 earlier amounts) | 35 / 20 / 10 |
 | a counterparty the agent has never been approved to deal with | 15 |
 | velocity: the tightest limit this action would use, >= 100 % / 80 % / 50 % | 25 / 15 / 5 |
 | reputation below 50 (scaled, up to 20); unknown reputation | up to 20; 5 |
-| threat level from the security manager: low / elevated / critical | 10 / 25 / 50 |
+| threat level, assigned or raised by behaviour: low / elevated / critical | 10 / 25 / 50 |
 
 Levels: below 25 low, below 50 medium, below 75 high, else critical.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from servers.governance.policy import Velocity
     from servers.governance.rules import Facts, Request
 
+AMOUNT_HISTORY = 3
 THREAT_POINTS = {"none": 0, "low": 10, "elevated": 25, "critical": 50}
 
 
@@ -51,28 +51,19 @@ def level(score: int) -> RiskLevel:
     return "high" if score < 75 else "critical"
 
 
-def baseline(history: Sequence[int]) -> tuple[float, float] | None:
-    """Mean and standard deviation of earlier amounts, or None with fewer than 3 (no baseline)."""
-    if len(history) < 3:
-        return None
-    mean = sum(history) / len(history)
-    spread = math.sqrt(sum((x - mean) ** 2 for x in history) / len(history))
-    return mean, spread or 1.0
-
-
 def _amount(request: Request, facts: Facts) -> RiskFactor | None:
     if request.amount is None:
         return None
-    if facts.amount_baseline is None:
-        return RiskFactor(name="amount", points=0, detail=f"only {len(facts.history)} earlier amounts: no baseline")
-    mean, spread = facts.amount_baseline
-    z = (request.amount - mean) / spread
+    amounts = facts.amounts
+    z = amounts.z(request.amount, minimum=AMOUNT_HISTORY)
+    if z is None:
+        return RiskFactor(name="amount", points=0, detail=f"only {amounts.n} earlier amounts: no baseline")
     points = 35 if z >= 3 else 20 if z >= 2 else 10 if z >= 1 else 0
     return RiskFactor(
         name="amount",
         points=points,
-        detail=f"{format_usdc(request.amount)} USDC is z = {z:.1f} against the agent's {len(facts.history)} "
-        f"earlier amounts (mean {format_usdc(round(mean))} USDC)",
+        detail=f"{format_usdc(request.amount)} USDC is z = {z:.1f} against the agent's {amounts.n} "
+        f"earlier amounts (mean {format_usdc(round(amounts.mean))} USDC)",
     )
 
 
@@ -111,4 +102,4 @@ def _threat(facts: Facts) -> RiskFactor | None:
     points = THREAT_POINTS[facts.threat_level]
     if not points:
         return None
-    return RiskFactor(name="threat_level", points=points, detail=f"the security manager reports {facts.threat_level}")
+    return RiskFactor(name="threat_level", points=points, detail=f"the agent's threat level is {facts.threat_level}")

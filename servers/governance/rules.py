@@ -5,23 +5,26 @@ is denied by default. Every condition can report the values it compared, so a de
 the text is built only for the rules a decision cites (or, for `explain`, for all of them).
 
 `Partial` evaluates the parts of a policy that do not depend on the amount once, so asking "what would
-the outcome be for this other amount?" re-checks only amount thresholds, velocity and risk.
+the outcome be for this other amount?" re-checks only amount thresholds, velocity, risk and the threat
+level: an amount just under a threshold that would complete a structuring run raises it
+(servers.governance.behaviour), so no alternative advises structuring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from servers.common.money import format_usdc
+from servers.governance.behaviour import STRUCTURING_RUN, Running, near_threshold
 from servers.governance.models import Outcome, Risk, ThreatLevel
 from servers.governance.policy import Effect, Policy, Rule, Velocity, Workflow
-from servers.governance.risk import assess, baseline
+from servers.governance.risk import assess
+from servers.governance.threat import rank, worst
 
 DEFAULT_REPUTATION = 50.0
-AMOUNT_DEPENDENT = frozenset({"amount_above", "amount_at_most", "velocity", "risk_at_least"})
+AMOUNT_DEPENDENT = frozenset({"amount_above", "amount_at_most", "velocity", "risk_at_least", "threat_at_least"})
 _PRECEDENCE: tuple[tuple[Effect, Outcome], ...] = (
     ("deny", "denied"),
     ("require_approval", "pending_approval"),
@@ -49,15 +52,12 @@ class Facts:
     threat_level: ThreatLevel = "none"
     usage: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     """window seconds -> (count, micro-USDC) of the agent's approved and pending actions of this type"""
-    history: Sequence[int] = ()
-    """amounts of the agent's earlier approved actions of this type"""
+    amounts: Running = Running()
+    """the agent's running baseline of amounts of this type (servers.governance.behaviour)"""
     counterparty_known: bool = False
     """whether the agent was approved before to act with this counterparty"""
-
-    @cached_property
-    def amount_baseline(self) -> tuple[float, float] | None:
-        """Mean and spread of `history`, computed once."""
-        return baseline(self.history)
+    near_run: int = 0
+    """the agent's (or its owner's agents') recent actions just under a threshold, before this one"""
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,11 @@ class Partial:
                 else:
                     self._fired.append(rule)
         self._needs_risk = any(name == "risk_at_least" for _, checks in self._depends for name, _ in checks)
+        self._thresholds = policy.amount_thresholds(request.type)
+
+    def near(self, amount: int) -> bool:
+        """Whether `amount` lies just under one of the type's thresholds (one more action of a structuring run)."""
+        return near_threshold(amount, self._thresholds) is not None
 
     def thresholds(self, facts: Facts) -> set[int]:
         """Amounts where this request's outcome may change: the thresholds and budgets of rules still in play."""
@@ -143,6 +148,8 @@ class Partial:
         if self._refused:
             return "denied", None
         request = with_amount(self._request, amount)
+        if facts.near_run + 1 >= STRUCTURING_RUN and self.near(amount):
+            facts = replace(facts, threat_level=worst((facts.threat_level, "elevated")))
         risk = assess(request, facts, self._velocities).score if self._needs_risk else 0
         fired = self._fired + [
             rule for rule, checks in self._depends if all(_holds(n, v, request, facts, risk) for n, v in checks)
@@ -244,6 +251,8 @@ def _holds(name: str, value: Any, request: Request, facts: Facts, risk: int) -> 
         return (DEFAULT_REPUTATION if facts.reputation is None else facts.reputation) < float(value)
     if name == "risk_at_least":
         return risk >= int(value)
+    if name == "threat_at_least":
+        return rank(facts.threat_level) >= rank(value)
     raise AssertionError(f"unknown condition {name}")
 
 
@@ -269,6 +278,8 @@ def _describe(name: str, value: Any, request: Request, facts: Facts, risk: int) 
         reputation = DEFAULT_REPUTATION if facts.reputation is None else facts.reputation
         unknown = " (unknown, taken as 50)" if facts.reputation is None else ""
         return f"reputation {reputation:g}{unknown} {'<' if ok else '>='} {value}"
+    if name == "threat_at_least":
+        return f"threat level {facts.threat_level} {'>=' if ok else '<'} {value}"
     return f"risk {risk} {'>=' if ok else '<'} {value}"
 
 

@@ -6,6 +6,7 @@ globals, and `Resolve(ask_the_host)` names a closure that only exists inside `bu
 
 from typing import Annotated, Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import AcceptedElicitation, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
@@ -23,6 +24,7 @@ from servers.governance.models import (
     ApprovalId,
     Approver,
     AuditReport,
+    Behaviour,
     Decision,
     DecisionId,
     Explanation,
@@ -38,11 +40,23 @@ Governance decides whether an agent may act. Call evaluate_action before a payme
 action: the decision is approved, denied or pending_approval, with reasons naming the rules and values,
 a risk score, and computed alternatives (a smaller amount, a split, asking for approval). An approved
 payment carries a receipt: pass it as `approval` to the wallet's execute_payment; it pays once. Use
-explain for a dry run. Approvers vote with submit_approval / reject_approval (an EIP-712 signature over
-the request) or, for the person at this host, ask_host_approval."""
+explain for a dry run. Each decision also sets the action against the agent's own baseline (`behaviour`:
+flags such as a burst, an outlier amount or structuring, which raise the agent's threat level);
+verify_agent_action is that analysis alone, as a dry run. Approvers vote with submit_approval /
+reject_approval (an EIP-712 signature over the request) or, for the person at this host, ask_host_approval."""
 
 VOTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DECISION_ID = UriParameter("decision_id", DecisionId)
+AGENT_ID = UriParameter("agent_id", AgentId)
+Owner = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="Who owns the agent (its operator), taken when governance first sees the agent and never "
+        "changed by this tool; a fresh DID starts at the worst threat level of its owner's agents. Default: the caller",
+    ),
+]
 
 
 class HostVote(BaseModel):
@@ -55,9 +69,15 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
     server = new_server("governance", title="StateSet Governance", instructions=INSTRUCTIONS, feed=feed)
 
     @server.tool(annotations=CREATE)
-    async def evaluate_action(agent_id: AgentId, action: Action) -> Decision:
-        """Decide whether the agent may take the action now; an approved payment comes with its receipt."""
-        return await service.evaluate_action(agent_id, action)
+    async def evaluate_action(agent_id: AgentId, action: Action, owner: Owner = None) -> Decision:
+        """Decide whether the agent may take the action now; an approved payment comes with its receipt.
+        `behaviour` holds the action against the agent's own baseline: flags, z-scores, the threat level."""
+        return await service.evaluate_action(agent_id, action, owner=_owner(owner))
+
+    @server.tool(annotations=READ)
+    async def verify_agent_action(agent_id: AgentId, action: Action) -> Behaviour:
+        """Dry run of the behaviour analysis: the flags and z-scores this action would get now. Changes nothing."""
+        return await service.verify_agent_action(agent_id, action)
 
     @server.tool(annotations=READ)
     async def explain(agent_id: AgentId, action: Action) -> Explanation:
@@ -162,6 +182,13 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
         with resource_errors():
             return to_json(await service.get_decision(DECISION_ID(decision_id)))
 
+    @server.resource("governance://agents/{agent_id}/flags", title="Agent flags", mime_type="application/json")
+    async def agent_flags(agent_id: str) -> str:
+        """An agent's threat levels (in force, assigned, raised and when it decays) and its newest 100 flagged
+        decisions and threat changes."""
+        with resource_errors():
+            return to_json(await service.agent_flags(AGENT_ID(agent_id)))
+
     @server.resource("governance://audit", title="Audit log", mime_type="application/json")
     async def audit() -> str:
         """The newest 100 audit entries, oldest first, and whether the whole chain verifies."""
@@ -169,3 +196,15 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
         return to_json([report, *await service.audit_tail(100)])
 
     return server
+
+
+def _owner(given: str | None) -> str | None:
+    """Who owns the acting agent: the `owner` argument, else the client of the caller's bearer token.
+
+    The principal of issue 12's identity work belongs here: the operator who registered the agent
+    (or the subject of the token that did), in place of both the argument and the token's client id.
+    """
+    if given is not None:
+        return given
+    token = get_access_token()
+    return None if token is None else token.client_id

@@ -16,11 +16,12 @@ from servers.common.feed import Publisher
 from servers.common.identity import AGENT_DID_PREFIX, Signer, parse_address, parse_agent_did
 from servers.common.money import format_usdc
 from servers.common.receipts import issue_approval
-from servers.governance import approvals
+from servers.governance import approvals, watch
 from servers.governance.alternatives import alternatives
 from servers.governance.approvals import Ballot
 from servers.governance.audit import report, verify
 from servers.governance.errors import (
+    AgentNotFoundError,
     ApprovalClosedError,
     ApprovalNotFoundError,
     ApproverRefusedError,
@@ -29,9 +30,11 @@ from servers.governance.errors import (
 )
 from servers.governance.models import (
     Action,
+    AgentFlags,
     AgentProfile,
     Approval,
     AuditReport,
+    Behaviour,
     Decision,
     Explanation,
     PolicyView,
@@ -43,6 +46,7 @@ from servers.governance.policy import HOST, Policy, load_policy, normalize_party
 from servers.governance.rules import Evaluation, Facts, Finding, Request, evaluate
 from servers.governance.settings import GovernanceSettings
 from servers.governance.store import ApprovalRow, GovernanceStore, GovernanceTx
+from servers.governance.threat import in_force
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,10 @@ AUDIT_URI = "governance://audit"
 
 def decision_uri(decision_id: str) -> str:
     return f"governance://decisions/{decision_id}"
+
+
+def flags_uri(agent_id: str) -> str:
+    return f"governance://agents/{agent_id}/flags"
 
 
 class GovernanceService:
@@ -84,14 +92,22 @@ class GovernanceService:
 
     # decisions
 
-    async def evaluate_action(self, agent_id: str, action: Action) -> Decision:
+    async def evaluate_action(self, agent_id: str, action: Action, *, owner: str | None = None) -> Decision:
+        """Decide, after the behaviour analysis has had its say on the agent's threat level.
+
+        `owner` is who owns the agent, given when governance first learns of it (see servers.governance.watch).
+        """
         agent_id = parse_agent_did(agent_id, field="agent_id")
         policy, request = self._policy, self._request(action)
         decision_id, now = f"dec_{uuid.uuid4().hex}", self._clock()
         request_hash = approvals.request_hash(decision_id, agent_id, action.model_dump(mode="json"))
+        period = self._settings.threat_decay_seconds
 
-        def decide(tx: GovernanceTx) -> Decision:
-            facts = self._facts(tx, agent_id, request, now, keep=True)
+        def decide(tx: GovernanceTx) -> tuple[Decision, bool]:
+            profile = watch.known(tx, agent_id, owner, now, period)
+            seen = watch.watch(tx, profile, request, policy.amount_thresholds(request.type), now, period)
+            behaviour = seen.behaviour
+            facts = self._facts(tx, seen, now, keep=True)
             evaluation = evaluate(policy, request, facts)
             decision = Decision(
                 decision_id=decision_id,
@@ -107,6 +123,7 @@ class GovernanceService:
                 request_hash=request_hash,
                 created_at=_time(now),
                 decided_at=None if evaluation.outcome == "pending_approval" else _time(now),
+                behaviour=behaviour,
             )
             if evaluation.outcome == "pending_approval":
                 decision = self._open_approval(tx, decision, evaluation, now)
@@ -115,13 +132,19 @@ class GovernanceService:
             tx.insert_decision(decision, amount=request.amount, counterparty=request.counterparty)
             if decision.approval is not None:
                 tx.insert_approval(decision.approval.approval_id, decision_id, decision.approval.expires_at.timestamp())
+            changed = watch.record(tx, seen, decision, now)
             tx.append_audit("decision", decision_id, _audit_body(decision), now)
-            return decision
+            return decision, changed
 
-        decision = await self._store.write(decide)
+        decision, changed = await self._store.write(decide)
         logger.info("decision %s for %s: %s %s", decision_id, agent_id, action.type, decision.outcome)
         await self._publisher.publish(
-            [decision_uri(decision_id), AUDIT_URI, *([PENDING_URI] if decision.approval is not None else [])]
+            [
+                decision_uri(decision_id),
+                AUDIT_URI,
+                *([PENDING_URI] if decision.approval is not None else []),
+                *([flags_uri(agent_id)] if changed else []),
+            ]
         )
         return decision
 
@@ -129,7 +152,13 @@ class GovernanceService:
         """What evaluate_action would decide now, rule by rule. Reads only."""
         agent_id = parse_agent_did(agent_id, field="agent_id")
         policy, request, now = self._policy, self._request(action), self._clock()
-        facts = await self._store.read(lambda tx: self._facts(tx, agent_id, request, now, keep=False))
+        thresholds, period = policy.amount_thresholds(request.type), self._settings.threat_decay_seconds
+
+        def read(tx: GovernanceTx) -> Facts:
+            profile = tx.profile(agent_id) or AgentProfile(agent_id=agent_id)
+            return self._facts(tx, watch.watch(tx, profile, request, thresholds, now, period), now, keep=False)
+
+        facts = await self._store.read(read)
         evaluation = evaluate(policy, request, facts, trace=True)
         return Explanation(
             outcome=evaluation.outcome,
@@ -143,6 +172,41 @@ class GovernanceService:
             alternatives=alternatives(policy, request, facts, evaluation.outcome),
             policy_version=policy.version,
         )
+
+    async def verify_agent_action(self, agent_id: str, action: Action) -> Behaviour:
+        """The behaviour analysis evaluate_action would make of this action now: flags, z-scores, threat. Reads only."""
+        agent_id = parse_agent_did(agent_id, field="agent_id")
+        request, now, period = self._request(action), self._clock(), self._settings.threat_decay_seconds
+        thresholds = self._policy.amount_thresholds(request.type)
+
+        def read(tx: GovernanceTx) -> Behaviour:
+            profile = tx.profile(agent_id) or AgentProfile(agent_id=agent_id)
+            return watch.watch(tx, profile, request, thresholds, now, period).behaviour
+
+        return await self._store.read(read)
+
+    async def agent_flags(self, agent_id: str) -> AgentFlags:
+        """The agent's threat levels now and its newest flagged decisions and threat changes."""
+        agent_id = parse_agent_did(agent_id, field="agent_id")
+        now, period = self._clock(), self._settings.threat_decay_seconds
+
+        def read(tx: GovernanceTx) -> AgentFlags:
+            profile = tx.profile(agent_id)
+            if profile is None:
+                raise AgentNotFoundError(agent_id)
+            raised = tx.agent_baseline(agent_id)[1].at(now, period)
+            decays_at = raised.decays_at(period)
+            return AgentFlags(
+                agent_id=agent_id,
+                owner=profile.owner,
+                threat_level=in_force(profile.threat_level, raised),
+                assigned_threat=profile.threat_level,
+                raised_threat=raised.level,
+                raised_decays_at=None if decays_at is None else _time(decays_at),
+                changes=tx.threat_changes(agent_id),
+            )
+
+        return await self._store.read(read)
 
     async def get_decision(self, decision_id: str) -> Decision:
         await self.expire_due()
@@ -279,13 +343,19 @@ class GovernanceService:
         )
         now = self._clock()
 
-        def save(tx: GovernanceTx) -> None:
-            tx.save_profile(profile, now)
-            tx.append_audit("profile", profile.agent_id, profile.model_dump(mode="json"), now)
+        def save(tx: GovernanceTx) -> AgentProfile:
+            old = tx.profile(profile.agent_id)
+            if profile.owner is not None and (old is None or old.owner != profile.owner):
+                saved = watch.join(tx, profile, now, self._settings.threat_decay_seconds)
+            else:
+                tx.save_profile(profile, now)
+                saved = profile
+            tx.append_audit("profile", saved.agent_id, saved.model_dump(mode="json"), now)
+            return saved
 
-        await self._store.write(save)
-        await self._publisher.publish([AUDIT_URI])
-        return profile
+        saved = await self._store.write(save)
+        await self._publisher.publish([AUDIT_URI, flags_uri(saved.agent_id)])
+        return saved
 
     # audit
 
@@ -335,16 +405,18 @@ class GovernanceService:
             jurisdiction=None if jurisdiction is None else jurisdiction.upper(),
         )
 
-    def _facts(self, tx: GovernanceTx, agent_id: str, request: Request, now: float, *, keep: bool) -> Facts:
-        """What the rules read; with `keep` (in a write), the velocity windows move up to `now` as they are read."""
-        profile = tx.profile(agent_id)
+    def _facts(self, tx: GovernanceTx, seen: watch.Watch, now: float, *, keep: bool) -> Facts:
+        """What the rules read, the behaviour analysis's threat level included; with `keep` (in a write), the
+        velocity windows move up to `now` as they are read."""
+        agent_id, request = seen.profile.agent_id, seen.request
         return Facts(
             now=now,
-            reputation=None if profile is None else profile.reputation,
-            threat_level="none" if profile is None else profile.threat_level,
+            reputation=seen.profile.reputation,
+            threat_level=seen.threat,
             usage=tx.usage(agent_id, request.type, self._policy.velocity_windows(request.type), now, keep=keep),
-            history=tx.history(agent_id, request.type),
+            amounts=seen.observation.kind.amounts,  # the baseline before this action: its amount is added after
             counterparty_known=request.counterparty is not None and tx.dealt_with(agent_id, request.counterparty),
+            near_run=seen.near_run,
         )
 
     def _open_approval(self, tx: GovernanceTx, decision: Decision, evaluation: Evaluation, now: float) -> Decision:
@@ -489,7 +561,10 @@ def _monitoring(evaluation: Evaluation, request: Request, facts: Facts, policy: 
 
 
 def _audit_body(decision: Decision) -> dict[str, Any]:
+    behaviour = decision.behaviour
+    assert behaviour is not None
     return {
+        "behaviour": {"flags": [flag.name for flag in behaviour.flags], "threat": behaviour.threat_level},
         "agent_id": decision.agent_id,
         "action": decision.action.model_dump(mode="json"),
         "outcome": decision.outcome,

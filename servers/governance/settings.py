@@ -25,6 +25,8 @@ class GovernanceSettings(BaseModel):
     """True when the operator named the policy file: it is activated at start if it differs from the active one."""
     receipt_ttl_seconds: int = 600
     """How long an approval receipt stays valid for the wallet."""
+    threat_decay_seconds: int = 3600
+    """How long a threat level raised by behaviour holds before it steps down one level (servers.governance.threat)."""
     database_file: str = "governance.db"
     keystore_file: str = KEYSTORE_FILE
 
@@ -42,4 +44,5 @@ class GovernanceSettings(BaseModel):
             policy_file=policy,
             policy_explicit=bool(raw),
             receipt_ttl_seconds=env_int(environ, "STATESET_GOVERNANCE_RECEIPT_TTL_SECONDS", 600, minimum=10),
+            threat_decay_seconds=env_int(environ, "STATESET_GOVERNANCE_THREAT_DECAY_SECONDS", 3600, minimum=60),
         )

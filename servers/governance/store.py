@@ -2,7 +2,7 @@
 
 Tables:
 - `policies`: every policy version ever activated; the newest activation is the active policy.
-- `decisions`: each decision record, with the columns velocity, history and counterparties are read from.
+- `decisions`: each decision record, with the columns velocity and counterparties are read from.
 - `velocity`: per agent, action type and window length, the count and sum of the agent's counted decisions
   (approved or pending) created after the window's `floor`. Triggers add a decision as it is recorded and
   take it out when its outcome stops counting (a request rejected or expired); reading a window moves its
@@ -11,7 +11,13 @@ Tables:
   A window the policy starts to use (and every window after migration 3) is counted once from the
   decisions; from then on it is kept.
 - `approvals`, `votes`: approval requests of pending decisions and the votes cast on them.
-- `profiles`: what governance knows of an agent: owner, address, reputation, threat level.
+- `profiles`: what governance knows of an agent: owner, address, reputation, the assigned threat level.
+- `agent_baselines`, `type_baselines`, `counterparties`, `owner_baselines`: the running baselines of
+  behaviour analysis (servers.governance.behaviour), one row per agent, per agent and action type, per
+  counterparty an agent dealt with, per owner; and the threat level behaviour raised, with its time.
+  Each decision reads and writes a handful of rows by primary key: the cost is flat in history.
+  Migration 4 seeds them from the decisions already recorded (all but the call rate, which starts anew).
+- `threat_changes`: flagged decisions and threat level changes, per agent (governance://agents/{id}/flags).
 - `audit`: the append-only, hash-chained log (servers.governance.audit).
 """
 
@@ -26,7 +32,9 @@ from typing import Any, TypeVar
 from servers.common.db import Migration, Queries, Store
 from servers.governance import audit
 from servers.governance.approvals import Ballot
-from servers.governance.models import AgentProfile, ApprovalStatus, Decision
+from servers.governance.behaviour import AgentBaseline, Observation, Pace, Running, TypeBaseline
+from servers.governance.models import AgentProfile, ApprovalStatus, Decision, ThreatChange, ThreatLevel
+from servers.governance.threat import Raised
 
 MIGRATIONS = (
     Migration(
@@ -129,6 +137,64 @@ MIGRATIONS = (
             WHERE outcome = 'approved' AND amount IS NOT NULL;
         """,
     ),
+    Migration(
+        4,
+        "behaviour baselines, raised threat levels, threat changes",
+        """
+        CREATE TABLE agent_baselines (
+            agent_id TEXT PRIMARY KEY,
+            decisions INTEGER NOT NULL,
+            pace REAL NOT NULL,
+            pace_at REAL NOT NULL,
+            rate_n INTEGER NOT NULL,
+            rate_mean REAL NOT NULL,
+            rate_m2 REAL NOT NULL,
+            counterparties INTEGER NOT NULL,
+            raised TEXT NOT NULL CHECK (raised IN ('none', 'low', 'elevated', 'critical')),
+            raised_since REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE type_baselines (
+            agent_id TEXT NOT NULL,
+            action_type TEXT NOT NULL,
+            decisions INTEGER NOT NULL,
+            amount_n INTEGER NOT NULL,
+            amount_mean REAL NOT NULL,
+            amount_m2 REAL NOT NULL,
+            near TEXT NOT NULL,
+            PRIMARY KEY (agent_id, action_type)
+        ) WITHOUT ROWID;
+        CREATE TABLE counterparties (
+            agent_id TEXT NOT NULL,
+            counterparty TEXT NOT NULL,
+            PRIMARY KEY (agent_id, counterparty)
+        ) WITHOUT ROWID;
+        CREATE TABLE owner_baselines (owner TEXT PRIMARY KEY, near TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE threat_changes (
+            seq INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX threat_changes_by_agent ON threat_changes (agent_id, seq);
+
+        INSERT INTO type_baselines
+            SELECT agent_id, action_type, COUNT(*), COUNT(amount) FILTER (WHERE outcome != 'denied'),
+                COALESCE(AVG(amount) FILTER (WHERE outcome != 'denied'), 0.0), 0.0, '[]'
+            FROM decisions GROUP BY agent_id, action_type;
+        UPDATE type_baselines SET amount_m2 = COALESCE((
+            SELECT SUM((d.amount - type_baselines.amount_mean) * (d.amount - type_baselines.amount_mean))
+            FROM decisions d
+            WHERE d.agent_id = type_baselines.agent_id AND d.action_type = type_baselines.action_type
+                AND d.amount IS NOT NULL AND d.outcome != 'denied'
+        ), 0.0);
+        INSERT INTO counterparties
+            SELECT DISTINCT agent_id, counterparty FROM decisions
+            WHERE counterparty IS NOT NULL AND outcome != 'denied';
+        INSERT INTO agent_baselines
+            SELECT agent_id, COUNT(*), 0.0, MAX(created_at), 0, 0.0, 0.0,
+                (SELECT COUNT(*) FROM counterparties c WHERE c.agent_id = decisions.agent_id), 'none', 0.0
+            FROM decisions GROUP BY agent_id;
+        """,
+    ),
 )
 
 T = TypeVar("T")
@@ -140,6 +206,15 @@ class PolicyRow:
     version: str
     document: dict[str, Any]
     activated_at: float
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """What an agent joining an owner takes on from each of the owner's other agents."""
+
+    assigned: ThreatLevel
+    raised: Raised
+    reputation: float | None
 
 
 @dataclass(frozen=True)
@@ -185,6 +260,114 @@ class GovernanceTx(Queries):
         """(agent DID, address) of every agent of this owner."""
         rows = self._s.all("SELECT agent_id, address FROM profiles WHERE owner = ?", (owner,))
         return [(row["agent_id"], row["address"]) for row in rows]
+
+    # behaviour baselines (servers.governance.behaviour), each read and written by primary key
+
+    def agent_baseline(self, agent_id: str) -> tuple[AgentBaseline, Raised]:
+        """The agent's call-rate baseline and the threat level its behaviour raised."""
+        row = self._s.one("SELECT * FROM agent_baselines WHERE agent_id = ?", (agent_id,))
+        if row is None:
+            return AgentBaseline(), Raised()
+        baseline = AgentBaseline(
+            decisions=int(row["decisions"]),
+            pace=Pace(float(row["pace"]), float(row["pace_at"])),
+            rates=Running(int(row["rate_n"]), float(row["rate_mean"]), float(row["rate_m2"])),
+            counterparties=int(row["counterparties"]),
+        )
+        return baseline, Raised(row["raised"], float(row["raised_since"]))
+
+    def type_baseline(self, agent_id: str, action_type: str) -> TypeBaseline:
+        row = self._s.one(
+            "SELECT * FROM type_baselines WHERE agent_id = ? AND action_type = ?", (agent_id, action_type)
+        )
+        if row is None:
+            return TypeBaseline()
+        amounts = Running(int(row["amount_n"]), float(row["amount_mean"]), float(row["amount_m2"]))
+        return TypeBaseline(int(row["decisions"]), amounts, tuple(json.loads(row["near"])))
+
+    def knows_counterparty(self, agent_id: str, counterparty: str) -> bool:
+        """Whether governance let the agent act with this counterparty before (approved or sent to approval)."""
+        row = self._s.one(
+            "SELECT 1 FROM counterparties WHERE agent_id = ? AND counterparty = ?", (agent_id, counterparty)
+        )
+        return row is not None
+
+    def owner_near(self, owner: str) -> tuple[float, ...]:
+        row = self._s.one("SELECT near FROM owner_baselines WHERE owner = ?", (owner,))
+        return () if row is None else tuple(json.loads(row["near"]))
+
+    def save_baselines(
+        self, agent_id: str, action_type: str, observation: Observation, raised: Raised, *, new_counterparty: str | None
+    ) -> None:
+        agent, kind = observation.agent, observation.kind
+        self._s.run(
+            "INSERT OR REPLACE INTO agent_baselines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                agent_id,
+                agent.decisions,
+                agent.pace.value,
+                agent.pace.at,
+                agent.rates.n,
+                agent.rates.mean,
+                agent.rates.m2,
+                agent.counterparties,
+                raised.level,
+                raised.since,
+            ),
+        )
+        self._s.run(
+            "INSERT OR REPLACE INTO type_baselines VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                agent_id,
+                action_type,
+                kind.decisions,
+                kind.amounts.n,
+                kind.amounts.mean,
+                kind.amounts.m2,
+                json.dumps(kind.near),
+            ),
+        )
+        if new_counterparty is not None:
+            self._s.run("INSERT OR IGNORE INTO counterparties VALUES (?, ?)", (agent_id, new_counterparty))
+
+    def save_owner_near(self, owner: str, near: tuple[float, ...]) -> None:
+        self._s.run("INSERT OR REPLACE INTO owner_baselines VALUES (?, ?)", (owner, json.dumps(near)))
+
+    def set_raised(self, agent_id: str, raised: Raised) -> None:
+        """The threat level behaviour raised, for an agent that may have no baseline yet (joining an owner)."""
+        self._s.run(
+            "INSERT INTO agent_baselines VALUES (?, 0, 0.0, ?, 0, 0.0, 0.0, 0, ?, ?)"
+            " ON CONFLICT (agent_id) DO UPDATE SET raised = excluded.raised, raised_since = excluded.raised_since",
+            (agent_id, raised.since, raised.level, raised.since),
+        )
+
+    def siblings(self, owner: str, agent_id: str) -> list[Sibling]:
+        """The owner's agents other than `agent_id`: their assigned and raised threat levels and reputation."""
+        rows = self._s.all(
+            "SELECT p.threat_level, p.reputation, b.raised, b.raised_since FROM profiles p"
+            " LEFT JOIN agent_baselines b ON b.agent_id = p.agent_id WHERE p.owner = ? AND p.agent_id != ?",
+            (owner, agent_id),
+        )
+        return [
+            Sibling(
+                row["threat_level"],
+                Raised() if row["raised"] is None else Raised(row["raised"], float(row["raised_since"])),
+                row["reputation"],
+            )
+            for row in rows
+        ]
+
+    def add_threat_change(self, agent_id: str, change: ThreatChange) -> None:
+        self._s.run("INSERT INTO threat_changes (agent_id, record) VALUES (?, ?)", (agent_id, change.model_dump_json()))
+
+    def threat_changes(self, agent_id: str, newest: int = 100) -> list[ThreatChange]:
+        """The agent's newest changes, oldest first."""
+        rows = self._s.all(
+            "SELECT record FROM (SELECT seq, record FROM threat_changes WHERE agent_id = ? ORDER BY seq DESC LIMIT ?)"
+            " ORDER BY seq",
+            (agent_id, newest),
+        )
+        return [ThreatChange.model_validate_json(row["record"]) for row in rows]
 
     # decisions
 
@@ -255,15 +438,6 @@ class GovernanceTx(Queries):
         )
         assert row is not None
         return int(row["n"]), int(row["total"])
-
-    def history(self, agent_id: str, action_type: str, limit: int = 100) -> list[int]:
-        """Amounts of the agent's latest approved actions of the type."""
-        rows = self._s.all(
-            "SELECT amount FROM decisions WHERE agent_id = ? AND action_type = ? AND outcome = 'approved'"
-            " AND amount IS NOT NULL ORDER BY created_at DESC LIMIT ?",
-            (agent_id, action_type, limit),
-        )
-        return [int(row["amount"]) for row in rows]
 
     def dealt_with(self, agent_id: str, counterparty: str) -> bool:
         """Whether the agent was ever approved to act with this counterparty."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
+from servers.governance.behaviour import Running
 from servers.governance.policy import compile_policy
 from servers.governance.risk import assess, level
 from servers.governance.rules import Facts, Request, evaluate
@@ -156,8 +157,10 @@ def test_reputation_floor_takes_an_unknown_reputation_as_the_prior() -> None:
 def test_risk_factors_each_say_why_and_add_up_to_a_level() -> None:
     quiet = assess(pay(10), facts(reputation=80, counterparty_known=True), ())  # type: ignore[arg-type]
     assert (quiet.score, quiet.level) == (0, "low")
-    history = [10 * USDC, 11 * USDC, 9 * USDC, 10 * USDC]
-    loud = assess(pay(100), facts(history=history, threat_level="elevated", reputation=20), ())  # type: ignore[arg-type]
+    amounts = Running()
+    for amount in (10 * USDC, 11 * USDC, 9 * USDC, 10 * USDC):
+        amounts = amounts.add(amount)
+    loud = assess(pay(100), facts(amounts=amounts, threat_level="elevated", reputation=20), ())  # type: ignore[arg-type]
     names = {f.name: f for f in loud.factors}
     assert names["amount"].points == 35 and "z = " in names["amount"].detail
     assert names["new_counterparty"].points == 15

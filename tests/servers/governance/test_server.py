@@ -23,6 +23,7 @@ pytestmark = pytest.mark.anyio
 TOOLS = {
     "evaluate_action",
     "explain",
+    "verify_agent_action",
     "submit_approval",
     "reject_approval",
     "ask_host_approval",
@@ -44,6 +45,7 @@ async def test_every_tool_is_described_and_annotated(client: Client) -> None:
     assert set(tools) == TOOLS
     assert all(tool.description and tool.annotations for tool in tools.values())
     assert tools["explain"].annotations.read_only_hint is True  # type: ignore[union-attr]
+    assert tools["verify_agent_action"].annotations.read_only_hint is True  # type: ignore[union-attr]
 
 
 async def test_an_approved_payment_carries_a_receipt_signed_by_governance(client: Client, harness: Harness) -> None:
