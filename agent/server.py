@@ -20,6 +20,7 @@ from agent.cognition import Choice, Option, Planner, RulePlanner, SamplingPlanne
 from agent.loop import AgentLoop
 from agent.state import Goal
 from servers.common.feed import ChangeFeed
+from servers.common.gate import ToolScopes
 from servers.common.surface import CREATE, READ, new_server, to_json
 
 INSTRUCTIONS = """\
@@ -66,9 +67,16 @@ class _Answered:
         return await RulePlanner().choose(goal, options)
 
 
+# Served over stdio to the host that launched it, which is trusted as the agent's operator; the agent's own
+# calls into the mesh carry its token, and the mesh decides what they may do.
+SCOPES: ToolScopes = {"run_cycle": None, "get_state": None}
+
+
 def build_agent_server(loop: AgentLoop) -> MCPServer[Any]:
     feed = ChangeFeed()
-    server = new_server("agent", title=f"StateSet agent {loop.config.name}", instructions=INSTRUCTIONS, feed=feed)
+    server = new_server(
+        "agent", title=f"StateSet agent {loop.config.name}", instructions=INSTRUCTIONS, feed=feed, scopes=SCOPES
+    )
     asked: dict[str, str] = {}  # the goal the pending question is about, per call
 
     async def ask_the_model(ctx: Context) -> Sample | None:

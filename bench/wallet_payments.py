@@ -203,7 +203,9 @@ async def measure(target: Target, payments: int, concurrency: int) -> tuple[floa
 
 async def floor(home: Path, mode: str) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds per (a) trivial call, (b) durable commit, (c) signature and (d) payment, side by side."""
-    trivial = new_server("trivial", title="Trivial", instructions="One tool that does nothing.", feed=ChangeFeed())
+    trivial = new_server(
+        "trivial", title="Trivial", instructions="One tool that does nothing.", feed=ChangeFeed(), scopes={"ping": None}
+    )
 
     @trivial.tool()
     async def ping(text: str) -> str:

@@ -6,13 +6,14 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import settings
 from mcp import Client
 
+from servers.common.auth import LOCAL_OPERATOR, set_process_principal
 from tests.helpers import ERAS, scaled
 
 # scrypt at its production cost takes half a second per wallet; tests use the smallest cost eth-account allows.
@@ -42,6 +43,15 @@ def pytest_configure(config: pytest.Config) -> None:
     an explicit --timeout or PYTEST_TIMEOUT is taken as given."""
     if config.option.timeout is None and "PYTEST_TIMEOUT" not in os.environ:
         config.option.timeout = scaled(float(config.getini("timeout")))
+
+
+@pytest.fixture(autouse=True)
+def operator_by_default() -> Iterator[None]:
+    """In-process clients act as the local operator (as a stdio host does) unless a test opens them
+    `acting_as` another principal; the auth tests choose their principals explicitly."""
+    set_process_principal(LOCAL_OPERATOR)
+    yield
+    set_process_principal(None)
 
 
 @pytest.fixture

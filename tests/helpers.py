@@ -81,3 +81,19 @@ async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
             if await check():
                 return
             await anyio.sleep(0.01)
+
+
+class OpenScopes(dict[str, str | None]):
+    """A scope table for test servers: every tool open to any principal."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __getitem__(self, name: str) -> str | None:
+        return None
+
+    def get(self, name: str, default: object = None) -> str | None:  # type: ignore[override]
+        return None
+
+
+OPEN_SCOPES = OpenScopes()

@@ -20,8 +20,10 @@ from adapters.salesforce.models import (
     RecordResult,
     SObjectName,
 )
+from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
+from servers.common.gate import ToolScopes
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, to_json
 
 INSTRUCTIONS = """\
@@ -39,13 +41,26 @@ SANDBOX_NOTE = (
 )
 
 
-def build_server(adapter: SalesforceAdapter, feed: ChangeFeed) -> MCPServer[Any]:
+SCOPES: ToolScopes = {
+    "create_lead": "salesforce:write",
+    "update_opportunity": "salesforce:write",
+    "create_record": "salesforce:write",
+    "update_record": "salesforce:write",
+    "get_record": "salesforce:read",
+    "query": "salesforce:read",
+    "get_limits": "salesforce:read",
+}
+
+
+def build_server(adapter: SalesforceAdapter, feed: ChangeFeed, trust: TrustRoot | None = None) -> MCPServer[Any]:
     sandbox = adapter.client.settings.sandbox
     server = new_server(
         "salesforce",
         title="StateSet Salesforce" + (" (sandbox emulator)" if sandbox else ""),
         instructions=(SANDBOX_NOTE if sandbox else "") + INSTRUCTIONS,
         feed=feed,
+        scopes=SCOPES,
+        trust=trust,
     )
 
     @server.tool(annotations=CREATE)

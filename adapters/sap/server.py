@@ -20,8 +20,10 @@ from adapters.sap.models import (
     PurchaseOrderId,
     PurchaseOrderPage,
 )
+from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
+from servers.common.gate import ToolScopes
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, to_json
 
 INSTRUCTIONS = """\
@@ -44,13 +46,24 @@ SANDBOX_NOTE = (
 )
 
 
-def build_server(adapter: SapAdapter, feed: ChangeFeed) -> MCPServer[Any]:
+SCOPES: ToolScopes = {
+    "create_purchase_order": "sap:write",
+    "update_purchase_order": "sap:write",
+    "get_purchase_order": "sap:read",
+    "list_purchase_orders": "sap:read",
+    "get_material_stock": "sap:read",
+}
+
+
+def build_server(adapter: SapAdapter, feed: ChangeFeed, trust: TrustRoot | None = None) -> MCPServer[Any]:
     sandbox = adapter.client.settings.sandbox
     server = new_server(
         "sap",
         title="StateSet SAP" + (" (sandbox emulator)" if sandbox else ""),
         instructions=(SANDBOX_NOTE if sandbox else "") + INSTRUCTIONS,
         feed=feed,
+        scopes=SCOPES,
+        trust=trust,
     )
 
     @server.tool(annotations=CREATE)

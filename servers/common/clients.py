@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
+
+from servers.common.auth import Principal, acting_as
 
 # Streams (listen, legacy SSE) stay open while idle; a request that waits longer than this has a server problem.
 STREAM_READ_SECONDS = 300.0
@@ -36,6 +38,8 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Sent with every HTTP request (a bearer token among them): never shown."""
     mode: str = "auto"
+    principal: Principal | None = None
+    """In this process: whom the connection acts as (servers.common.auth)."""
 
     def __post_init__(self) -> None:
         if sum((self.server is not None, bool(self.command), self.url is not None)) != 1:
@@ -64,7 +68,10 @@ async def connect(target: Target, *, timeout_seconds: float, message_handler: An
     }
     if target.server is not None:
         server = target.server if isinstance(target.server, MCPServer) else await target.server()
-        async with Client(server, **options) as client:
+        async with AsyncExitStack() as stack:
+            # the server's side of the connection starts in this context, and so acts as the target's principal
+            with acting_as(target.principal) if target.principal is not None else nullcontext():
+                client = await stack.enter_async_context(Client(server, **options))
             yield client
     elif target.command:
         env = dict(target.env) if target.env else None

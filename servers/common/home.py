@@ -26,9 +26,15 @@ SERVER_KEYSTORES = {"governance": "governance.keystore.json", "reputation": "rep
 ROTATIONS_SUFFIX = ".rotations.json"
 """Beside each server keystore, `<role>.rotations.json`: its retired keys and until when they still verify
 (servers.common.rotation)."""
-KEY_FILES = ("*.keystore.json", "agent-*.json", "wallet.db")
+AUTHORITY_FILE = "authority.pem"
+"""The mesh authority's token-signing key, locked with the keystore password, and its public half (0600)."""
+REVOKED_FILE = "revoked.json"
+"""The ids of revoked tokens, each kept until the token would have expired anyway."""
+OPERATOR_TOKEN_FILE = "operator.token"
+"""The operator's token, written by the first `stateset up` (0600)."""
+KEY_FILES = ("*.keystore.json", "agent-*.json", "wallet.db", AUTHORITY_FILE)
 """Files that hold keys locked with the keystore password: the servers' and agents' keystores (agent.run names
-an agent's `agent-<name>.json`) and the wallets' keystores, in the wallet's database."""
+an agent's `agent-<name>.json`), the wallets' keystores, in the wallet's database, and the mesh authority's key."""
 
 _secured: set[Path] = set()
 

@@ -27,6 +27,7 @@ import mcp_types as types
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from servers.common.auth import Principal
 from servers.common.changes import Change, ChangePage
 from servers.common.clients import Target, connect, describe_error, subscribe_legacy
 from servers.common.errors import MeshError
@@ -56,11 +57,17 @@ class Peer:
 
     @classmethod
     def in_process(
-        cls, name: str, server: MCPServer[Any] | Callable[[], Awaitable[MCPServer[Any]]], *, mode: str = "auto"
+        cls,
+        name: str,
+        server: MCPServer[Any] | Callable[[], Awaitable[MCPServer[Any]]],
+        *,
+        principal: Principal,
+        mode: str = "auto",
     ) -> Peer:
         """A server in this process, or a function that waits for it to start and returns it (servers
-        started together in one process follow each other, so one of them starts before the other)."""
-        return cls(name, Target(server=server, mode=mode))
+        started together in one process follow each other, so one of them starts before the other), called as
+        `principal` (the calling server's service principal)."""
+        return cls(name, Target(server=server, mode=mode, principal=principal))
 
     @classmethod
     def from_env(cls, name: str, environ: Mapping[str, str]) -> Peer | None:

@@ -12,9 +12,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
@@ -24,6 +23,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from servers.common.changes import ChangePage
 from servers.common.errors import InvalidInputError, MeshError, NotFoundError
 from servers.common.feed import ChangeFeed
+from servers.common.gate import Gate, ToolScopes
+
+if TYPE_CHECKING:
+    from servers.common.auth import TrustRoot
 
 
 def package_version() -> str:
@@ -34,7 +37,18 @@ def package_version() -> str:
 
 
 class MeshServer(MCPServer[Any]):
-    """An `MCPServer` that answers caller mistakes in one sentence, on the right plane."""
+    """An `MCPServer` behind its gate (servers.common.gate), answering caller mistakes in one sentence, on the
+    right plane."""
+
+    def __init__(self, name: str, *, gate: Gate, **options: Any) -> None:
+        super().__init__(name, middleware=[gate], **options)
+        self.gate = gate
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **options: Any) -> None:
+        tool = name or fn.__name__
+        if tool not in self.gate.scopes:  # a tool without a scope would be open to everyone
+            raise RuntimeError(f"the {self.name} server declares no scope for its tool {tool}")
+        super().add_tool(fn, name, *args, **options)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -85,10 +99,20 @@ def _shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
-def new_server(name: str, *, title: str, instructions: str, feed: ChangeFeed) -> MCPServer[Any]:
-    """An `MCPServer` whose resource updates reach subscribers of both protocol eras through `feed`."""
+def new_server(
+    name: str,
+    *,
+    title: str,
+    instructions: str,
+    feed: ChangeFeed,
+    scopes: ToolScopes,
+    trust: TrustRoot | None = None,
+) -> MCPServer[Any]:
+    """An `MCPServer` whose resource updates reach subscribers of both protocol eras through `feed`, each of
+    whose tools needs the scope `scopes` names. `trust` checks the tokens of callers the gateway acts for."""
     server: MCPServer[Any] = MeshServer(
         name,
+        gate=Gate(name, scopes, trust),
         title=title,
         instructions=instructions,
         version=package_version(),
@@ -110,26 +134,6 @@ MOVE_MONEY = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempo
 """Moves money irreversibly; an idempotency key makes a repeat safe."""
 REBALANCE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 """Moves money between the caller's own buckets; repeating it reaches the same allocation."""
-
-
-# JSON-RPC leaves -32000..-32099 to implementations; this one means "authenticated, but not allowed".
-FORBIDDEN = -32003
-
-
-def require_scope(scope: str) -> None:
-    """Refuse the call unless its bearer token carries `scope`.
-
-    Without a token there is no one to refuse: stdio is the operator's own process, and HTTP without
-    STATESET_HTTP_TOKENS listens on loopback only.
-
-    Raises:
-        MCPError: FORBIDDEN, a protocol error, since no retry by the model can help.
-    """
-    token = get_access_token()
-    if token is not None and scope not in token.scopes:
-        raise MCPError(
-            FORBIDDEN, f"this tool needs the {scope} scope; the token of {token.client_id} does not carry it"
-        )
 
 
 def to_json(value: BaseModel | list[Any]) -> str:

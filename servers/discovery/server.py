@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
+from servers.common.gate import ToolScopes
 from servers.common.identity import AgentDid, Signature
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, serve_change_log, to_json
 from servers.discovery.models import (
@@ -43,8 +45,20 @@ AGENT_ID = UriParameter("agent_id", AgentDid)
 SignedAt = Annotated[int, Field(ge=0, description="Unix seconds when signed; must be within the accepted skew")]
 
 
-def build_server(service: DiscoveryService, feed: ChangeFeed) -> MCPServer[Any]:
-    server = new_server("discovery", title="StateSet Discovery", instructions=INSTRUCTIONS, feed=feed)
+SCOPES: ToolScopes = {
+    "register_agent": "discovery:register",
+    "heartbeat": "discovery:register",
+    "deregister_agent": "discovery:register",
+    "get_agent": None,
+    "find_agents": None,
+    "coordinate_task": None,
+}
+
+
+def build_server(service: DiscoveryService, feed: ChangeFeed, trust: TrustRoot | None = None) -> MCPServer[Any]:
+    server = new_server(
+        "discovery", title="StateSet Discovery", instructions=INSTRUCTIONS, feed=feed, scopes=SCOPES, trust=trust
+    )
 
     @server.tool(annotations=SET)
     async def register_agent(

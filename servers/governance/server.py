@@ -11,12 +11,14 @@ from mcp.server.mcpserver import AcceptedElicitation, Elicit, ElicitationResult,
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
+from servers.common.gate import ToolScopes
 from servers.common.identity import Signature
 from servers.common.money import format_usdc
-from servers.common.surface import CREATE, READ, SET, new_server, require_scope, resource_errors, to_json
+from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, to_json
 from servers.governance.models import (
     Action,
     AgentId,
@@ -33,7 +35,6 @@ from servers.governance.models import (
 from servers.governance.policy import HOST
 from servers.governance.policy_text import MAX_POLICY_BYTES, MAX_POLICY_DEPTH, MAX_POLICY_VALUES
 from servers.governance.service import GovernanceService
-from servers.governance.settings import ADMIN_SCOPE, HOST_SCOPE
 
 INSTRUCTIONS = """\
 Governance decides whether an agent may act. Call evaluate_action before a payment or any other
@@ -65,8 +66,26 @@ class HostVote(BaseModel):
     approve: bool = Field(description="Approve this request?")
 
 
-def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]:
-    server = new_server("governance", title="StateSet Governance", instructions=INSTRUCTIONS, feed=feed)
+SCOPES: ToolScopes = {
+    "evaluate_action": "governance:evaluate",
+    "explain": "governance:evaluate",
+    "verify_agent_action": "governance:evaluate",
+    "submit_approval": "governance:approve",
+    "reject_approval": "governance:approve",
+    "ask_host_approval": "governance:approve",  # the host's person answers, never the agent that asked
+    "get_decision": "governance:evaluate",
+    "list_pending_approvals": "governance:approve",
+    "get_policy": None,
+    "set_policy": "governance:admin",
+    "set_agent_profile": "governance:admin",
+    "verify_audit": None,
+}
+
+
+def build_server(service: GovernanceService, feed: ChangeFeed, trust: TrustRoot | None = None) -> MCPServer[Any]:
+    server = new_server(
+        "governance", title="StateSet Governance", instructions=INSTRUCTIONS, feed=feed, scopes=SCOPES, trust=trust
+    )
 
     @server.tool(annotations=CREATE)
     async def evaluate_action(agent_id: AgentId, action: Action, owner: Owner = None) -> Decision:
@@ -103,7 +122,6 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
         return await service.vote(approval_id, approver, signature, approve=False)
 
     async def ask_the_host(approval_id: str) -> Elicit[HostVote]:
-        require_scope(HOST_SCOPE)  # before anyone is asked: over HTTP only a host's own token may answer
         decision = await service.pending_decision(approval_id, HOST)
         action = decision.action
         amount = "" if action.amount is None else f" of {format_usdc(action.amount)} USDC"
@@ -121,7 +139,6 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
         answer: Annotated[ElicitationResult[HostVote], Resolve(ask_the_host)],
     ) -> Decision:
         """Ask the person at this MCP host to approve or reject a pending request (the workflow's `host`)."""
-        require_scope(HOST_SCOPE)
         if not isinstance(answer, AcceptedElicitation):
             raise MeshError(f"the person at the host did not answer request {approval_id!r}; nothing was recorded")
         return await service.vote(approval_id, HOST, None, approve=answer.data.approve)
@@ -152,13 +169,11 @@ def build_server(service: GovernanceService, feed: ChangeFeed) -> MCPServer[Any]
         ],
     ) -> PolicyView:
         """Validate and activate a policy (admin only). Errors name the path and what is allowed there."""
-        require_scope(ADMIN_SCOPE)
         return await service.set_policy(policy)
 
     @server.tool(annotations=SET)
     async def set_agent_profile(profile: AgentProfile) -> AgentProfile:
         """Record an agent's owner, wallet address, reputation and threat level (admin only)."""
-        require_scope(ADMIN_SCOPE)
         return await service.set_agent_profile(profile)
 
     @server.tool(annotations=READ)

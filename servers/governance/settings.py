@@ -13,8 +13,6 @@ from servers.common.settings import ConfigError, env_int
 # The policy shipped in the source tree; STATESET_GOVERNANCE_POLICY names another.
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "configs" / "governance" / "default.yaml"
 KEYSTORE_FILE = SERVER_KEYSTORES["governance"]  # governance's own key, in the data directory
-ADMIN_SCOPE = "governance:admin"
-HOST_SCOPE = "governance:host"  # over HTTP with tokens, who may answer for the person at the host
 
 
 class GovernanceSettings(BaseModel):

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
+from servers.common.gate import ToolScopes
 from servers.common.identity import AgentDid, Signature
 from servers.common.money import UsdcAmount
 from servers.common.surface import (
@@ -17,7 +19,6 @@ from servers.common.surface import (
     READ,
     REBALANCE,
     new_server,
-    require_scope,
     resource_errors,
     serve_change_log,
     to_json,
@@ -36,7 +37,6 @@ from servers.reputation.models import (
     ViolationType,
 )
 from servers.reputation.service import ReputationService
-from servers.reputation.settings import ADMIN_SCOPE
 
 INSTRUCTIONS = """\
 Reputation scores agents 0-100 from signed ratings, overall and per dimension (reliability,
@@ -50,8 +50,21 @@ NO_FEEDBACK = Feedback()
 AGENT_ID = UriParameter("agent_id", AgentDid)
 
 
-def build_server(service: ReputationService, feed: ChangeFeed) -> MCPServer[Any]:
-    server = new_server("reputation", title="StateSet Reputation", instructions=INSTRUCTIONS, feed=feed)
+SCOPES: ToolScopes = {
+    "record_interaction": "reputation:rate",
+    "get_reputation": None,
+    "get_history": None,
+    "slash_reputation": "reputation:admin",
+    "stake": "wallet:pay",  # moves the caller's own money into stake
+    "unstake": "wallet:pay",
+    "get_stake": None,
+}
+
+
+def build_server(service: ReputationService, feed: ChangeFeed, trust: TrustRoot | None = None) -> MCPServer[Any]:
+    server = new_server(
+        "reputation", title="StateSet Reputation", instructions=INSTRUCTIONS, feed=feed, scopes=SCOPES, trust=trust
+    )
 
     @server.tool(annotations=CREATE)
     async def record_interaction(
@@ -99,7 +112,6 @@ def build_server(service: ReputationService, feed: ChangeFeed) -> MCPServer[Any]
     ) -> SlashReport:
         """Record a violation (once per incident id): 5/15/30 points off the score and the dimension it
         concerns, and 1/5/30 % of the agent's stake slashed through its wallet. Needs reputation:admin."""
-        require_scope(ADMIN_SCOPE)
         return await service.slash_reputation(
             agent_id=agent_id,
             violation_type=violation_type,

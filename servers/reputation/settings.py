@@ -18,7 +18,6 @@ from servers.reputation.scoring import DIMENSIONS, Dimension, ScoringParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reputation" / "default.yaml"
 KEYSTORE_FILE = SERVER_KEYSTORES["reputation"]  # reputation's own key, in the data directory
-ADMIN_SCOPE = "reputation:admin"  # over HTTP with tokens, who may record violations
 
 
 class ScoringConfig(BaseModel):

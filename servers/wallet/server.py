@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
+from servers.common.gate import ToolScopes
 from servers.common.identity import Address, AgentDid, Signature, parse_address
 from servers.common.money import UsdcAmount
 from servers.common.surface import CREATE, MOVE_MONEY, READ, REBALANCE, SET, new_server, resource_errors, to_json
@@ -47,8 +49,26 @@ WalletAddress = Annotated[Address, Field(description="The wallet's address")]
 PROPOSAL_ID = UriParameter("proposal_id", ProposalId)
 
 
-def build_server(service: WalletService, feed: ChangeFeed) -> MCPServer[Any]:
-    server = new_server("wallet", title="StateSet Wallet", instructions=INSTRUCTIONS, feed=feed)
+SCOPES: ToolScopes = {
+    "create_wallet": "wallet:pay",
+    "get_balance": "wallet:read",
+    "fund_wallet": "wallet:admin",
+    "execute_payment": "wallet:pay",
+    "set_spending_limits": "wallet:pay",
+    "list_transactions": "wallet:read",
+    "propose_transaction": "wallet:pay",
+    "sign_proposal": "wallet:pay",
+    "stake": "wallet:pay",
+    "unstake": "wallet:pay",
+    "slash_stake": None,  # the order's signature by the reputation key is the authority
+    "optimize_treasury": "wallet:pay",
+}
+
+
+def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | None = None) -> MCPServer[Any]:
+    server = new_server(
+        "wallet", title="StateSet Wallet", instructions=INSTRUCTIONS, feed=feed, scopes=SCOPES, trust=trust
+    )
 
     @server.tool(annotations=CREATE)
     async def create_wallet(

@@ -13,8 +13,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from servers.common.gate import FORBIDDEN
 from servers.common.identity import new_agent_did
-from servers.common.surface import FORBIDDEN
 from tests.e2e.conftest import STATESET, STEP, child_env, serving
 from tests.helpers import ERAS, call
 

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from servers.common.surface import FORBIDDEN
+from servers.common.gate import FORBIDDEN
 from tests.agents import MeshAgent
 from tests.e2e.conftest import STATESET, STEP, Launch, child_env, free_port, launched, served
 from tests.helpers import ERAS, call, eventually, refused

@@ -16,14 +16,14 @@ from gateway.aggregate import Gateway, build_aggregate
 from gateway.backends import Backend, Target
 from servers.common.feed import ChangeFeed
 from servers.common.surface import new_server
-from tests.helpers import ERAS, scaled
+from tests.helpers import ERAS, OPEN_SCOPES, scaled
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def host(era: str) -> AsyncIterator[Client]:
-    backend = new_server("echo", title="echo", instructions="test backend", feed=ChangeFeed())
+    backend = new_server("echo", title="echo", instructions="test backend", feed=ChangeFeed(), scopes=OPEN_SCOPES)
 
     @backend.resource("echo://state", mime_type="application/json")
     async def state() -> str:

@@ -23,16 +23,17 @@ from gateway.backends import Backend, Target
 from gateway.naming import MAX_NAME, qualified
 from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
-from servers.common.surface import FORBIDDEN, new_server
+from servers.common.gate import FORBIDDEN
+from servers.common.surface import new_server
 from servers.common.transports import http_app, serving
-from tests.helpers import ERAS, call, eventually, refused, scaled
+from tests.helpers import ERAS, OPEN_SCOPES, call, eventually, refused, scaled
 
 pytestmark = pytest.mark.anyio
 
 
 def echo_server(name: str = "echo") -> tuple[MCPServer[Any], ChangeFeed]:
     feed = ChangeFeed()
-    server = new_server(name, title=name, instructions="test backend", feed=feed)
+    server = new_server(name, title=name, instructions="test backend", feed=feed, scopes=OPEN_SCOPES)
 
     @server.tool()
     async def echo(text: Annotated[str, Field(max_length=10)], times: int = 1) -> dict[str, str]:

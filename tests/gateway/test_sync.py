@@ -39,7 +39,7 @@ from servers.common.feed import ChangeFeed
 from servers.common.surface import new_server
 from servers.common.transports import http_app, serving
 from tests.conftest import ManualClock
-from tests.helpers import ERAS, eventually, scaled
+from tests.helpers import ERAS, OPEN_SCOPES, eventually, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +65,7 @@ class Notes:
 
 def notes_server(notes: Notes) -> MCPServer[Any]:
     feed = ChangeFeed()
-    server = new_server("notes", title="notes", instructions="test backend", feed=feed)
+    server = new_server("notes", title="notes", instructions="test backend", feed=feed, scopes=OPEN_SCOPES)
 
     @server.resource(DOC, mime_type="application/json")
     async def doc() -> str:
@@ -100,7 +100,7 @@ def notes_server(notes: Notes) -> MCPServer[Any]:
 
 
 def mirror_server(stored: list[str]) -> MCPServer[Any]:
-    server = new_server("mirror", title="mirror", instructions="test backend", feed=ChangeFeed())
+    server = new_server("mirror", title="mirror", instructions="test backend", feed=ChangeFeed(), scopes=OPEN_SCOPES)
 
     @server.tool()
     async def store(text: str) -> dict[str, int]:

@@ -17,7 +17,7 @@ from servers.common.feed import ChangeFeed
 from servers.common.identity import Address, parse_address
 from servers.common.money import UsdcAmount
 from servers.common.surface import new_server, resource_errors, serve_change_log
-from tests.helpers import ERAS, refused
+from tests.helpers import ERAS, OPEN_SCOPES, refused
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,7 @@ class Limits(BaseModel):
 
 
 def build() -> MCPServer[Any]:
-    server = new_server("shop", title="Shop", instructions="A test server.", feed=ChangeFeed())
+    server = new_server("shop", title="Shop", instructions="A test server.", feed=ChangeFeed(), scopes=OPEN_SCOPES)
     pages: list[int] = []
 
     @server.tool()
