@@ -63,6 +63,9 @@ SCOPES: dict[str, str] = {
     "wallet:read": "read the balances, history, limits and proposals of the caller's own wallets",
     "wallet:pay": "create wallets owned by the caller, pay from them, co-sign, stake and unstake, lower limits",
     "wallet:admin": "the faucet (local ledger only), any wallet whatever its owner, raising limits without approval",
+    "wallet:audit": "read any wallet, whatever its owner (the reputation server checking stake; auditors)",
+    "wallet:stake": "move money between any wallet's available and staked balance (the reputation server, for the "
+    "wallet's owner, once it has checked the owner)",
     "governance:evaluate": "have the caller's own actions evaluated; read its decisions and explanations",
     "governance:approve": "vote on approvals and answer host approvals for others (never for oneself)",
     "governance:admin": "replace the policy, mark agents critical, act for any agent",
@@ -92,6 +95,12 @@ AGENT_SCOPES = frozenset(
     }
 )
 """What an agent's token carries by default: everything on its own behalf, nothing over others."""
+SERVICE_SCOPES: dict[str, frozenset[str]] = {
+    "gateway": frozenset({"mesh:delegate"}),
+    "reputation": frozenset({"wallet:read", "wallet:pay", "wallet:audit", "wallet:stake"}),
+    "discovery": frozenset(),
+}
+"""What each mesh server may do at the others when it calls them itself (its service principal)."""
 PERSON_SCOPES = frozenset({"wallet:read", "governance:evaluate", "governance:approve", "salesforce:read", "sap:read"})
 
 
@@ -121,8 +130,9 @@ LOCAL_OPERATOR = Principal("did:stateset:operator:local", ALL_SCOPES)
 """The host that launched a stdio server, and everyone under `--no-auth`."""
 
 
-def service_principal(name: str, scopes: Iterable[str]) -> Principal:
-    return Principal(f"did:stateset:service:{name}", frozenset(scopes))
+def service_principal(name: str) -> Principal:
+    """A mesh server calling another: `did:stateset:service:<name>` with its SERVICE_SCOPES."""
+    return Principal(f"did:stateset:service:{name}", SERVICE_SCOPES.get(name, frozenset()))
 
 
 def check_did(did: str) -> str:
