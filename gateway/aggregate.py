@@ -36,6 +36,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
 
 from gateway.backends import Backend, BackendUnavailableError
+from gateway.delegation import Delegation
 from gateway.naming import qualified
 from servers.common.feed import ChangeFeed
 from servers.common.surface import package_version
@@ -46,8 +47,9 @@ HEALTH_URI = "mesh://health"
 
 
 class Gateway:
-    def __init__(self, backends: Mapping[str, Backend]) -> None:
+    def __init__(self, backends: Mapping[str, Backend], *, delegation: Delegation | None = None) -> None:
         self.backends = dict(backends)
+        self.delegation = delegation  # without it, backends see the gateway's own connection (a trusted host's)
         self.feed = ChangeFeed(on_subscribe=self.follow)
         self._connections: set[Any] = set()  # 2025-era hosts, for list_changed
         self._watchers: list[Callable[[str], Awaitable[None]]] = []
@@ -132,8 +134,9 @@ class Gateway:
             problem = _problem(validator, arguments)
             return _tool_error(f"arguments for {qualified(server, tool)} do not match its schema: {problem}")
         try:
+            meta = self._on_behalf(server)
             result: types.CallToolResult = await backend.request(
-                lambda client: client.call_tool(tool, arguments, progress_callback=progress)
+                lambda client: client.call_tool(tool, arguments, progress_callback=progress, meta=meta)
             )
         except BackendUnavailableError as exc:
             return _tool_error(str(exc))
@@ -164,12 +167,18 @@ class Gateway:
             )
         backend = self._owner(uri)
         try:
-            result: types.ReadResourceResult = await backend.request(lambda client: client.read_resource(uri))
+            meta = self._on_behalf(backend.name)
+            result: types.ReadResourceResult = await backend.request(
+                lambda client: client.read_resource(uri, meta=meta)
+            )
         except BackendUnavailableError as exc:
             raise MCPError(types.INTERNAL_ERROR, str(exc)) from exc
         except MCPError as exc:
             raise MCPError(exc.code, f"backend {backend.name}: {exc.message}", exc.data) from exc
         return result
+
+    def _on_behalf(self, backend: str) -> Any:
+        return None if self.delegation is None else self.delegation.meta(backend)
 
     async def follow(self, uri: str) -> None:
         """Have the owning backend announce changes to `uri`."""

@@ -117,6 +117,7 @@ class Principal:
     actor: str | None = None
     """Who makes the call on this principal's behalf (the gateway), from the token's `act` claim."""
     token_id: str | None = None
+    expires_at: float | None = None
 
     @property
     def kind(self) -> str:
@@ -207,7 +208,9 @@ def serving(principal: Principal | None) -> Iterator[None]:
 def principal_of(access: AccessToken) -> Principal:
     claims = access.claims or {}
     actor = claims.get("act", {}).get("sub") if isinstance(claims.get("act"), dict) else None
-    return Principal(access.subject or access.client_id, frozenset(access.scopes), actor, claims.get("jti"))
+    return Principal(
+        access.subject or access.client_id, frozenset(access.scopes), actor, claims.get("jti"), access.expires_at
+    )
 
 
 class Revocations:
@@ -290,6 +293,7 @@ class TrustRoot:
             frozenset(claims["scope"].split()),
             act.get("sub") if isinstance(act, dict) else None,
             claims["jti"],
+            claims["exp"],
         )
 
     def _decode(self, token: str) -> dict[str, Any] | None:
@@ -328,6 +332,7 @@ class MeshTokenVerifier:
             token=token,
             client_id=principal.did,
             scopes=sorted(principal.scopes),
+            expires_at=None if principal.expires_at is None else int(principal.expires_at),
             subject=principal.did,
             claims={"iss": ISSUER, "jti": principal.token_id, **act},
         )

@@ -80,8 +80,7 @@ class Gate:
         return needed is None or principal.has(needed)
 
     def _principal(self, meta: Mapping[str, Any] | None) -> Principal | None:
-        access = get_access_token()
-        principal = principal_of(access) if access is not None else connection_principal()
+        principal = transport_principal()
         delegation = (meta or {}).get(DELEGATION_META_KEY)
         if delegation is None or principal is None:
             return principal
@@ -95,6 +94,12 @@ class Gate:
                 f"the token {principal.did} presented for its caller is not valid for the {self.server} server"
             )
         return delegated
+
+
+def transport_principal() -> Principal | None:
+    """Who is on the other end: the HTTP request's bearer token, else the connection's or the process's principal."""
+    access = get_access_token()
+    return principal_of(access) if access is not None else connection_principal()
 
 
 def caller() -> Principal:
