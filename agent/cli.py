@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters import EMULATORS
 from gateway.registry import DEFAULT_PORTS, SERVERS
+from servers.common.scopes import SCOPES as SCOPE_NAMES
 
 if TYPE_CHECKING:
     from servers.common.settings import MeshSettings
@@ -53,10 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run one MCP server. stdio is for MCP hosts that launch the server themselves; http serves "
             "streamable HTTP at /mcp (both protocol eras); sse serves the legacy HTTP+SSE transport at /sse. "
-            "Set STATESET_HTTP_TOKENS='client:token,...' to require bearer tokens on HTTP."
+            "Over HTTP every request needs a mesh token (stateset token issue); over stdio the server acts for the "
+            "host that launched it (as STATESET_TOKEN's principal when set, else the local operator)."
         ),
         epilog="environment: STATESET_HOME, STATESET_KEYSTORE_PASSWORD, STATESET_CHAIN_ID, STATESET_LOG_LEVEL, "
-        "STATESET_HTTP_TOKENS; wallet: STATESET_GOVERNANCE_ADDRESS, STATESET_SETTLEMENT; "
+        "STATESET_TOKEN; wallet: STATESET_GOVERNANCE_ADDRESS, STATESET_SETTLEMENT; "
         "governance: STATESET_GOVERNANCE_POLICY. See README.md.",
     )
     serve_cmd.add_argument("server", choices=sorted(SERVERS), help="which server to run")
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="while serving stdio, also serve streamable HTTP on 127.0.0.1:PORT, where the mesh's other "
         "servers reach this one (what `stateset claude-config` sets up)",
     )
+    _add_no_auth(serve_cmd)
     _add_home(serve_cmd)
 
     demo_cmd = commands.add_parser(
@@ -114,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up_cmd.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     up_cmd.add_argument("--port", type=int, default=DEFAULT_MESH_PORT, help=f"default: {DEFAULT_MESH_PORT}")
+    _add_no_auth(up_cmd)
     _add_config(up_cmd)
     _add_home(up_cmd)
 
@@ -128,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_cmd.add_argument(
         "--port", type=int, default=DEFAULT_MESH_PORT, help=f"HTTP port (default: {DEFAULT_MESH_PORT})"
     )
+    _add_no_auth(gateway_cmd)
     _add_config(gateway_cmd)
     _add_home(gateway_cmd)
 
@@ -186,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", choices=("127.0.0.1", "localhost", "::1"), help="loopback only"
     )
     emulate_cmd.add_argument("--port", type=int, default=0, help="default: the adapter's port plus 100")
+    _add_token_commands(commands)
     return parser
 
 
@@ -236,6 +242,33 @@ def _add_keys(commands: Any) -> None:
     )
     migrate.add_argument("--to", choices=("file", "keyring"), default="file", help="default: file")
     _add_home(migrate)
+
+
+async def _token(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from servers.common.auth import AuthError, Authority, parse_ttl
+    from servers.common.scopes import AGENT_SCOPES, ALL_SCOPES, PERSON_SCOPES
+
+    try:
+        authority = Authority.load(mesh.data_dir(), environ)
+        if args.token_command == "revoke":
+            if not authority.revoke(args.token_id):
+                print(f"token {args.token_id} was already revoked", file=sys.stderr)
+            return 0
+        named = {"agent": AGENT_SCOPES, "person": PERSON_SCOPES, "all": ALL_SCOPES}
+        scopes: set[str] = set()
+        for scope in (part.strip() for part in args.scopes.split(",")):
+            scopes |= named.get(scope, {scope} if scope else set())
+        issued = authority.issue(args.subject, scopes, parse_ttl(args.ttl), audience=args.audience)
+    except AuthError as exc:
+        print(f"stateset: {exc}", file=sys.stderr)
+        return 2
+    print(issued.token)
+    print(
+        f"token {issued.token_id} for {issued.subject}, scopes {' '.join(sorted(issued.scopes))}, "
+        f"audience {issued.audience}, expires at {issued.expires_at} (unix time)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 async def _keys(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
@@ -356,6 +389,45 @@ def _add_config(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_no_auth(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="take no tokens over HTTP: every caller acts as the local operator (for local experiments; logged; "
+        "loopback only)",
+    )
+
+
+def _add_token_commands(commands: Any) -> None:
+    token_cmd = commands.add_parser(
+        "token",
+        help="issue and revoke the tokens the mesh's servers accept",
+        description="Tokens are ES256 JWTs signed by the mesh authority key in the data directory (created on first "
+        "use, locked with the keystore password). Every server of the mesh checks them with the public key, and "
+        "refuses a revoked one from its next call on.",
+    )
+    actions = token_cmd.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = actions.add_parser(
+        "issue",
+        help="print a new token (its id on stderr)",
+        description="Print a token for SUBJECT carrying SCOPES on stdout, and its id (for revoke) on stderr. "
+        "Scopes: " + ", ".join(sorted(SCOPE_NAMES)) + "; or 'agent' for an agent's usual scopes, 'person' for an "
+        "approver's, 'all' for an operator's.",
+    )
+    issue.add_argument("--subject", required=True, metavar="DID", help="did:stateset:<agent|person|operator>:<id>")
+    issue.add_argument("--scopes", required=True, help="comma-separated scopes, or agent, person, all")
+    issue.add_argument("--ttl", default="30d", help="lifetime: 90s, 30m, 12h, 7d (default 30d, at most 366d)")
+    issue.add_argument("--audience", default="stateset-mesh", help="a server's name, or the whole mesh (default)")
+    _add_home(issue)
+    revoke = actions.add_parser(
+        "revoke",
+        help="revoke a token by its id; every server refuses it from its next call on",
+        description="Add the token id (printed by issue) to the data directory's revocation list.",
+    )
+    revoke.add_argument("token_id", metavar="ID", help="the token's id (32 hex digits)")
+    _add_home(revoke)
+
+
 def _add_home(command: argparse.ArgumentParser, default_help: str = "$STATESET_HOME or ./.stateset") -> None:
     command.add_argument("--home", type=Path, help=f"data directory (default: {default_help})")
 
@@ -391,6 +463,8 @@ async def _serve(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[
         opener(args.server),
         mesh,
         environ,
+        name=args.server,
+        no_auth=args.no_auth,
         transport=args.transport,
         host=args.host,
         port=port,
@@ -472,6 +546,7 @@ COMMANDS: dict[str, Command] = {
     "agent": _agent,
     "emulate": _emulate,
     "keys": _keys,
+    "token": _token,
 }
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,19 +35,33 @@ from adapters.sap import app as sap_app
 from gateway.aggregate import Gateway, build_aggregate
 from gateway.backends import Backend, Target
 from gateway.config import MeshConfig, everything_in_process, load_mesh_config
+from gateway.delegation import Delegation
+from servers.common.auth import (
+    LOCAL_OPERATOR,
+    MAX_TTL_SECONDS,
+    MESH_AUDIENCE,
+    Authority,
+    TrustRoot,
+    service_principal,
+    set_process_principal,
+)
 from servers.common.clock import Clock
+from servers.common.home import OPERATOR_TOKEN_FILE
 from servers.common.keystore import server_key
+from servers.common.logging import register_secret
+from servers.common.passwords import replace_secret
 from servers.common.peers import Peer
+from servers.common.scopes import ALL_SCOPES
 from servers.common.settings import MeshSettings
+from servers.common.surface import MeshServer
 from servers.common.transports import (
     MCP_PATH,
     SSE_MESSAGE_PATH,
     SSE_PATH,
-    StaticTokenVerifier,
     bound_url,
     check_exposure,
     listen,
-    require_bearer,
+    protect,
     run_app,
 )
 from servers.discovery import app as discovery_app
@@ -66,12 +80,18 @@ SIGNING_KEYSTORES = {
 }
 
 
+GATEWAY = service_principal("gateway")
+OPERATOR = "did:stateset:operator:admin"
+OPERATOR_TOKEN_SECONDS = 90 * 86400
+
+
 @dataclass
 class Mesh:
-    servers: dict[str, MCPServer[Any]]
+    servers: dict[str, MeshServer]
     gateway: Gateway
     aggregate: Any  # the lowlevel Server the gateway is served as
     apps: dict[str, Any]  # each server's running app (service objects, for tests and the demo)
+    authority: Authority  # issues the tokens the mesh's servers accept
 
 
 @asynccontextmanager
@@ -99,61 +119,87 @@ async def running_mesh(
             if role in local:
                 unlocking.start_soon(key, role, keystore)
     environ = keys | dict(environ)  # what the operator set wins
-    servers: dict[str, MCPServer[Any]] = {}
+    authority = Authority.load(data_dir, environ, clock)
+    for name, target in targets.items():  # out of process: the gateway presents its own token, for its callers
+        if target.url is not None and "authorization" not in {key.lower() for key in target.headers}:
+            token = authority.issue(GATEWAY.did, GATEWAY.scopes, MAX_TTL_SECONDS, audience=name).token
+            targets[name] = replace(target, headers={**target.headers, "Authorization": f"Bearer {token}"})
+    trust = authority.trust_root()
+    servers: dict[str, MeshServer] = {}
     started = {name: anyio.Event() for name in local}
 
-    async def started_server(name: str) -> MCPServer[Any]:
+    async def started_server(name: str) -> MeshServer:
         await started[name].wait()
         return servers[name]
 
-    def peer(name: str) -> Peer | None:
-        """The in-process server once it has started, or None for the server's own STATESET_<NAME>_URL."""
-        return Peer.in_process(name, functools.partial(started_server, name)) if name in local else None
+    def peer(name: str, caller: str) -> Peer | None:
+        """The in-process server once it has started, called as `caller`'s service principal, or None for the
+        server's own STATESET_<NAME>_URL."""
+        if name not in local:
+            return None
+        return Peer.in_process(name, functools.partial(started_server, name), principal=service_principal(caller))
 
     async with AsyncExitStack() as stack:
         apps: dict[str, Any] = {}
         openers: dict[str, Callable[[], AbstractAsyncContextManager[Any]]] = {
             "wallet": lambda: wallet_app.running(mesh, environ, clock=clock),
             "governance": lambda: governance_app.running(mesh, environ, clock=clock),
-            "discovery": lambda: discovery_app.running(mesh, environ, reputation=peer("reputation"), clock=clock),
+            "discovery": lambda: discovery_app.running(
+                mesh, environ, reputation=peer("reputation", "discovery"), clock=clock
+            ),
             "reputation": lambda: reputation_app.running(
-                mesh, environ, discovery=peer("discovery"), wallet=peer("wallet"), clock=clock
+                mesh,
+                environ,
+                discovery=peer("discovery", "reputation"),
+                wallet=peer("wallet", "reputation"),
+                clock=clock,
             ),
             "salesforce": lambda: salesforce_app.running(mesh, environ, clock=clock),
             "sap": lambda: sap_app.running(mesh, environ, clock=clock),
         }
         for name in local:
             apps[name] = await stack.enter_async_context(openers[name]())
-            servers[name] = apps[name].server
+            server = apps[name].server
+            assert isinstance(server, MeshServer)
+            server.gate.trust = trust
+            servers[name] = server  # checks the gateway's tokens for the callers it acts for
             started[name].set()
-        targets |= {name: Target(server=server) for name, server in servers.items()}
+        targets |= {name: Target(server=server, principal=GATEWAY) for name, server in servers.items()}
         gateway = Gateway(
             {
                 name: Backend(name, targets[name], timeout_seconds=backend.timeout_seconds)
                 for name, backend in config.backends.items()
-            }
+            },
+            delegation=Delegation(authority, GATEWAY),
         )
         tasks = await stack.enter_async_context(anyio.create_task_group())
         tasks.start_soon(gateway.run)
         try:
-            yield Mesh(servers, gateway, build_aggregate(gateway), apps)
+            yield Mesh(servers, gateway, build_aggregate(gateway), apps, authority)
         finally:
             tasks.cancel_scope.cancel()
 
 
-def mesh_app(mesh: Mesh, *, host: str = "127.0.0.1", token_verifier: Any = None) -> Starlette:
-    """One ASGI app for the whole mesh (see the module's table of paths)."""
+def mesh_app(mesh: Mesh, *, host: str = "127.0.0.1", base_url: str = "", trust: TrustRoot | None = None) -> Starlette:
+    """One ASGI app for the whole mesh (see the module's table of paths); with `trust`, every MCP path takes only
+    tokens for its server (or the mesh), the aggregate tokens for the gateway (or the mesh)."""
     routes: list[BaseRoute] = []
     lifespans = []
     for name, server in mesh.servers.items():
         streamable = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
         sse = server.sse_app(sse_path=SSE_PATH, message_path=SSE_MESSAGE_PATH, host=host)
         lifespans.append(server.session_manager)
-        routes.append(
-            Mount(f"/{name}", app=_guard(Starlette(routes=[*streamable.routes, *sse.routes]), token_verifier))
-        )
+        app: ASGIApp = Starlette(routes=[*streamable.routes, *sse.routes])
+        if trust is not None:
+            app, metadata = protect(app, trust, name, f"{base_url}/{name}{MCP_PATH}", server)
+            routes += metadata
+        routes.append(Mount(f"/{name}", app=app))
     aggregate = mesh.aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     lifespans.append(mesh.aggregate.session_manager)
+    gateway_app: ASGIApp = Starlette(routes=aggregate.routes)
+    if trust is not None:
+        gateway_app, metadata = protect(gateway_app, trust, "gateway", f"{base_url}{MCP_PATH}")
+        routes += metadata
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "servers": sorted(mesh.servers)})
@@ -170,30 +216,49 @@ def mesh_app(mesh: Mesh, *, host: str = "127.0.0.1", token_verifier: Any = None)
             yield
 
     return Starlette(
-        routes=[
-            Route("/health", health),
-            Route("/ready", ready),
-            *routes,
-            Mount("/", app=_guard(Starlette(routes=aggregate.routes), token_verifier)),
-        ],
+        routes=[Route("/health", health), Route("/ready", ready), *routes, Mount("/", app=gateway_app)],
         lifespan=lifespan,
     )
 
 
-def _guard(app: ASGIApp, token_verifier: Any) -> ASGIApp:
-    return app if token_verifier is None else require_bearer(app, token_verifier)
+def open_to_everyone(no_auth: bool, host: str) -> TrustRoot | None:
+    """`--no-auth`: every caller acts as the local operator (logged); None when tokens are required."""
+    if not no_auth:
+        return None
+    check_exposure(host, None)
+    set_process_principal(LOCAL_OPERATOR)
+    logger.warning("--no-auth: no token is asked for; every caller acts as the local operator, with every scope")
+    return None
+
+
+def operator_token(mesh: Mesh, data_dir: Path) -> Path:
+    """The operator's token in the data directory (0600), written on the first start and whenever the one there
+    has expired or been revoked, as Jupyter does."""
+    path = data_dir / OPERATOR_TOKEN_FILE
+    trust = mesh.authority.trust_root()
+    try:
+        current = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        current = ""
+    if current and trust.verify(current, (MESH_AUDIENCE,)) is not None:
+        register_secret(current)
+        return path
+    issued = mesh.authority.issue(OPERATOR, ALL_SCOPES - {"mesh:delegate"}, OPERATOR_TOKEN_SECONDS)
+    replace_secret(path, issued.token + "\n")
+    logger.info("wrote a new operator token (%s, valid 90 days) to %s", OPERATOR, path)
+    return path
 
 
 async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> None:
     """`stateset up`: the mesh over HTTP until interrupted."""
-    verifier = StaticTokenVerifier.from_env(environ)
-    check_exposure(args.host, verifier)
+    open_to_everyone(args.no_auth, args.host)
     config = load_mesh_config(environ, args.config)
     sock = listen(args.host, args.port)  # before anything is created: a port in use is one line
     base = bound_url(sock)  # now: uvicorn closes the socket when it stops
     began = time.perf_counter()
     async with running_mesh(mesh, environ, config=config) as running:
-        app = mesh_app(running, host=args.host, token_verifier=verifier)
+        trust = None if args.no_auth else running.authority.trust_root()
+        app = mesh_app(running, host=args.host, base_url=base, trust=trust)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(run_app, app, sock)
             ready = await running.gateway.wait_ready(10)
@@ -205,22 +270,35 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
                 base,
                 ", ".join(running.servers) or "none in this process",
             )
+            if trust is not None:
+                path = operator_token(running, mesh.data_dir())
+                logger.info(
+                    "every request needs a token: send 'Authorization: Bearer $(cat %s)' as the operator, or issue "
+                    "one per agent and person with: stateset token issue --subject DID --scopes ...",
+                    path,
+                )
 
 
 async def run_gateway(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> None:
     """`stateset gateway`: only the aggregate, over stdio or HTTP."""
-    verifier = StaticTokenVerifier.from_env(environ) if args.transport == "http" else None
     config = load_mesh_config(environ, args.config)
     sock = None
     if args.transport == "http":
-        check_exposure(args.host, verifier)
+        open_to_everyone(args.no_auth, args.host)
         sock = listen(args.host, args.port)
+    else:  # over stdio the gateway acts for the host that launched it
+        set_process_principal(LOCAL_OPERATOR)
     async with running_mesh(mesh, environ, config=config) as running:
         aggregate = running.aggregate
         if sock is None:
             async with stdio_server() as (read, write):
                 await aggregate.run(read, write, aggregate.create_initialization_options())
             return
-        app = aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
+        app: ASGIApp = aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
+        if not args.no_auth:
+            inner, metadata = protect(app, running.authority.trust_root(), "gateway", bound_url(sock, MCP_PATH))
+            app = Starlette(
+                routes=[*metadata, Mount("/", app=inner)], lifespan=lambda _: aggregate.session_manager.run()
+            )
         logger.info("serving the aggregate gateway at %s", bound_url(sock, MCP_PATH))
-        await run_app(_guard(app, verifier), sock)
+        await run_app(app, sock)

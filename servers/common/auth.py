@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -43,7 +42,8 @@ from mcp.server.auth.provider import AccessToken
 from servers.common.clock import Clock
 from servers.common.home import AUTHORITY_FILE, REVOKED_FILE
 from servers.common.logging import register_secret
-from servers.common.passwords import load_password, write_new
+from servers.common.passwords import load_password, replace_secret, write_new
+from servers.common.scopes import ALL_SCOPES, SERVICE_SCOPES
 from servers.common.settings import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -58,50 +58,6 @@ MAX_TTL_SECONDS = 366 * 86400
 
 DID = re.compile(r"did:stateset:(agent|person|operator|service):[A-Za-z0-9._-]{1,64}")
 KINDS = ("agent", "person", "operator", "service")
-
-SCOPES: dict[str, str] = {
-    "wallet:read": "read the balances, history, limits and proposals of the caller's own wallets",
-    "wallet:pay": "create wallets owned by the caller, pay from them, co-sign, stake and unstake, lower limits",
-    "wallet:admin": "the faucet (local ledger only), any wallet whatever its owner, raising limits without approval",
-    "wallet:audit": "read any wallet, whatever its owner (the reputation server checking stake; auditors)",
-    "wallet:stake": "move money between any wallet's available and staked balance (the reputation server, for the "
-    "wallet's owner, once it has checked the owner)",
-    "governance:evaluate": "have the caller's own actions evaluated; read its decisions and explanations",
-    "governance:approve": "vote on approvals and answer host approvals for others (never for oneself)",
-    "governance:admin": "replace the policy, mark agents critical, act for any agent",
-    "reputation:rate": "rate an agent the caller has dealt with (a settled payment between their wallets)",
-    "reputation:admin": "record violations and slash, act for any agent",
-    "discovery:register": "register and update the caller's own agent card",
-    "discovery:admin": "change or remove any agent's card",
-    "salesforce:read": "read and query Salesforce records",
-    "salesforce:write": "create and update Salesforce records",
-    "sap:read": "read SAP purchase orders, stock and materials",
-    "sap:write": "create and change SAP purchase orders and goods movements",
-    "mesh:delegate": "call backends on behalf of other principals (the gateway)",
-}
-"""Every scope a token may carry, and what it allows (docs/security.md shows this table)."""
-ALL_SCOPES = frozenset(SCOPES)
-AGENT_SCOPES = frozenset(
-    {
-        "wallet:read",
-        "wallet:pay",
-        "governance:evaluate",
-        "reputation:rate",
-        "discovery:register",
-        "salesforce:read",
-        "salesforce:write",
-        "sap:read",
-        "sap:write",
-    }
-)
-"""What an agent's token carries by default: everything on its own behalf, nothing over others."""
-SERVICE_SCOPES: dict[str, frozenset[str]] = {
-    "gateway": frozenset({"mesh:delegate"}),
-    "reputation": frozenset({"wallet:read", "wallet:pay", "wallet:audit", "wallet:stake"}),
-    "discovery": frozenset(),
-}
-"""What each mesh server may do at the others when it calls them itself (its service principal)."""
-PERSON_SCOPES = frozenset({"wallet:read", "governance:evaluate", "governance:approve", "salesforce:read", "sap:read"})
 
 
 class AuthError(Exception):
@@ -247,7 +203,7 @@ class Revocations:
         if any(entry["jti"] == jti for entry in entries):
             return False
         entries.append({"jti": jti, "exp": expires_at})
-        _write_atomically(self.path, json.dumps(entries, indent=1) + "\n")
+        replace_secret(self.path, json.dumps(entries, indent=1) + "\n")
         return True
 
 
@@ -442,13 +398,3 @@ def _pem_block(path: Path, label: str) -> bytes:
     if start < 0 or stop < 0:
         raise ConfigError(f"{path} has no {label.lower()}; it is damaged")
     return text[start : stop + len(end)] + b"\n"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

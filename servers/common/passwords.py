@@ -250,6 +250,21 @@ def write_new(path: Path, text: str) -> bool:
         os.unlink(temporary)
 
 
+def replace_secret(path: Path, text: str) -> None:
+    """Write `path` (0600) holding `text`, replacing what was there whole: written and synced under a temporary
+    name, then renamed into place, so a reader sees the old text or the new, never half."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def os_keyring() -> KeyringBackend | None:
     """The OS keyring, when a real one is present: None for keyring's fail and null backends, an empty chain,
     and anything that keeps secrets in a file of its own (keyrings.alt, any backend keyring rates below 1)."""

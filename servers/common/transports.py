@@ -4,37 +4,53 @@ One server object answers both protocol eras on every transport: the 2025-11-25 
 2026-07-28 stateless requests arrive over stdio, streamable HTTP and the legacy HTTP+SSE transport alike.
 
 HTTP listens on 127.0.0.1 unless told otherwise (the SDK then also turns on DNS-rebinding protection).
-With a token verifier every MCP endpoint requires `Authorization: Bearer <token>`; `/health` stays open so
-orchestrators can probe it. Binding a non-loopback address without tokens is refused.
+Every MCP endpoint requires `Authorization: Bearer <mesh token>` (servers.common.auth) unless `--no-auth` says
+otherwise; `/health` stays open so orchestrators can probe it. Binding a non-loopback address without tokens is
+refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hmac
+import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
-from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.routes import create_protected_resource_routes
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER
+from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from servers.common.keystore import peer_token
+from servers.common.auth import (
+    LOCAL_OPERATOR,
+    MAX_TTL_SECONDS,
+    MESH_AUDIENCE,
+    Authority,
+    Principal,
+    TrustRoot,
+    service_principal,
+    set_process_principal,
+)
+from servers.common.gate import ToolScopes
 from servers.common.logging import register_secret
+from servers.common.scopes import SCOPES
 from servers.common.settings import ConfigError, MeshSettings
+from servers.common.surface import MeshServer
 
 logger = logging.getLogger(__name__)
 
@@ -46,57 +62,28 @@ SSE_PATH = "/sse"
 SSE_MESSAGE_PATH = "/messages/"
 
 
-class StaticTokenVerifier:
-    """Bearer tokens fixed at start-up, each naming its client and scopes. Compared in constant time."""
-
-    def __init__(self, tokens: Mapping[str, tuple[str, Sequence[str]]]) -> None:
-        self._tokens = {token: (client, list(scopes)) for token, (client, scopes) in tokens.items()}
-        for token in self._tokens:
-            register_secret(token)
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        for known, (client_id, scopes) in self._tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return AccessToken(token=token, client_id=client_id, scopes=scopes)
-        return None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> StaticTokenVerifier | None:
-        """`STATESET_HTTP_TOKENS="client-a:token-a,client-b:token-b@governance:admin"`, or None when unset.
-
-        After `@`, a `+`-separated list of scopes the token carries.
-        """
-        raw = environ.get("STATESET_HTTP_TOKENS", "").strip()
-        if not raw:
-            return None
-        tokens: dict[str, tuple[str, list[str]]] = {}
-        for index, entry in enumerate(raw.split(","), start=1):
-            credentials, _, scopes = entry.strip().partition("@")
-            client_id, sep, token = credentials.partition(":")
-            if not sep or not client_id or len(token) < 16:
-                raise ConfigError(
-                    f"STATESET_HTTP_TOKENS entry {index} is not 'client:token[@scope+scope]' "
-                    "with a token of 16 or more characters"
-                )
-            tokens[token] = (client_id, [scope for scope in scopes.split("+") if scope])
-        return cls(tokens)
-
-
 def http_app(
     server: MCPServer[Any],
     transport: Literal["http", "sse"],
     *,
     host: str = "127.0.0.1",
-    token_verifier: TokenVerifier | None = None,
-    required_scopes: Sequence[str] = (),
+    base_url: str | None = None,
+    trust: TrustRoot | None = None,
 ) -> Starlette:
-    """The ASGI app for one server: MCP at `/mcp` (http) or `/sse` + `/messages/` (sse), and `/health`."""
-    check_exposure(host, token_verifier)
+    """The ASGI app for one server: MCP at `/mcp` (http) or `/sse` + `/messages/` (sse), and `/health`.
+
+    With `trust`, every MCP request needs a bearer token for this server (see `protect`); `base_url` (where it
+    listens) names the protected-resource metadata."""
+    check_exposure(host, trust)
     if transport == "http":
         inner = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     else:
         inner = server.sse_app(sse_path=SSE_PATH, message_path=SSE_MESSAGE_PATH, host=host)
-    guarded = inner if token_verifier is None else require_bearer(inner, token_verifier, required_scopes)
+    guarded: ASGIApp = inner
+    metadata: list[BaseRoute] = []
+    if trust is not None:
+        path = MCP_PATH if transport == "http" else SSE_PATH
+        guarded, metadata = protect(inner, trust, server.name, f"{base_url or 'http://127.0.0.1'}{path}", server)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "server": server.name, "transport": transport})
@@ -110,20 +97,87 @@ def http_app(
         else:
             yield
 
-    return Starlette(routes=[Route("/health", health), Mount("/", app=guarded)], lifespan=lifespan)
+    return Starlette(routes=[Route("/health", health), *metadata, Mount("/", app=guarded)], lifespan=lifespan)
 
 
-def require_bearer(app: ASGIApp, verifier: TokenVerifier, required_scopes: Sequence[str] = ()) -> ASGIApp:
-    """Wrap `app` so that every request needs a valid bearer token (401 without, 403 without a scope)."""
-    protected = RequireAuthMiddleware(app, list(required_scopes))
-    return AuthenticationMiddleware(AuthContextMiddleware(protected), backend=BearerAuthBackend(verifier))
+def protect(
+    app: ASGIApp, trust: TrustRoot, audience: str, resource_url: str, server: MCPServer[Any] | None = None
+) -> tuple[ASGIApp, list[BaseRoute]]:
+    """`app` behind bearer tokens for `audience` (or the whole mesh), as an OAuth 2.1 resource server: no token,
+    a bad, expired, revoked or foreign one is 401 with `WWW-Authenticate` pointing at the RFC 9728 metadata; a
+    2026-era call of a tool whose scope the token lacks (its `Mcp-Name` header) is 403 naming the scope. Returns
+    the wrapped app and the metadata route to serve beside it."""
+    metadata_url = protected_resource_metadata_url(resource_url)
+    inner = app
+    if isinstance(server, MeshServer):
+        inner = ToolScopeCheck(app, server.gate.scopes, metadata_url)
+    protected = RequireAuthMiddleware(inner, [], AnyHttpUrl(metadata_url))
+    wrapped = AuthenticationMiddleware(
+        AuthContextMiddleware(protected), backend=BearerAuthBackend(trust.verifier(audience))
+    )
+    issuer = resource_url.split("/", 3)[:3]
+    routes = create_protected_resource_routes(
+        resource_url=AnyHttpUrl(resource_url),
+        authorization_servers=[AnyHttpUrl("/".join(issuer))],
+        scopes_supported=sorted(SCOPES),
+        resource_name=f"StateSet {audience}",
+    )
+    return wrapped, list(routes)
 
 
-def check_exposure(host: str, token_verifier: TokenVerifier | None) -> None:
-    if host not in LOOPBACK_HOSTS and token_verifier is None:
+def protected_resource_metadata_url(resource_url: str) -> str:
+    """RFC 9728: the metadata of `https://host/path` is at `https://host/.well-known/oauth-protected-resource/path`."""
+    scheme, _, rest = resource_url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}/.well-known/oauth-protected-resource/{path}".rstrip("/")
+
+
+class ToolScopeCheck:
+    """A 2026-era tool call names its tool in the `Mcp-Name` header: refuse it at the HTTP level, 403 with the scope
+    a token would need, so a client can step up its token. Calls that name no tool (2025 era) are checked by the
+    server's gate in band; so are the gateway's calls for its callers (it holds mesh:delegate, the caller's
+    scopes travel in the call)."""
+
+    def __init__(self, app: ASGIApp, scopes: ToolScopes, metadata_url: str) -> None:
+        self.app, self.scopes, self.metadata_url = app, scopes, metadata_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            name = headers.get(MCP_NAME_HEADER.encode())
+            if headers.get(MCP_METHOD_HEADER.encode()) == b"tools/call" and name is not None:
+                needed = self.scopes.get(name.decode(errors="replace"), None)
+                granted = getattr(scope.get("auth"), "scopes", [])
+                if needed is not None and needed not in granted and "mesh:delegate" not in granted:
+                    await self._refuse(send, needed, name.decode(errors="replace"))
+                    return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, send: Send, needed: str, tool: str) -> None:
+        description = f"{tool} needs the {needed} scope"
+        challenge = (
+            f'Bearer error="insufficient_scope", error_description="{description}", scope="{needed}", '
+            f'resource_metadata="{self.metadata_url}"'
+        )
+        body = json.dumps({"error": "insufficient_scope", "error_description": description}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", challenge.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def check_exposure(host: str, trust: TrustRoot | None) -> None:
+    if host not in LOOPBACK_HOSTS and trust is None:
         raise ConfigError(
-            f"refusing to serve on {host} without bearer tokens: anyone on the network could move money; "
-            "set STATESET_HTTP_TOKENS or listen on 127.0.0.1"
+            f"refusing to serve on {host} without bearer tokens (--no-auth): anyone on the network could move money"
         )
 
 
@@ -158,43 +212,58 @@ def bound_url(sock: socket.socket, path: str = "") -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
+PEER_SERVERS = ("wallet", "governance", "reputation", "discovery")
+"""Servers that call each other; one run alone reaches the others at `STATESET_<NAME>_URL`."""
+
+
 async def serve_one(
     opener: Callable[[MeshSettings, Mapping[str, str]], AbstractAsyncContextManager[Any]],
     mesh: MeshSettings,
     environ: Mapping[str, str],
     *,
+    name: str,
     transport: TransportName,
     host: str = "127.0.0.1",
     port: int = 8000,
     peer_port: int | None = None,
+    no_auth: bool = False,
 ) -> None:
     """`stateset serve <name>`: open one server and serve it until cancelled or, for stdio, until the host
     closes stdin.
 
-    With `peer_port`, a stdio server also serves streamable HTTP on 127.0.0.1:`peer_port` for the servers it
-    shares a data directory with (a host starts each in its own process): that port takes only the data
-    directory's peer token (servers.common.keystore.peer_token), which the others present through
-    `STATESET_<NAME>_TOKEN_FILE`.
+    Over HTTP every MCP request needs a mesh token for this server (`stateset token issue`), unless `no_auth`.
+    Over stdio the server acts for the host that launched it: as `STATESET_TOKEN`'s principal when set, else as
+    the local operator. With `peer_port`, a stdio server also serves streamable HTTP on 127.0.0.1:`peer_port` for
+    the servers it shares a data directory with (a host starts each in its own process), with tokens; and a
+    server that reaches peers at `STATESET_<NAME>_URL` presents a token of its own service principal, minted here.
     """
-    verifier = StaticTokenVerifier.from_env(environ)
     if peer_port is not None and transport != "stdio":
         raise ConfigError(f"--peer-port is for stdio servers; over {transport} the peers reach this one at --port")
+    data_dir = mesh.data_dir()
+    trust = None if no_auth else TrustRoot.of_home(data_dir, environ)
+    if transport == "stdio":
+        set_process_principal(stdio_principal(name, environ, trust or TrustRoot.of_home(data_dir, environ)))
+    elif no_auth:
+        set_process_principal(LOCAL_OPERATOR)
+        logger.warning("--no-auth: every caller of %s acts as the local operator, with every scope", name)
+    sock = None
     if transport != "stdio":
-        check_exposure(host, verifier)
+        check_exposure(host, trust)
         sock = listen(host, port)
     elif peer_port is not None:
         sock = listen("127.0.0.1", peer_port)
-        verifier = StaticTokenVerifier({peer_token(mesh.data_dir()): ("peer", [])})
+    environ = dict(environ) | peer_tokens(name, environ, data_dir)
     async with opener(mesh, environ) as running:
         server: MCPServer[Any] = running.server
-        if transport == "stdio" and peer_port is None:
+        if isinstance(server, MeshServer):
+            server.gate.trust = trust  # checks the gateway's tokens for the callers it acts for
+        if sock is None:
             await server.run_stdio_async()
             return
         http: Literal["http", "sse"] = "sse" if transport == "sse" else "http"
-        app = http_app(server, http, host=host if transport != "stdio" else "127.0.0.1", token_verifier=verifier)
-        logger.info(
-            "serving %s over %s at %s", server.name, http, bound_url(sock, SSE_PATH if http == "sse" else MCP_PATH)
-        )
+        base = bound_url(sock)
+        app = http_app(server, http, host=host if transport != "stdio" else "127.0.0.1", base_url=base, trust=trust)
+        logger.info("serving %s over %s at %s%s", server.name, http, base, SSE_PATH if http == "sse" else MCP_PATH)
         if transport != "stdio":
             await run_app(app, sock)
             return
@@ -202,6 +271,40 @@ async def serve_one(
             tasks.start_soon(run_app, app, sock)
             await server.run_stdio_async()
             tasks.cancel_scope.cancel()
+
+
+def stdio_principal(name: str, environ: Mapping[str, str], trust: TrustRoot) -> Principal:
+    """Whom a stdio server acts for: the principal of `STATESET_TOKEN` (checked), else the local operator."""
+    token = environ.get("STATESET_TOKEN")
+    if not token:
+        logger.info("over stdio, %s acts for the host that launched it, as %s", name, LOCAL_OPERATOR.did)
+        return LOCAL_OPERATOR
+    register_secret(token)
+    principal = trust.verify(token, (name, MESH_AUDIENCE))
+    if principal is None:
+        raise ConfigError(f"STATESET_TOKEN is not a valid, unexpired, unrevoked mesh token for the {name} server")
+    logger.info("over stdio, %s acts as %s", name, principal.did)
+    return principal
+
+
+def peer_tokens(name: str, environ: Mapping[str, str], data_dir: Path) -> dict[str, str]:
+    """`STATESET_<PEER>_TOKEN` for every peer this server reaches by URL without one: a token of this server's
+    service principal for that peer, from the mesh authority of the data directory."""
+    wanted = [
+        peer
+        for peer in PEER_SERVERS
+        if environ.get(f"STATESET_{peer.upper()}_URL") and not environ.get(f"STATESET_{peer.upper()}_TOKEN")
+    ]
+    if not wanted:
+        return {}
+    authority = Authority.load(data_dir, environ)
+    principal = service_principal(name)
+    return {
+        f"STATESET_{peer.upper()}_TOKEN": authority.issue(
+            principal.did, principal.scopes, MAX_TTL_SECONDS, audience=peer
+        ).token
+        for peer in wanted
+    }
 
 
 async def run_app(app: ASGIApp, sock: socket.socket) -> None:
