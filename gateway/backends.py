@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from servers.common.auth import acting_as
 from servers.common.clients import Target, connect, describe_error, subscribe_legacy
 
 __all__ = ["Backend", "BackendUnavailableError", "Catalog", "Target"]
@@ -286,7 +287,10 @@ class Backend:
         if requests is None or self.state != "up":
             raise BackendUnavailableError(f"backend {self.name} is unavailable ({self.error or 'connecting'})")
         if self._in_process is not None:
-            return await self._direct(self._in_process, call, limit)
+            # the 2026 era calls an in-process server in the caller's task: it acts as the target's principal
+            principal = self.target.principal
+            with acting_as(principal) if principal is not None else nullcontext():
+                return await self._direct(self._in_process, call, limit)
         request = _Request(call)
         try:
             requests.send_nowait(request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,11 +68,11 @@ async def connect(target: Target, *, timeout_seconds: float, message_handler: An
     }
     if target.server is not None:
         server = target.server if isinstance(target.server, MCPServer) else await target.server()
-        async with AsyncExitStack() as stack:
-            # the server's side of the connection starts in this context, and so acts as the target's principal
-            with acting_as(target.principal) if target.principal is not None else nullcontext():
-                client = await stack.enter_async_context(Client(server, **options))
-            yield client
+        # A 2025-era connection starts the server's side in this context, and a 2026-era one serves each call in
+        # the caller's task: within this block, both act as the target's principal.
+        with acting_as(target.principal) if target.principal is not None else nullcontext():
+            async with Client(server, **options) as client:
+                yield client
     elif target.command:
         env = dict(target.env) if target.env else None
         params = StdioServerParameters(command=target.command[0], args=list(target.command[1:]), env=env)
