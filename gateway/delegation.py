@@ -6,10 +6,14 @@ an RFC 8693 token exchange). It travels in the call's `_meta`; the backend's gat
 connection whose own principal is this gateway and holds `mesh:delegate`, and then serves the call as the caller.
 So a caller gains nothing through the gateway that it lacks directly, and the gateway's own token moves no money.
 Tokens are kept per caller and backend until a minute before they expire.
+
+Only the mesh's own servers (which trust the same authority) are called this way; another MCP server behind
+the gateway sees the credential its configuration names, whoever the caller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from servers.common.auth import DELEGATION_META_KEY, DELEGATION_SECONDS, Authority, IssuedToken, Principal
@@ -19,16 +23,17 @@ REUSE_MARGIN_SECONDS = 60
 
 
 class Delegation:
-    def __init__(self, authority: Authority, actor: Principal) -> None:
+    def __init__(self, authority: Authority, actor: Principal, servers: Iterable[str]) -> None:
         self.authority = authority
         self.actor = actor
+        self.servers = frozenset(servers)
         self._issued: dict[tuple[str, str | None, frozenset[str], str], IssuedToken] = {}
 
     def meta(self, backend: str) -> dict[str, Any] | None:
         """The `_meta` that makes `backend` serve the current call as its caller; None when the gateway calls
         for itself (following change logs, listing catalogs)."""
         caller = transport_principal()
-        if caller is None or caller.did == self.actor.did:
+        if caller is None or caller.did == self.actor.did or backend not in self.servers:
             return None
         key = (caller.did, caller.token_id, caller.scopes, backend)
         issued = self._issued.get(key)

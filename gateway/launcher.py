@@ -36,6 +36,7 @@ from gateway.aggregate import Gateway, build_aggregate
 from gateway.backends import Backend, Target
 from gateway.config import MeshConfig, everything_in_process, load_mesh_config
 from gateway.delegation import Delegation
+from gateway.registry import SERVERS
 from servers.common.auth import (
     LOCAL_OPERATOR,
     MAX_TTL_SECONDS,
@@ -170,7 +171,7 @@ async def running_mesh(
                 name: Backend(name, targets[name], timeout_seconds=backend.timeout_seconds)
                 for name, backend in config.backends.items()
             },
-            delegation=Delegation(authority, GATEWAY),
+            delegation=Delegation(authority, GATEWAY, SERVERS),
         )
         tasks = await stack.enter_async_context(anyio.create_task_group())
         tasks.start_soon(gateway.run)

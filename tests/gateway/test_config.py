@@ -13,12 +13,11 @@ from mcp import Client
 from gateway.config import DEFAULT_CONFIG, MeshConfig, load_mesh_config
 from gateway.launcher import running_mesh
 from gateway.registry import SERVERS
+from servers.common.auth import Authority
 from servers.common.settings import ConfigError, MeshSettings
-from servers.common.transports import StaticTokenVerifier, http_app, serving
+from servers.common.transports import http_app, serving
 from tests.gateway.test_gateway import echo_server
 from tests.helpers import ERAS, call, refused, scaled
-
-TOKEN = "echo-secret-token-0123456789"
 
 
 def test_the_shipped_config_runs_every_server_in_process() -> None:
@@ -60,8 +59,10 @@ def test_a_token_comes_from_the_environment_only() -> None:
 @pytest.mark.parametrize("era", list(ERAS))
 async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Path, era: str) -> None:
     echo, _ = echo_server()
-    verifier = StaticTokenVerifier({TOKEN: ("gateway", [])})
-    async with serving(http_app(echo, "http", token_verifier=verifier), lifespan=True) as url:
+    (tmp_path / "echo-home").mkdir(mode=0o700)
+    foreign = Authority.load(tmp_path / "echo-home", {"STATESET_KEYSTORE_PASSWORD": "echo-password"})
+    token = foreign.issue("did:stateset:service:gateway", [], 3600, audience="echo").token
+    async with serving(http_app(echo, "http", trust=foreign.trust_root()), lifespan=True) as url:
         pin = "2025-11-25" if era == "2025-11-25" else "auto"
         config = MeshConfig.model_validate(
             {
@@ -76,7 +77,7 @@ async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Pat
                 }
             }
         )
-        environ = dict(os.environ) | {"ECHO_TOKEN": TOKEN}
+        environ = dict(os.environ) | {"ECHO_TOKEN": token}
         mesh = MeshSettings.from_env(environ, home=tmp_path / "mesh")
         async with running_mesh(mesh, environ, config=config) as running:
             assert set(running.servers) == {"wallet"}
@@ -91,4 +92,4 @@ async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Pat
             health = running.gateway.health()["backends"]
             assert health["governance"]["target"].startswith("stdio:")
             assert health["echo"]["protocol_version"] == era
-            assert TOKEN not in repr(health)
+            assert token not in repr(health)

@@ -16,6 +16,7 @@ from eth_account import Account
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from servers.common.auth import service_principal
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer
@@ -85,14 +86,18 @@ async def open_mesh(
         )
         wallet_mcp = wallet_server.build_server(wallet, wallet_feed)
         store, feed = ReputationStore(db), ChangeFeed()
-        directory = Directory(store, Peer.in_process("discovery", discovery.server, mode=mode), clock=clock)
+        directory = Directory(
+            store,
+            Peer.in_process("discovery", discovery.server, principal=service_principal("reputation"), mode=mode),
+            clock=clock,
+        )
         service = ReputationService(
             store,
             directory,
             signer,
             settings or ReputationSettings.default(),
             feed,
-            wallet=Peer.in_process("wallet", wallet_mcp, mode=mode),
+            wallet=Peer.in_process("wallet", wallet_mcp, principal=service_principal("reputation"), mode=mode),
             chain_id=CHAIN_ID,
             clock=clock,
         )
@@ -100,7 +105,7 @@ async def open_mesh(
         # the two replicas, as `running` starts them: reputation follows discovery, and discovery reputation
         tasks.start_soon(
             lambda: follow(
-                Peer.in_process("discovery", discovery.server, mode=mode),
+                Peer.in_process("discovery", discovery.server, principal=service_principal("reputation"), mode=mode),
                 "discovery",
                 cursor=directory.cursor,
                 apply=directory.apply,
@@ -108,7 +113,7 @@ async def open_mesh(
         )
         tasks.start_soon(
             lambda: follow(
-                Peer.in_process("reputation", server, mode=mode),
+                Peer.in_process("reputation", server, principal=service_principal("discovery"), mode=mode),
                 "reputation",
                 cursor=discovery.service.reputation_cursor,
                 apply=discovery.service.apply_reputation,
