@@ -8,7 +8,7 @@ Each use case that names a wallet takes its `caller` (the call's principal) and 
 inside the transaction that reads the wallet, so ownership costs no query of its own and a refusal changes
 nothing; one that would decrypt the wallet's key asks before that, too.
 
-At about 700 lines it is past the house's 600 on purpose: every way money leaves a wallet (a payment, a
+At about 730 lines it is past the house's 600 on purpose: every way money leaves a wallet (a payment, a
 proposal reaching its threshold, a slash) goes through the same spend checks, signer and publishing kept
 in this one class, and splitting the use cases apart would scatter the rules that must hold on each path.
 """
@@ -241,7 +241,7 @@ class WalletService:
         # Signed before the transaction, so the database thread never waits on signing. The signature
         # reaches the caller only in the receipt of a committed payment; a refused one is discarded unseen.
         transfer = SignedTransfer.sign(
-            await self._signer(from_address, caller, SPEND, "pay from"),
+            await self._signer(from_address, caller),
             self._settlement.transfer_domain,
             payee=to_address,
             amount=amount,
@@ -701,10 +701,9 @@ class WalletService:
             await self._publisher.publish(views.reservation_uris(proposal_id, address))
         return result
 
-    async def _signer(
-        self, address: str, caller: Principal | None = None, right: Right = SPEND, act: str = ""
-    ) -> Signer:
-        """The wallet's key; a caller who may not `act` on the wallet never gets its keystore decrypted."""
+    async def _signer(self, address: str, payer: Principal | None = None) -> Signer:
+        """The wallet's key. A `payer` who may not pay from the wallet never gets its keystore decrypted (slow:
+        servers.common.keystore), the transaction's own check would come too late for that."""
         signer = self._keys.cached(address)
         if signer is not None:
             return signer
@@ -712,8 +711,8 @@ class WalletService:
         if stored is None:
             raise WalletNotFoundError(address)
         keystore, owner = stored
-        if caller is not None:
-            right.check(caller, owner, address, act)
+        if payer is not None:
+            SPEND.check(payer, owner, address, "pay from")
         return await self._keys.open(address, keystore)
 
     async def _publish_wallet(self, address: str, *names: str) -> None:

@@ -18,10 +18,18 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from servers.common.auth import AGENT_SCOPES, Principal, service_principal
+from servers.common.feed import ChangeFeed
 from servers.common.gate import FORBIDDEN
 from servers.common.identity import Signer, new_agent_did
+from servers.common.keystore import KeyRing
 from servers.common.money import parse_usdc
 from servers.common.receipts import issue_slash_order
+from servers.wallet.access import READ, SPEND, STAKE
+from servers.wallet.server import build_server
+from servers.wallet.service import WalletService
+from servers.wallet.settings import WalletSettings
+from servers.wallet.store import WalletStore
+from tests.conftest import TEST_SCRYPT_N
 from tests.helpers import ERAS, call, refused, sign
 from tests.servers.wallet.conftest import CHAIN_ID, Harness, connected
 
@@ -163,6 +171,21 @@ async def test_a_replayed_idempotency_key_does_not_hand_another_agent_the_owners
     before = await scene.state()
     assert "may not pay from wallet" in await forbidden(scene.mallory, "execute_payment", **payment)
     assert await scene.state() == before
+
+
+async def test_a_caller_who_may_not_pay_from_a_wallet_never_gets_its_key_decrypted(scene: Scene) -> None:
+    keys = KeyRing("test-password-123", scrypt_n=TEST_SCRYPT_N)  # a restarted server: no key opened yet
+    feed = ChangeFeed()
+    service = WalletService(
+        WalletStore(scene.harness.db), keys, WalletSettings(), feed, chain_id=CHAIN_ID, clock=scene.harness.clock
+    )
+    restarted = build_server(service, feed)
+    payment = {"from_address": scene.wallet, "to_address": scene.loot, "amount": "1"}
+    async with connected(restarted, scene.era, MALLORY) as mallory, connected(restarted, scene.era, ALICE) as alice:
+        assert "may not pay from wallet" in await forbidden(mallory, "execute_payment", **payment)
+        assert keys.cached(scene.wallet) is None
+        await call(alice, "execute_payment", **payment)
+        assert keys.cached(scene.wallet) is not None
 
 
 async def test_reads_are_for_the_owner_with_wallet_read_auditors_and_admins(scene: Scene) -> None:
@@ -336,3 +359,25 @@ async def test_a_signed_slash_order_is_its_own_authority_whoever_delivers_it(sce
         assert await scene.state() == before
         slashed = await call(no_scope, "slash_stake", order=order)
     assert (slashed["amount"], slashed["staked_after"]) == ("5", "15")
+
+
+@pytest.mark.parametrize(
+    ("principal", "owner", "read", "stake", "spend"),
+    [
+        (ALICE, ALICE.did, True, True, True),
+        (ALICE_WITHOUT_READ, ALICE.did, False, True, True),
+        (MALLORY, ALICE.did, False, False, False),
+        (AUDITOR, ALICE.did, True, False, False),
+        (REPUTATION, ALICE.did, True, True, False),
+        (ADMIN, ALICE.did, True, True, True),
+        # a wallet made before owners were kept is no agent's: only the scopes that reach every wallet
+        (ALICE, None, False, False, False),
+        (ADMIN, None, True, True, True),
+    ],
+)
+def test_the_rights_table(principal: Principal, owner: str | None, read: bool, stake: bool, spend: bool) -> None:
+    assert (READ.allows(principal, owner), STAKE.allows(principal, owner), SPEND.allows(principal, owner)) == (
+        read,
+        stake,
+        spend,
+    )
