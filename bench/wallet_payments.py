@@ -40,6 +40,7 @@ from eth_account import Account
 from mcp import Client, StdioServerParameters
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from servers.common.auth import LOCAL_OPERATOR, set_process_principal
 from servers.common.db import Database, Migration
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer
@@ -310,6 +311,7 @@ async def main(payments: int, floor_only: bool, where: str | None) -> None:
 
 if __name__ == "__main__":
     configure_logging("WARNING")  # per-payment INFO lines would be part of what is measured
+    set_process_principal(LOCAL_OPERATOR)  # as a stdio host: the in-process clients act as the local operator
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payments", type=int, default=2000)
     parser.add_argument("--floor-only", action="store_true", help="print the floor and stop")

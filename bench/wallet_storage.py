@@ -23,6 +23,7 @@ from pathlib import Path
 
 import anyio
 
+from servers.common.auth import LOCAL_OPERATOR
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.keystore import KeyRing
@@ -74,7 +75,9 @@ async def run(checkpoints: list[int], per_day: int) -> None:
             rules = SpendingRules(daily_limit=parse_usdc("1000000000"), per_transaction_limit=parse_usdc("1000"))
             payer, payee = [
                 (
-                    await service.create_wallet(label=label, owner=None, rules=rules, treasury_strategy="balanced")
+                    await service.create_wallet(
+                        caller=LOCAL_OPERATOR, label=label, owner=None, rules=rules, treasury_strategy="balanced"
+                    )
                 ).address
                 for label in ("payer", "payee")
             ]
@@ -92,6 +95,7 @@ async def run(checkpoints: list[int], per_day: int) -> None:
                             memo=f"invoice {index}",
                             idempotency_key=f"order-{index:08d}",
                             approval=None,
+                            caller=LOCAL_OPERATOR,
                         )
 
                 async with anyio.create_task_group() as tasks:

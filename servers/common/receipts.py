@@ -9,6 +9,13 @@ time. The wallet checks the binding and the signer, and refuses a decision id it
 
 The reputation server signs it; it moves up to `amount` of the wallet's stake to `recipient`, once per
 incident: the wallet answers a repeated incident id with the first result.
+
+    LimitsApproval(string decisionId, string agent, address wallet, uint256 dailyLimit,
+                   uint256 perTransactionLimit, uint256 expiresAt)
+
+Governance signs it when it approves an action of type `raise_limits`; it lets the wallet's owner, that
+agent, set exactly these two limits on exactly that wallet, once, before that time. Its own primary type
+keeps it from ever passing for a payment's receipt, or a payment's receipt for it.
 """
 
 from __future__ import annotations
@@ -148,4 +155,97 @@ def issue_slash_order(
         recipient=recipient,
         expires_at=expires_at,
         signature=reputation.sign(typed),
+    )
+
+
+LIMITS_FIELDS = (
+    ("decisionId", "string"),
+    ("agent", "string"),
+    ("wallet", "address"),
+    ("dailyLimit", "uint256"),
+    ("perTransactionLimit", "uint256"),
+    ("expiresAt", "uint256"),
+)
+
+
+class LimitsReceipt(BaseModel):
+    """A governance approval for raising one wallet's spending limits to exactly these values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=128, description="Governance decision id; single use")
+    agent: str = Field(max_length=128, description="The agent governance approved it for: the wallet's owner")
+    wallet: Address
+    daily_limit: UsdcAmount = Field(description="The daily limit it allows the wallet to be set to")
+    per_transaction_limit: UsdcAmount = Field(description="The per-transaction limit it allows, set with it")
+    expires_at: int = Field(ge=0, description="Unix seconds after which the receipt is void")
+    signature: Signature = Field(description="65-byte EIP-712 signature, 0x-hex, by the governance address")
+
+    def typed_data(self, chain_id: int) -> TypedData:
+        return limits_approval(
+            chain_id,
+            decision_id=self.decision_id,
+            agent=self.agent,
+            wallet=self.wallet,
+            daily_limit=self.daily_limit,
+            per_transaction_limit=self.per_transaction_limit,
+            expires_at=self.expires_at,
+        )
+
+
+def limits_approval(
+    chain_id: int,
+    *,
+    decision_id: str,
+    agent: str,
+    wallet: str,
+    daily_limit: int,
+    per_transaction_limit: int,
+    expires_at: int,
+) -> TypedData:
+    return TypedData(
+        "LimitsApproval",
+        LIMITS_FIELDS,
+        mesh_domain(chain_id),
+        {
+            "decisionId": decision_id,
+            "agent": agent,
+            "wallet": wallet,
+            "dailyLimit": daily_limit,
+            "perTransactionLimit": per_transaction_limit,
+            "expiresAt": expires_at,
+        },
+    )
+
+
+def issue_limits_approval(
+    governance: Signer,
+    chain_id: int,
+    *,
+    decision_id: str,
+    agent: str,
+    wallet: str,
+    daily_limit: int,
+    per_transaction_limit: int,
+    expires_at: int,
+) -> LimitsReceipt:
+    """What a governance server hands an agent to raise its wallet's limits to exactly these values."""
+    typed = limits_approval(
+        chain_id,
+        decision_id=decision_id,
+        agent=agent,
+        wallet=wallet,
+        daily_limit=daily_limit,
+        per_transaction_limit=per_transaction_limit,
+        expires_at=expires_at,
+    )
+    # Constructed, not validated, as issue_approval: the limits are already micro-USDC.
+    return LimitsReceipt.model_construct(
+        decision_id=decision_id,
+        agent=agent,
+        wallet=wallet,
+        daily_limit=daily_limit,
+        per_transaction_limit=per_transaction_limit,
+        expires_at=expires_at,
+        signature=governance.sign(typed),
     )

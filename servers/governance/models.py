@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from servers.common.bounds import MAX_JSON_DEPTH, json_within
 from servers.common.identity import Address
 from servers.common.money import Usdc, UsdcAmount
-from servers.common.receipts import ApprovalReceipt
+from servers.common.receipts import ApprovalReceipt, LimitsReceipt
 
 Outcome = Literal["approved", "denied", "pending_approval"]
 RiskLevel = Literal["low", "medium", "high", "critical"]
@@ -38,6 +38,7 @@ STANDARD_ACTION_TYPES = (
     "update_opportunity",
     "treasury",
     "contract_call",
+    "raise_limits",
 )
 
 
@@ -49,7 +50,8 @@ class Action(BaseModel):
     type: str = Field(
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
         description="payment, purchase_order, create_lead, update_opportunity, treasury, contract_call, "
-        "or a custom type the policy declares",
+        "raise_limits (payer: the wallet, amount: its new daily_limit, payload.per_transaction_limit: its new "
+        "per-transaction limit), or a custom type the policy declares",
     )
     amount: UsdcAmount | None = Field(default=None, description="USDC as a decimal string, when money is involved")
     currency: Literal["USDC"] = "USDC"
@@ -57,7 +59,9 @@ class Action(BaseModel):
         default=None, max_length=256, description="Payee address, supplier id or account the action affects"
     )
     category: str | None = Field(default=None, max_length=64, description="Spending category, e.g. office_supplies")
-    payer: Address | None = Field(default=None, description="For payments: the paying wallet's address")
+    payer: Address | None = Field(
+        default=None, description="For payments: the paying wallet's address; for raise_limits: the wallet's"
+    )
     payload: Annotated[
         dict[Annotated[str, Field(max_length=64)], Any],
         Field(max_length=MAX_PAYLOAD_KEYS),
@@ -151,6 +155,9 @@ class Decision(BaseModel):
     approval: Approval | None = None
     receipt: ApprovalReceipt | None = Field(
         default=None, description="For an approved payment: pass as `approval` to the wallet's execute_payment"
+    )
+    limits_receipt: LimitsReceipt | None = Field(
+        default=None, description="For an approved raise_limits: pass as `approval` to the wallet's set_spending_limits"
     )
     created_at: datetime
     decided_at: datetime | None

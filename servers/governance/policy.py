@@ -3,7 +3,7 @@
 A policy is YAML or JSON:
 
     name: procurement-default
-    action_types: [vendor_onboarding]          # custom types, besides the standard six
+    action_types: [vendor_onboarding]          # custom types, besides the standard seven
     compliance:
       blocked_counterparties: [...]            # denied outright
       sanctioned_counterparties: [...]

@@ -14,8 +14,8 @@ import anyio
 from servers.common.errors import InvalidInputError
 from servers.common.feed import Publisher
 from servers.common.identity import AGENT_DID_PREFIX, Signer, parse_address, parse_agent_did
-from servers.common.money import format_usdc
-from servers.common.receipts import issue_approval
+from servers.common.money import format_usdc, parse_usdc
+from servers.common.receipts import issue_approval, issue_limits_approval
 from servers.governance import approvals, watch
 from servers.governance.alternatives import alternatives
 from servers.governance.approvals import Ballot
@@ -392,6 +392,8 @@ class GovernanceService:
             payee = parse_address(action.counterparty, field="action.counterparty")
             if payee == action.payer:
                 raise InvalidInputError(f"action.counterparty {payee} is the payer itself")
+        if action.type == "raise_limits":
+            _asked_limits(action)
         jurisdiction = action.payload.get("jurisdiction")
         if jurisdiction is not None and (not isinstance(jurisdiction, str) or len(jurisdiction) != 2):
             raise InvalidInputError(
@@ -464,6 +466,8 @@ class GovernanceService:
     def _approve(self, decision: Decision, now: float) -> Decision:
         """An approved payment gets its receipt, bound to payer, payee, amount and a short expiry."""
         action = decision.action
+        if action.type == "raise_limits":
+            return self._approve_limits(decision, now)
         if action.type != "payment":
             return decision
         assert action.payer is not None and action.counterparty is not None and action.amount is not None
@@ -483,6 +487,45 @@ class GovernanceService:
             f"before {_time(expires_at).isoformat()}; the receipt pays once",
         ]
         return decision.model_copy(update={"receipt": receipt, "conditions": [*decision.conditions, *conditions]})
+
+    def _approve_limits(self, decision: Decision, now: float) -> Decision:
+        """An approved raise gets its receipt, bound to the agent, the wallet, the new pair of limits, an expiry."""
+        wallet, daily, per_transaction = _asked_limits(decision.action)
+        expires_at = int(now) + self._settings.receipt_ttl_seconds
+        receipt = issue_limits_approval(
+            self._signer,
+            self._chain_id,
+            decision_id=decision.decision_id,
+            agent=decision.agent_id,
+            wallet=wallet,
+            daily_limit=daily,
+            per_transaction_limit=per_transaction,
+            expires_at=expires_at,
+        )
+        conditions = [
+            f"{decision.agent_id}, the owner of wallet {wallet}, may set its daily_limit to {format_usdc(daily)} and "
+            f"its per_transaction_limit to {format_usdc(per_transaction)} USDC",
+            f"before {_time(expires_at).isoformat()}; the receipt is used once",
+        ]
+        update = {"limits_receipt": receipt, "conditions": [*decision.conditions, *conditions]}
+        return decision.model_copy(update=update)
+
+
+def _asked_limits(action: Action) -> tuple[str, int, int]:
+    """The wallet and the (daily, per-transaction) limits a raise_limits action asks for."""
+    if action.payer is None or action.amount is None:
+        raise InvalidInputError(
+            "raise_limits needs action.payer, the wallet's address, and action.amount, its new daily_limit"
+        )
+    per_transaction = parse_usdc(
+        action.payload.get("per_transaction_limit"), field="raise_limits action.payload.per_transaction_limit"
+    )
+    if per_transaction > action.amount:
+        raise InvalidInputError(
+            f"action.payload.per_transaction_limit {format_usdc(per_transaction)} USDC is above the new daily_limit "
+            f"{format_usdc(action.amount)} USDC (action.amount)"
+        )
+    return action.payer, action.amount, per_transaction
 
 
 def _approver(text: str) -> str:

@@ -9,6 +9,9 @@ Amounts are uint256 micro-USDC; times are uint256 Unix seconds.
   token's own domain, and the USDC contract itself checks it.
 - `ApprovalReceipt` (servers.common.receipts): what the governance key signs to approve one payment.
   The wallet accepts it once, for exactly that payer, payee and amount, before `expiresAt`.
+- `LimitsApproval` (servers.common.receipts): what the governance key signs to approve raising one wallet's
+  limits. The wallet accepts it once, from the agent it names when that agent owns the wallet, for exactly
+  those two limits, before `expiresAt`.
 - `PaymentProposal(string proposalId, address wallet, address to, uint256 amount, string memo,
   uint256 expiresAt)`: what each multi-sig signer signs. The expiry is inside the signed data.
 """
@@ -21,7 +24,7 @@ from typing import Any
 
 from servers.common.identity import Signer, TypedData, mesh_domain, recover_signer
 from servers.common.money import format_usdc
-from servers.common.receipts import ApprovalReceipt
+from servers.common.receipts import ApprovalReceipt, LimitsReceipt
 from servers.common.rotation import TrustedKeys
 from servers.wallet.errors import ApprovalError, SignatureRejectedError
 
@@ -127,10 +130,7 @@ def verify_approval(
         ApprovalError: naming the field that does not match, the expiry, or the wrong signer.
     """
     if governance is None:
-        raise ApprovalError(
-            "this wallet server trusts no governance address, so it cannot accept approval receipts",
-            hint="start it with STATESET_GOVERNANCE_ADDRESS set to the governance server's address",
-        )
+        raise _untrusting()
     for name, given, expected in (("payer", receipt.payer, payer), ("payee", receipt.payee, payee)):
         if given != expected:
             raise ApprovalError(f"approval receipt {receipt.decision_id!r} is for {name} {given}, not {expected}")
@@ -140,18 +140,72 @@ def verify_approval(
             f"not {format_usdc(amount)} USDC",
             hint="a receipt approves one exact amount",
         )
-    if receipt.expires_at <= now:
+    what = f"approval receipt {receipt.decision_id!r}"
+    _check_issued(what, receipt.expires_at, receipt.typed_data(chain_id), receipt.signature, governance, now)
+
+
+def verify_limits_approval(
+    receipt: LimitsReceipt,
+    *,
+    chain_id: int,
+    governance: TrustedKeys | None,
+    wallet: str,
+    owner: str | None,
+    daily_limit: int,
+    per_transaction_limit: int,
+    now: float,
+) -> None:
+    """Check that `receipt` approves setting exactly these limits on `wallet`, asked by its `owner`, now, and was
+    signed by a trusted `governance` key.
+
+    Raises:
+        ApprovalError: naming what does not match, the expiry, or the wrong signer.
+    """
+    if governance is None:
+        raise _untrusting()
+    decision = receipt.decision_id
+    if receipt.wallet != wallet:
+        raise ApprovalError(f"limits receipt {decision!r} is for wallet {receipt.wallet}, not {wallet}")
+    if receipt.agent != owner:
         raise ApprovalError(
-            f"approval receipt {receipt.decision_id!r} expired at {receipt.expires_at} (now {int(now)})",
-            hint="ask governance for a new approval",
+            f"limits receipt {decision!r} was approved for {receipt.agent}, not for the wallet's owner {owner}",
+            hint="the wallet's owner asks governance (evaluate_action) for the raise",
         )
-    signer = recover_signer(receipt.typed_data(chain_id), receipt.signature, field="approval.signature")
-    if not governance.verifies(signer, receipt.expires_at):
+    for name, given, wanted in (
+        ("daily_limit", receipt.daily_limit, daily_limit),
+        ("per_transaction_limit", receipt.per_transaction_limit, per_transaction_limit),
+    ):
+        if given != wanted:
+            raise ApprovalError(
+                f"limits receipt {decision!r} approves {name} {format_usdc(given)} USDC, "
+                f"not {format_usdc(wanted)} USDC",
+                hint="a receipt approves one exact pair of limits: daily_limit and per_transaction_limit as asked",
+            )
+    what = f"limits receipt {decision!r}"
+    _check_issued(what, receipt.expires_at, receipt.typed_data(chain_id), receipt.signature, governance, now)
+
+
+def _check_issued(
+    what: str, expires_at: int, typed: TypedData, signature: str, governance: TrustedKeys, now: float
+) -> None:
+    """The checks every governance receipt passes: unexpired, and signed by a trusted governance key."""
+    if expires_at <= now:
         raise ApprovalError(
-            f"approval receipt {receipt.decision_id!r} is not signed by a trusted governance key: "
-            + governance.refusal(signer, receipt.expires_at),
+            f"{what} expired at {expires_at} (now {int(now)})", hint="ask governance for a new approval"
+        )
+    signer = recover_signer(typed, signature, field="approval.signature")
+    if not governance.verifies(signer, expires_at):
+        raise ApprovalError(
+            f"{what} is not signed by a trusted governance key: " + governance.refusal(signer, expires_at),
             hint="only receipts issued by the trusted governance server are accepted",
         )
+
+
+def _untrusting() -> ApprovalError:
+    return ApprovalError(
+        "this wallet server trusts no governance address, so it cannot accept approval receipts",
+        hint="start it with STATESET_GOVERNANCE_ADDRESS set to the governance server's address",
+    )
 
 
 def verify_proposal_signature(data: TypedData, *, signer: str, signature: str, proposal_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from servers.common.errors import ConflictError, InvalidInputError, MeshError, NotFoundError
 from servers.common.money import format_usdc
 
@@ -39,11 +41,17 @@ class ApprovalError(MeshError):
 
 
 class ApprovalReusedError(ConflictError):
-    def __init__(self, decision_id: str) -> None:
-        super().__init__(
-            f"approval receipt {decision_id!r} has already paid once",
-            hint="request a new approval from governance for a new payment",
-        )
+    def __init__(self, decision_id: str, kind: Literal["payment", "limits"] = "payment") -> None:
+        if kind == "payment":
+            super().__init__(
+                f"approval receipt {decision_id!r} has already paid once",
+                hint="request a new approval from governance for a new payment",
+            )
+        else:
+            super().__init__(
+                f"limits receipt {decision_id!r} has already changed the limits once",
+                hint="request a new approval from governance for a new change",
+            )
 
 
 class IdempotencyConflictError(ConflictError):

@@ -12,9 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from servers.common.identity import Address
 from servers.common.money import Usdc, UsdcAmount
-from servers.common.receipts import ApprovalReceipt, SlashOrder
+from servers.common.receipts import ApprovalReceipt, LimitsReceipt, SlashOrder
 
-__all__ = ["ApprovalReceipt", "SlashOrder"]  # wire types of arguments, defined with their EIP-712 forms
+__all__ = [
+    "ApprovalReceipt",
+    "LimitsReceipt",
+    "SlashOrder",
+]  # wire types of arguments, defined with their EIP-712 forms
 
 TreasuryStrategy = Literal["conservative", "balanced", "aggressive"]
 Bucket = Literal["available", "staked", "liquidity"]

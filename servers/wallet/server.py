@@ -10,7 +10,7 @@ from pydantic import Field
 from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
-from servers.common.gate import ToolScopes
+from servers.common.gate import ToolScopes, caller
 from servers.common.identity import Address, AgentDid, Signature, parse_address
 from servers.common.money import UsdcAmount
 from servers.common.surface import CREATE, MOVE_MONEY, READ, REBALANCE, SET, new_server, resource_errors, to_json
@@ -22,6 +22,7 @@ from servers.wallet.models import (
     IdempotencyKey,
     Label,
     Limits,
+    LimitsReceipt,
     Memo,
     MultiSigPolicy,
     PaymentReceipt,
@@ -43,7 +44,10 @@ EIP-712 transfer authorization by the wallet's own key, and settled on the local
 idempotency_key with execute_payment so a retry never pays twice. Payments at or above a wallet's
 multi-sig threshold go through propose_transaction and sign_proposal. Payments above
 approval_required_above need a governance approval receipt. Read wallet://{address}/balance and
-subscribe to it to follow changes."""
+subscribe to it to follow changes. A wallet is its owner's (by default whoever created it): only the
+owner acts on it, unless the caller holds wallet:admin (or wallet:audit to read, wallet:stake to stake).
+Lowering a limit is the owner's call; raising one needs governance's approval (an action of type
+raise_limits) passed as approval to set_spending_limits."""
 
 WalletAddress = Annotated[Address, Field(description="The wallet's address")]
 PROPOSAL_ID = UriParameter("proposal_id", ProposalId)
@@ -75,7 +79,12 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
         label: Label,
         daily_limit: Annotated[UsdcAmount, Field(description="Most that may leave the wallet in any 24 hours")],
         per_transaction_limit: Annotated[UsdcAmount, Field(description="Most that one payment may move")],
-        owner: Annotated[AgentDid | None, Field(description="The owning agent, did:stateset:agent:<uuid>")] = None,
+        owner: Annotated[
+            AgentDid | None,
+            Field(
+                description="The owning agent, did:stateset:agent:<uuid>; by default the caller (another: wallet:admin)"
+            ),
+        ] = None,
         multi_sig: Annotated[
             MultiSigPolicy | None, Field(description="Co-signers required for payments at or above `above`")
         ] = None,
@@ -93,16 +102,18 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
             if multi_sig is None
             else MultiSig(tuple(multi_sig.signers), multi_sig.threshold, multi_sig.above),
         )
-        return await service.create_wallet(label=label, owner=owner, rules=rules, treasury_strategy=treasury_strategy)
+        return await service.create_wallet(
+            caller=caller(), label=label, owner=owner, rules=rules, treasury_strategy=treasury_strategy
+        )
 
     @server.tool(annotations=READ)
     async def get_balance(address: WalletAddress) -> Balance:
         """A wallet's money: available, staked, liquidity, reserved (for pending proposals) and total."""
-        return await service.get_balance(address)
+        return await service.get_balance(address, caller=caller())
 
     @server.tool(annotations=CREATE)
     async def fund_wallet(address: WalletAddress, amount: UsdcAmount) -> Balance:
-        """Credit a wallet on the local ledger: the sandbox faucet. Returns the new balance."""
+        """Credit a wallet on the local ledger: the sandbox faucet, for wallet:admin only. Returns the new balance."""
         return await service.fund_wallet(address, amount)
 
     @server.tool(annotations=MOVE_MONEY)
@@ -127,6 +138,7 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
             memo=memo,
             idempotency_key=idempotency_key,
             approval=approval,
+            caller=caller(),
         )
 
     @server.tool(annotations=SET)
@@ -134,10 +146,22 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
         address: WalletAddress,
         daily_limit: UsdcAmount | None = None,
         per_transaction_limit: UsdcAmount | None = None,
+        approval: Annotated[
+            LimitsReceipt | None,
+            Field(description="Governance's limits_receipt for exactly the new pair of limits; needed to raise one"),
+        ] = None,
     ) -> Limits:
-        """Change a wallet's daily (rolling 24 h) and per-transaction limits; give one or both."""
+        """Change a wallet's daily (rolling 24 h) and per-transaction limits; give one or both.
+
+        Lowering is the owner's call. Raising either one needs governance's receipt for exactly the resulting
+        pair (evaluate_action with type raise_limits), used once, unless the caller holds wallet:admin.
+        """
         return await service.set_spending_limits(
-            address, daily_limit=daily_limit, per_transaction_limit=per_transaction_limit
+            address,
+            caller=caller(),
+            daily_limit=daily_limit,
+            per_transaction_limit=per_transaction_limit,
+            approval=approval,
         )
 
     @server.tool(annotations=READ)
@@ -147,7 +171,7 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
         cursor: Cursor | None = None,
     ) -> TransactionPage:
         """A wallet's history, newest first, one page at a time."""
-        return await service.list_transactions(address, limit=limit, cursor=cursor)
+        return await service.list_transactions(address, caller=caller(), limit=limit, cursor=cursor)
 
     @server.tool(annotations=CREATE)
     async def propose_transaction(
@@ -172,6 +196,7 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
             memo=memo,
             approval=approval,
             idempotency_key=idempotency_key,
+            caller=caller(),
         )
 
     @server.tool(annotations=MOVE_MONEY)
@@ -182,18 +207,21 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
             Signature, Field(description="The signer's EIP-712 signature over the proposal's typed_data")
         ],
     ) -> Proposal:
-        """Add a signer's signature to a proposal; the payment executes when the threshold is reached."""
+        """Add a signer's signature to a proposal; the payment executes when the threshold is reached.
+
+        The signature is the authority: any caller holding wallet:pay may deliver a co-signer's signature.
+        """
         return await service.sign_proposal(proposal_id=proposal_id, signer=signer, signature=signature)
 
     @server.tool(annotations=REBALANCE)
     async def stake(address: WalletAddress, amount: UsdcAmount) -> Balance:
         """Lock available USDC as stake: it backs the agent's reputation and can be slashed for misconduct."""
-        return await service.stake(address, amount)
+        return await service.stake(address, amount, caller=caller())
 
     @server.tool(annotations=REBALANCE)
     async def unstake(address: WalletAddress, amount: UsdcAmount) -> Balance:
         """Release staked USDC back to available."""
-        return await service.unstake(address, amount)
+        return await service.unstake(address, amount, caller=caller())
 
     @server.tool(annotations=MOVE_MONEY)
     async def slash_stake(order: SlashOrder) -> SlashResult:
@@ -210,35 +238,37 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
 
         conservative 60/30/10, balanced 30/40/30, aggressive 10/30/60 (percent).
         """
-        return await service.optimize_treasury(address, strategy=strategy, apply=apply)
+        return await service.optimize_treasury(address, caller=caller(), strategy=strategy, apply=apply)
 
     @server.resource("wallet://wallets", title="Wallets", mime_type="application/json")
     async def wallets() -> str:
-        """Every wallet this server holds: address, label, owner, strategy."""
-        return to_json(await service.list_wallets())
+        """The caller's wallets (every wallet, to wallet:audit and wallet:admin): address, label, owner, strategy."""
+        return to_json(await service.list_wallets(caller=caller()))
 
     @server.resource("wallet://{address}/balance", title="Balance", mime_type="application/json")
     async def balance(address: str) -> str:
         """A wallet's balance by bucket."""
         with resource_errors():
-            return to_json(await service.get_balance(parse_address(address)))
+            return to_json(await service.get_balance(parse_address(address), caller=caller()))
 
     @server.resource("wallet://{address}/transactions", title="Transactions", mime_type="application/json")
     async def transactions(address: str) -> str:
         """A wallet's 50 newest history entries."""
         with resource_errors():
-            return to_json(await service.list_transactions(parse_address(address), limit=50, cursor=None))
+            return to_json(
+                await service.list_transactions(parse_address(address), caller=caller(), limit=50, cursor=None)
+            )
 
     @server.resource("wallet://{address}/limits", title="Spending limits", mime_type="application/json")
     async def limits(address: str) -> str:
         """A wallet's limits and what is spent of the rolling 24-hour budget."""
         with resource_errors():
-            return to_json(await service.get_limits(parse_address(address)))
+            return to_json(await service.get_limits(parse_address(address), caller=caller()))
 
     @server.resource("wallet://proposals/{proposal_id}", title="Proposal", mime_type="application/json")
     async def proposal(proposal_id: str) -> str:
         """A multi-sig proposal, its signatures and, once executed, its payment."""
         with resource_errors():
-            return to_json(await service.get_proposal(PROPOSAL_ID(proposal_id)))
+            return to_json(await service.get_proposal(PROPOSAL_ID(proposal_id), caller=caller()))
 
     return server

@@ -4,7 +4,11 @@ Each use case prepares what needs no database (signing, parsing), then hands its
 store as one synchronous function that runs on the database thread (see servers.common.db), then
 publishes the URIs of the resources the committed change touched, for subscribers of either era.
 
-At about 630 lines it is past the house's 600 on purpose: every way money leaves a wallet (a payment, a
+Each use case that names a wallet takes its `caller` (the call's principal) and asks servers.wallet.access
+inside the transaction that reads the wallet, so ownership costs no query of its own and a refusal changes
+nothing; one that would decrypt the wallet's key asks before that, too.
+
+At about 730 lines it is past the house's 600 on purpose: every way money leaves a wallet (a payment, a
 proposal reaching its threshold, a slash) goes through the same spend checks, signer and publishing kept
 in this one class, and splitting the use cases apart would scatter the rules that must hold on each path.
 """
@@ -20,13 +24,17 @@ from typing import Literal, TypeVar
 
 import anyio
 
+from servers.common.auth import Principal
 from servers.common.errors import InvalidInputError
 from servers.common.feed import Publisher
 from servers.common.identity import Signer, TypedData, parse_agent_did, recover_signer
 from servers.common.keystore import KeyRing
-from servers.wallet import authorizations, treasury, views
+from servers.common.money import format_usdc
+from servers.wallet import access, authorizations, treasury, views
+from servers.wallet.access import READ, SPEND, STAKE, Right
 from servers.wallet.authorizations import SignedTransfer
 from servers.wallet.errors import (
+    ApprovalError,
     ApprovalReusedError,
     FaucetUnavailableError,
     IdempotencyConflictError,
@@ -46,6 +54,7 @@ from servers.wallet.models import (
     ApprovalReceipt,
     Balance,
     Limits,
+    LimitsReceipt,
     Move,
     PaymentReceipt,
     Proposal,
@@ -90,12 +99,19 @@ class WalletService:
     # wallets
 
     async def create_wallet(
-        self, *, label: str, owner: str | None, rules: SpendingRules, treasury_strategy: TreasuryStrategy
+        self,
+        *,
+        caller: Principal,
+        label: str,
+        owner: str | None,
+        rules: SpendingRules,
+        treasury_strategy: TreasuryStrategy,
     ) -> Wallet:
+        """A wallet owned by `owner`, by default the caller; another owner takes wallet:admin."""
         label = label.strip()
         if not 1 <= len(label) <= MAX_LABEL:
             raise InvalidInputError(f"label {label!r} must be 1 to {MAX_LABEL} characters")
-        owner = None if owner is None else parse_agent_did(owner)
+        owner = access.owner_for(caller, None if owner is None else parse_agent_did(owner))
         rules.validate()
         signer, keystore = await self._keys.create()
         record = WalletRecord(
@@ -113,18 +129,18 @@ class WalletService:
         await self._publisher.publish([views.WALLETS_URI])
         return views.wallet(record, spent=0, chain_id=self._chain_id)
 
-    async def list_wallets(self) -> list[WalletSummary]:
-        return [views.summary(record) for record in await self._store.read(lambda tx: tx.wallets())]
+    async def list_wallets(self, *, caller: Principal) -> list[WalletSummary]:
+        """Every wallet to wallet:audit and wallet:admin; the caller's own to everyone else."""
+        owner = access.listed_owner(caller)
+        return [views.summary(record) for record in await self._store.read(lambda tx: tx.wallets(owner))]
 
-    async def get_wallet(self, address: str) -> Wallet:
-        record, spent = await self._read_fresh(address, lambda tx, record: (record, self._spent(tx, address)))
-        return views.wallet(record, spent=spent, chain_id=self._chain_id)
+    async def get_balance(self, address: str, *, caller: Principal) -> Balance:
+        return await self._read_fresh(address, caller, lambda tx, record: views.balance(record.balances))
 
-    async def get_balance(self, address: str) -> Balance:
-        return await self._read_fresh(address, lambda tx, record: views.balance(record.balances))
-
-    async def get_limits(self, address: str) -> Limits:
-        return await self._read_fresh(address, lambda tx, record: views.limits(record, self._spent(tx, address)))
+    async def get_limits(self, address: str, *, caller: Principal) -> Limits:
+        return await self._read_fresh(
+            address, caller, lambda tx, record: views.limits(record, self._spent(tx, address))
+        )
 
     async def fund_wallet(self, address: str, amount: int) -> Balance:
         """Credit the local ledger: the sandbox faucet."""
@@ -143,28 +159,67 @@ class WalletService:
         return views.balance(balances)
 
     async def set_spending_limits(
-        self, address: str, *, daily_limit: int | None, per_transaction_limit: int | None
+        self,
+        address: str,
+        *,
+        caller: Principal,
+        daily_limit: int | None,
+        per_transaction_limit: int | None,
+        approval: LimitsReceipt | None = None,
     ) -> Limits:
+        """Change the owner's limits: lowering them is the owner's call; raising either one takes a governance
+        receipt for exactly the new pair (used once), or wallet:admin."""
         if daily_limit is None and per_transaction_limit is None:
             raise InvalidInputError("give daily_limit, per_transaction_limit, or both")
+        now = self._clock()
 
         def update(tx: WalletTx) -> Limits:
             record = _require(tx, address)
-            rules = SpendingRules(
-                daily_limit=record.rules.daily_limit if daily_limit is None else daily_limit,
-                per_transaction_limit=record.rules.per_transaction_limit
+            SPEND.check(caller, record.owner, address, "change the limits of")
+            old = record.rules
+            rules = dataclasses.replace(
+                old,
+                daily_limit=old.daily_limit if daily_limit is None else daily_limit,
+                per_transaction_limit=old.per_transaction_limit
                 if per_transaction_limit is None
                 else per_transaction_limit,
-                approval_required_above=record.rules.approval_required_above,
-                multi_sig=record.rules.multi_sig,
             )
             rules.validate()
+            raised = rules.daily_limit > old.daily_limit or rules.per_transaction_limit > old.per_transaction_limit
+            if raised and not access.may_raise_limits_unapproved(caller):
+                self._use_limits_approval(tx, record, rules, approval, now)
             tx.save_rules(address, rules)
             return views.limits(dataclasses.replace(record, rules=rules), self._spent(tx, address))
 
         limits = await self._store.write(update)
         await self._publish_wallet(address, "limits")
         return limits
+
+    def _use_limits_approval(
+        self, tx: WalletTx, record: WalletRecord, rules: SpendingRules, approval: LimitsReceipt | None, now: float
+    ) -> None:
+        """Spend the governance receipt that allows raising `record`'s limits to `rules`, or refuse."""
+        if approval is None:
+            raise ApprovalError(
+                f"raising the limits of wallet {record.address} to daily_limit {format_usdc(rules.daily_limit)} and "
+                f"per_transaction_limit {format_usdc(rules.per_transaction_limit)} USDC needs a governance approval "
+                f"receipt (or a caller holding {access.ADMIN}); lowering them needs none",
+                hint="ask governance: evaluate_action with an action of type raise_limits, payer the wallet, amount "
+                "the new daily_limit and payload.per_transaction_limit; pass its limits_receipt as approval",
+            )
+        authorizations.verify_limits_approval(
+            approval,
+            chain_id=self._chain_id,
+            governance=self._settings.trusted("governance", self._chain_id),
+            wallet=record.address,
+            owner=record.owner,
+            daily_limit=rules.daily_limit,
+            per_transaction_limit=rules.per_transaction_limit,
+            now=now,
+        )
+        if tx.approval_used(approval.decision_id):
+            raise ApprovalReusedError(approval.decision_id, "limits")
+        tx.use_approval(approval.decision_id, f"limits:{record.address}", now)
 
     # payments
 
@@ -177,6 +232,7 @@ class WalletService:
         memo: str,
         idempotency_key: str | None,
         approval: ApprovalReceipt | None,
+        caller: Principal,
     ) -> PaymentReceipt:
         _refuse_self_payment(from_address, to_address)
         request = PaymentRequest(from_address, to_address, amount, memo, approval)
@@ -185,7 +241,7 @@ class WalletService:
         # Signed before the transaction, so the database thread never waits on signing. The signature
         # reaches the caller only in the receipt of a committed payment; a refused one is discarded unseen.
         transfer = SignedTransfer.sign(
-            await self._signer(from_address),
+            await self._signer(from_address, caller),
             self._settlement.transfer_domain,
             payee=to_address,
             amount=amount,
@@ -194,6 +250,7 @@ class WalletService:
 
         def pay(tx: WalletTx) -> PaymentReceipt:
             context = self._spend_context(tx, from_address, idempotency_key, now)
+            SPEND.check(caller, context.wallet.owner, from_address, "pay from")
             if context.prior_receipt is not None:
                 if not request.matches(context.prior_fingerprint):
                     raise IdempotencyConflictError(str(idempotency_key))
@@ -224,11 +281,15 @@ class WalletService:
             await self._publisher.publish(views.payment_uris(from_address, to_address, None))
         return receipt
 
-    async def list_transactions(self, address: str, *, limit: int, cursor: str | None) -> TransactionPage:
+    async def list_transactions(
+        self, address: str, *, caller: Principal, limit: int, cursor: str | None
+    ) -> TransactionPage:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit {limit} must be between 1 and {MAX_PAGE}")
         before = None if cursor is None else views.decode_cursor(cursor)
-        rows = await self._read_fresh(address, lambda tx, _: tx.entries(address, before_id=before, limit=limit + 1))
+        rows = await self._read_fresh(
+            address, caller, lambda tx, _: tx.entries(address, before_id=before, limit=limit + 1)
+        )
         page = rows[:limit]
         return TransactionPage(
             address=address,
@@ -246,6 +307,7 @@ class WalletService:
         amount: int,
         memo: str,
         approval: ApprovalReceipt | None,
+        caller: Principal,
         idempotency_key: str | None = None,
     ) -> Proposal:
         """Reserve the money and open a proposal for the co-signers. Repeated with the same idempotency key
@@ -267,6 +329,7 @@ class WalletService:
         ).as_json()
 
         def propose(tx: WalletTx) -> tuple[ProposalRecord, PaymentReceipt | None]:
+            SPEND.check(caller, _require(tx, address).owner, address, "propose a payment from")
             prior = None if idempotency_key is None else tx.proposal_by_key(address, idempotency_key)
             if prior is not None:
                 if not request.matches(prior.fingerprint):
@@ -374,11 +437,13 @@ class WalletService:
         await self._publisher.publish(views.payment_uris(record.wallet, record.payee, proposal_id))
         return views.proposal(record, payment)
 
-    async def get_proposal(self, proposal_id: str) -> Proposal:
+    async def get_proposal(self, proposal_id: str, *, caller: Principal) -> Proposal:
         now = self._clock()
 
         def load(tx: WalletTx) -> tuple[ProposalRecord | None, PaymentReceipt | None]:
             record = tx.proposal(proposal_id)
+            if record is not None:
+                READ.check(caller, _require(tx, record.wallet).owner, record.wallet, "read the proposals of")
             if record is None or record.payment_id is None:
                 return record, None
             return record, tx.payment(record.payment_id)
@@ -412,12 +477,12 @@ class WalletService:
 
     # stake
 
-    async def stake(self, address: str, amount: int) -> Balance:
+    async def stake(self, address: str, amount: int, *, caller: Principal) -> Balance:
         """Lock available money as stake (slashable by the trusted reputation server)."""
-        return await self._move_stake(address, amount, "stake")
+        return await self._move_stake(address, amount, "stake", caller)
 
-    async def unstake(self, address: str, amount: int) -> Balance:
-        return await self._move_stake(address, amount, "unstake")
+    async def unstake(self, address: str, amount: int, *, caller: Principal) -> Balance:
+        return await self._move_stake(address, amount, "unstake", caller)
 
     async def slash_stake(self, order: SlashOrder) -> SlashResult:
         """Move up to `order.amount` of the wallet's stake to the recipient, once per incident."""
@@ -482,11 +547,15 @@ class WalletService:
         await self._publisher.publish(views.payment_uris(order.wallet, order.recipient, None))
         return result
 
-    async def _move_stake(self, address: str, amount: int, kind: Literal["stake", "unstake"]) -> Balance:
+    async def _move_stake(
+        self, address: str, amount: int, kind: Literal["stake", "unstake"], caller: Principal
+    ) -> Balance:
         now = self._clock()
 
         def move(tx: WalletTx) -> Balances:
-            current = _require(tx, address).balances
+            record = _require(tx, address)
+            STAKE.check(caller, record.owner, address, "move the stake of")
+            current = record.balances
             balances = current.stake(amount) if kind == "stake" else current.unstake(amount)
             tx.save_balances(balances)
             tx.add_entries([(address, kind, amount, None, None, "", balances.available, now)])
@@ -498,10 +567,13 @@ class WalletService:
 
     # treasury
 
-    async def optimize_treasury(self, address: str, *, strategy: TreasuryStrategy | None, apply: bool) -> TreasuryPlan:
+    async def optimize_treasury(
+        self, address: str, *, caller: Principal, strategy: TreasuryStrategy | None, apply: bool
+    ) -> TreasuryPlan:
         now = self._clock()
 
         def optimize(tx: WalletTx) -> treasury.Plan:
+            SPEND.check(caller, _require(tx, address).owner, address, "rebalance")
             self._expire_due(tx, address, now)
             record = _require(tx, address)
             plan = treasury.plan(record.balances, strategy or record.treasury_strategy)
@@ -521,7 +593,11 @@ class WalletService:
             plan = await self._store.write(optimize)
         else:
             plan = await self._read_fresh(
-                address, lambda tx, record: treasury.plan(record.balances, strategy or record.treasury_strategy)
+                address,
+                caller,
+                lambda tx, record: treasury.plan(record.balances, strategy or record.treasury_strategy),
+                SPEND,
+                "rebalance",
             )
         if apply and plan.moves:
             await self._publish_wallet(address, "balance", "transactions")
@@ -601,27 +677,42 @@ class WalletService:
     def _spent(self, tx: WalletTx, address: str) -> int:
         return tx.spent_since(address, self._clock() - WINDOW_SECONDS)
 
-    async def _read_fresh(self, address: str, read: Callable[[WalletTx, WalletRecord], R]) -> R:
-        """Read a wallet after expiring its due proposals and taking in deposits, so nothing is shown stale."""
+    async def _read_fresh(
+        self,
+        address: str,
+        caller: Principal,
+        read: Callable[[WalletTx, WalletRecord], R],
+        right: Right = READ,
+        act: str = "read",
+    ) -> R:
+        """Read a wallet the caller may read, after expiring its due proposals and taking in deposits, so nothing
+        is shown stale."""
         await self._settlement.refresh()
         now = self._clock()
 
         def fresh(tx: WalletTx) -> tuple[list[tuple[str, str, int]], R]:
+            record = _require(tx, address)
+            right.check(caller, record.owner, address, act)
             due = self._expire_due(tx, address, now)
-            return due, read(tx, _require(tx, address))
+            return due, read(tx, _require(tx, address) if due else record)
 
         due, result = await self._store.write(fresh)
         for proposal_id, _, _ in due:
             await self._publisher.publish(views.reservation_uris(proposal_id, address))
         return result
 
-    async def _signer(self, address: str) -> Signer:
+    async def _signer(self, address: str, payer: Principal | None = None) -> Signer:
+        """The wallet's key. A `payer` who may not pay from the wallet never gets its keystore decrypted (slow:
+        servers.common.keystore), the transaction's own check would come too late for that."""
         signer = self._keys.cached(address)
         if signer is not None:
             return signer
-        keystore = await self._store.read(lambda tx: tx.keystore(address))
-        if keystore is None:
+        stored = await self._store.read(lambda tx: tx.key_of(address))
+        if stored is None:
             raise WalletNotFoundError(address)
+        keystore, owner = stored
+        if payer is not None:
+            SPEND.check(payer, owner, address, "pay from")
         return await self._keys.open(address, keystore)
 
     async def _publish_wallet(self, address: str, *names: str) -> None:

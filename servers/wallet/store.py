@@ -140,13 +140,20 @@ class WalletTx(Queries):
         row = self._s.one(f"SELECT {_WALLET_COLUMNS} FROM wallets WHERE address = ?", (address,))
         return None if row is None else _wallet(row)
 
-    def wallets(self) -> list[WalletRecord]:
-        rows = self._s.all(f"SELECT {_WALLET_COLUMNS} FROM wallets ORDER BY created_at, address")
+    def wallets(self, owner: str | None = None) -> list[WalletRecord]:
+        """Every wallet, or those of one owner."""
+        where, parameters = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
+        rows = self._s.all(f"SELECT {_WALLET_COLUMNS} FROM wallets {where} ORDER BY created_at, address", parameters)
         return [_wallet(row) for row in rows]
 
     def keystore(self, address: str) -> str | None:
-        row = self._s.one("SELECT keystore FROM wallets WHERE address = ?", (address,))
-        return None if row is None else str(row["keystore"])
+        stored = self.key_of(address)
+        return None if stored is None else stored[0]
+
+    def key_of(self, address: str) -> tuple[str, str | None] | None:
+        """A wallet's keystore JSON and its owner."""
+        row = self._s.one("SELECT keystore, owner FROM wallets WHERE address = ?", (address,))
+        return None if row is None else (str(row["keystore"]), row["owner"])
 
     def save_balances(self, balances: Balances) -> None:
         self._s.run(

@@ -23,6 +23,7 @@ def test_the_shipped_default_policy_compiles_and_covers_the_standard_types() -> 
         "update_opportunity",
         "treasury",
         "contract_call",
+        "raise_limits",
     }
     payment = {rule.id: rule for rule in policy.rules["payment"]}
     assert payment["per_transaction_limit"].when.amount_above == 100_000_000

@@ -11,6 +11,7 @@ from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from servers.common.auth import LOCAL_OPERATOR
 from servers.common.db import Database
 from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
@@ -27,6 +28,7 @@ from tests.conftest import TEST_SCRYPT_N, ManualClock
 USDC = 1_000_000
 SIGNERS = [Account.create() for _ in range(2)]
 OUTSIDER = Account.create().address
+OPERATOR = LOCAL_OPERATOR  # the rules of money hold whoever acts; who may act is tested in test_access
 
 # mostly payments a wallet can make, some it cannot (over a limit, over the multi-sig threshold, over its funds)
 amounts = st.one_of(st.integers(1, 120 * USDC), st.integers(1, 400 * USDC))
@@ -62,7 +64,9 @@ async def run(steps: list[tuple[object, ...]]) -> None:
             )
             wallets = [
                 (
-                    await service.create_wallet(label=f"w{i}", owner=None, rules=rules, treasury_strategy="balanced")
+                    await service.create_wallet(
+                        caller=OPERATOR, label=f"w{i}", owner=None, rules=rules, treasury_strategy="balanced"
+                    )
                 ).address
                 for i in range(3)
             ]
@@ -75,7 +79,7 @@ async def run(steps: list[tuple[object, ...]]) -> None:
                 totals = await service.totals()
                 assert totals["held"] + totals["paid_out"] == totals["funded"], (step, totals)
                 for address in wallets:
-                    balance = await service.get_balance(address)
+                    balance = await service.get_balance(address, caller=OPERATOR)
                     buckets = (balance.available, balance.staked, balance.liquidity, balance.reserved)
                     assert min(buckets) >= 0 and sum(buckets) == balance.total
 
@@ -96,6 +100,7 @@ async def apply(
             memo="",
             idempotency_key=None,
             approval=None,
+            caller=OPERATOR,
         )
     elif kind == "propose":
         proposal = await service.propose_transaction(
@@ -104,10 +109,11 @@ async def apply(
             amount=step[3],  # type: ignore[arg-type]
             memo="",
             approval=None,
+            caller=OPERATOR,
         )
         proposals.append(proposal.proposal_id)
     elif kind == "sign" and proposals:
-        proposal = await service.get_proposal(proposals[step[1] % len(proposals)])  # type: ignore[operator]
+        proposal = await service.get_proposal(proposals[step[1] % len(proposals)], caller=OPERATOR)  # type: ignore[operator]
         message = proposal.typed_data["message"]
         signer = SIGNERS[step[2]]  # type: ignore[index]
         typed = payment_proposal(
@@ -125,9 +131,14 @@ async def apply(
     elif kind == "wait":
         clock.advance(step[1])  # type: ignore[arg-type]
     elif kind == "treasury":
-        await service.optimize_treasury(wallets[step[1]], strategy=step[2], apply=True)  # type: ignore[index, arg-type]
+        await service.optimize_treasury(wallets[step[1]], caller=OPERATOR, strategy=step[2], apply=True)  # type: ignore[index, arg-type]
     elif kind == "limits":
-        await service.set_spending_limits(wallets[step[1]], daily_limit=step[2], per_transaction_limit=None)  # type: ignore[index, arg-type]
+        await service.set_spending_limits(
+            wallets[step[1]],  # type: ignore[index]
+            caller=OPERATOR,
+            daily_limit=step[2],  # type: ignore[arg-type]
+            per_transaction_limit=None,
+        )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
