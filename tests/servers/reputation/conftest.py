@@ -16,6 +16,7 @@ from eth_account import Account
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from servers.common.auth import service_principal
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer
@@ -35,6 +36,9 @@ from tests.conftest import TEST_SCRYPT_N, ManualClock
 from tests.helpers import ERAS, call
 from tests.servers.discovery.conftest import Harness as DiscoveryHarness
 from tests.servers.discovery.conftest import open_discovery
+
+REPUTATION = service_principal("reputation")
+DISCOVERY = service_principal("discovery")
 
 
 @dataclass
@@ -85,14 +89,16 @@ async def open_mesh(
         )
         wallet_mcp = wallet_server.build_server(wallet, wallet_feed)
         store, feed = ReputationStore(db), ChangeFeed()
-        directory = Directory(store, Peer.in_process("discovery", discovery.server, mode=mode), clock=clock)
+        directory = Directory(
+            store, Peer.in_process("discovery", discovery.server, principal=REPUTATION, mode=mode), clock=clock
+        )
         service = ReputationService(
             store,
             directory,
             signer,
             settings or ReputationSettings.default(),
             feed,
-            wallet=Peer.in_process("wallet", wallet_mcp, mode=mode),
+            wallet=Peer.in_process("wallet", wallet_mcp, principal=REPUTATION, mode=mode),
             chain_id=CHAIN_ID,
             clock=clock,
         )
@@ -100,7 +106,7 @@ async def open_mesh(
         # the two replicas, as `running` starts them: reputation follows discovery, and discovery reputation
         tasks.start_soon(
             lambda: follow(
-                Peer.in_process("discovery", discovery.server, mode=mode),
+                Peer.in_process("discovery", discovery.server, principal=REPUTATION, mode=mode),
                 "discovery",
                 cursor=directory.cursor,
                 apply=directory.apply,
@@ -108,7 +114,7 @@ async def open_mesh(
         )
         tasks.start_soon(
             lambda: follow(
-                Peer.in_process("reputation", server, mode=mode),
+                Peer.in_process("reputation", server, principal=DISCOVERY, mode=mode),
                 "reputation",
                 cursor=discovery.service.reputation_cursor,
                 apply=discovery.service.apply_reputation,
