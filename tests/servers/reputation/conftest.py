@@ -58,13 +58,39 @@ class Mesh:
             await register(discovery, agent)
         return agent
 
-    async def funded_agent(self, name: str, usdc: str, **fields: Any) -> MeshAgent:
-        """A registered agent whose card names a fresh wallet holding `usdc`."""
+    async def funded_agent(self, name: str, usdc: str, *, staked: str | None = None, **fields: Any) -> MeshAgent:
+        """A registered agent whose card lists its own wallet (created for it, bound to it by the wallet's
+        signature) holding `usdc`, `staked` of it as stake."""
+        agent = MeshAgent(name, fields.pop("capabilities", ["analysis"]), **fields)
         async with Client(self.wallet) as wallet:
-            created = await call(wallet, "create_wallet", label=name, daily_limit="1000", per_transaction_limit="1000")
+            created = await call(
+                wallet,
+                "create_wallet",
+                label=name,
+                daily_limit="1000",
+                per_transaction_limit="1000",
+                owner=agent.agent_id,
+            )
+            binding = await call(wallet, "sign_binding", address=created["address"], agent_id=agent.agent_id)
             await call(wallet, "fund_wallet", address=created["address"], amount=usdc)
-        return await self.agent(name, wallet=created["address"], **fields)
+            if staked is not None:
+                await call(wallet, "stake", address=created["address"], amount=staked)
+        agent.wallet, agent.wallet_proof = created["address"], binding["signature"]
+        async with Client(self.discovery.server) as discovery:
+            await register(discovery, agent)
+        return agent
 
+    async def established(self, name: str, **fields: Any) -> MeshAgent:
+        """An agent whose ratings count in full: 10 USDC staked (ScoringParams.established_stake)."""
+        return await self.funded_agent(name, "10", staked="10", **fields)
+
+    async def pay(self, payer: MeshAgent, payee: MeshAgent, amount: str = "0.01") -> dict[str, Any]:
+        """A payment between two agents' wallets; its receipt as the proof of their interaction."""
+        async with Client(self.wallet) as wallet:
+            receipt = await call(
+                wallet, "execute_payment", from_address=payer.wallet, to_address=payee.wallet, amount=amount
+            )
+        return {"payment": {"authorization": receipt["authorization"], "signature": receipt["signature"]}}
 
 @asynccontextmanager
 async def open_mesh(
