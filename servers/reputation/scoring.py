@@ -271,8 +271,23 @@ def credibility(rater: Standing, staked: int, params: ScoringParams) -> float:
 def rater_weight(rater: Standing, earlier_ratings: float, credibility: float = 1.0) -> float:
     """How much a rating counts: the rater's own lower bound (0-1) times its credibility, divided among its
     repeated ratings of the same agent (`earlier_ratings`, decayed), so no single rater can carry an agent's
-    score. A rater short of full credibility is further held to the agent's `Evidence.newcomer_room`."""
+    score. A rater short of full credibility is further held to the agent's room for newcomers (`rating_weight`)."""
     return (rater.lcb / 100.0) * credibility / (1.0 + earlier_ratings)
+
+
+def rating_weight(
+    rater: Standing,
+    earlier_ratings: float,
+    credibility: float,
+    agent: Evidence,
+    dimensions: Iterable[str],
+    now: float,
+    params: ScoringParams,
+) -> float:
+    """What a rating of `dimensions` adds to the agent's evidence: `rater_weight`, within the agent's room for
+    raters short of full credibility (add it with `newcomer=credibility < 1`)."""
+    weight = rater_weight(rater, earlier_ratings, credibility)
+    return weight if credibility >= 1.0 else min(weight, agent.newcomer_room(dimensions, now, params))
 
 
 # Threshold crossings

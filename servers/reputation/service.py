@@ -62,7 +62,7 @@ from servers.reputation.models import (
 )
 from servers.reputation.proofs import check_independent, check_interaction
 from servers.reputation.ratings import rating_typed_data
-from servers.reputation.scoring import Evidence, Standing, credibility, crossings, rater_weight, standing
+from servers.reputation.scoring import Evidence, Standing, credibility, crossings, rating_weight, standing
 from servers.reputation.settings import ReputationSettings
 from servers.reputation.store import Identity, IncidentRow, Pair, ReputationStore, ReputationTx, StandingRow
 
@@ -173,12 +173,10 @@ class ReputationService:
             trust = credibility(rater_standing, staked, params)
             pair = tx.pair(rater_id, agent_id)
             earlier = 0.0 if pair is None else pair.earlier * params.decay(now - pair.as_of)
-            weight = rater_weight(rater_standing, earlier, trust)
-            newcomer = trust < 1.0
-            if newcomer:  # raters short of full credibility share a bounded allowance per agent
-                agent_row = tx.standing(agent_id)
-                room = (agent_row.evidence if agent_row else Evidence(now)).newcomer_room(outcomes, now, params)
-                weight = min(weight, room)
+            agent_row = tx.standing(agent_id)
+            agent_evidence = agent_row.evidence if agent_row else Evidence(now)
+            weight = rating_weight(rater_standing, earlier, trust, agent_evidence, outcomes, now, params)
+            newcomer = trust < 1.0  # such raters share a bounded allowance per agent
 
             def add(evidence: Evidence) -> Evidence:
                 for dimension, value in outcomes.items():

@@ -81,8 +81,8 @@ class Mesh:
         return agent
 
     async def established(self, name: str, **fields: Any) -> MeshAgent:
-        """An agent whose ratings count in full: 10 USDC staked (ScoringParams.established_stake)."""
-        return await self.funded_agent(name, "10", staked="10", **fields)
+        """An agent whose ratings count in full: 10 USDC staked (ScoringParams.established_stake), 1 to pay with."""
+        return await self.funded_agent(name, "11", staked="10", **fields)
 
     async def pay(self, payer: MeshAgent, payee: MeshAgent, amount: str = "0.01") -> dict[str, Any]:
         """A payment between two agents' wallets; its receipt as the proof of their interaction."""
@@ -91,6 +91,7 @@ class Mesh:
                 wallet, "execute_payment", from_address=payer.wallet, to_address=payee.wallet, amount=amount
             )
         return {"payment": {"authorization": receipt["authorization"], "signature": receipt["signature"]}}
+
 
 @asynccontextmanager
 async def open_mesh(
