@@ -29,6 +29,7 @@ import anyio
 from eth_account import Account
 from mcp import Client
 
+from servers.common.auth import LOCAL_OPERATOR, set_process_principal
 from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer, TypedData, mesh_domain, new_agent_did, recover_signer
@@ -266,5 +267,6 @@ if __name__ == "__main__":
     parser.add_argument("--ratings", type=int, default=3000)
     parser.add_argument("--agents", type=int, default=200)
     arguments = parser.parse_args()
+    set_process_principal(LOCAL_OPERATOR)  # the in-memory clients act for every rater, as a stdio host would
     proof_costs()
     anyio.run(main, arguments.ratings, arguments.agents)
