@@ -24,6 +24,9 @@ def inspector(home: Path, *arguments: str) -> dict[str, Any]:
     result = subprocess.run(
         [str(INSPECTOR), "--cli", "--connect-timeout", connect_ms, *arguments],
         env=child_env(home) | {"HOME": str(home)},  # the Inspector keeps a catalog under $HOME
+        # It passes a stdio server only a few variables of its own (not STATESET_HOME), so the server's data
+        # lands in ./.stateset: here, never in the checkout.
+        cwd=home,
         capture_output=True,
         text=True,
         timeout=STEP,
