@@ -19,6 +19,10 @@ class SignatureMismatchError(InvalidInputError):
     """A card, heartbeat or deregistration not signed by the agent's registered key."""
 
 
+class WalletProofError(InvalidInputError):
+    """A card naming a wallet without the wallet key's signature binding it to the agent."""
+
+
 class StaleMessageError(InvalidInputError):
     """A signed time outside the accepted window, or not newer than the last one: a replay or a bad clock."""
 

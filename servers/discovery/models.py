@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from servers.common.bounds import check_json
-from servers.common.identity import Address, AgentDid
+from servers.common.identity import Address, AgentDid, Signature
 from servers.common.money import Usdc, UsdcPrice
 
 Capability = Annotated[
@@ -98,6 +98,11 @@ class MeshListing(_Strict):
     address: Address = Field(description="The agent's signing key; it signs the card, heartbeats and ratings")
     owner: Owner
     wallet: Address | None = Field(default=None, description="The agent's USDC wallet, where its stake is held")
+    wallet_proof: Signature | None = Field(
+        default=None,
+        description="With a wallet: the wallet key's EIP-712 WalletBinding(agentId, wallet) signature, from the "
+        "wallet server's sign_binding (or any Ethereum wallet holding that key)",
+    )
     capabilities: Annotated[list[Capability], Field(min_length=1, max_length=32)] = Field(
         description="What the agent can be found for; its skill ids are listed too"
     )

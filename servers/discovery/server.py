@@ -10,7 +10,7 @@ from pydantic import Field
 from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
-from servers.common.gate import ToolScopes
+from servers.common.gate import ToolScopes, may_act_for
 from servers.common.identity import AgentDid, Signature
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, serve_change_log, to_json
 from servers.discovery.models import (
@@ -32,7 +32,9 @@ from servers.discovery.service import DiscoveryService
 INSTRUCTIONS = """\
 The registry of agents in the mesh. Agents list themselves with register_agent: an A2A agent card plus
 the mesh listing (DID, signing address, owner, wallet, capabilities, price per task, region), signed
-EIP-712 by the agent's key. They stay listed while they send heartbeats before their lease runs out.
+EIP-712 by the agent's key and sent by the agent itself. A wallet is listed only with the wallet's own
+signature binding it to the agent (mesh.wallet_proof, from the wallet server's sign_binding). Agents
+stay listed while they send heartbeats before their lease runs out.
 find_agents returns live agents for a capability, filtered by minimum reputation (its lower confidence
 bound, 0-100), maximum price, region and availability, most suitable first. coordinate_task splits a
 task (its own subtasks, or a template) and assigns each subtask an agent and backups of other owners."""
@@ -45,6 +47,7 @@ AGENT_ID = UriParameter("agent_id", AgentDid)
 SignedAt = Annotated[int, Field(ge=0, description="Unix seconds when signed; must be within the accepted skew")]
 
 
+ADMIN = "discovery:admin"  # acts for any agent; everyone else only for itself
 SCOPES: ToolScopes = {
     "register_agent": "discovery:register",
     "heartbeat": "discovery:register",
@@ -65,7 +68,9 @@ def build_server(service: DiscoveryService, feed: ChangeFeed, trust: TrustRoot |
         card: AgentCard,
         signature: Annotated[Signature, Field(description="EIP-712 AgentCard signature by card.mesh.address")],
     ) -> Registration:
-        """List an agent, or update its card (a newer issued_at, same key). Starts its lease."""
+        """List an agent, or update its card (a newer issued_at, same key). Starts its lease. Only the agent
+        itself (or discovery:admin) registers its card; a wallet in it needs the wallet's own binding signature."""
+        may_act_for(card.mesh.agent_id, ADMIN)
         return await service.register_agent(card, signature)
 
     @server.tool(annotations=CREATE)
@@ -77,11 +82,13 @@ def build_server(service: DiscoveryService, feed: ChangeFeed, trust: TrustRoot |
         availability: Availability = "available",
     ) -> Lease:
         """Renew the agent's lease and report its load; signed EIP-712 Heartbeat(agentId, load, availability, at)."""
+        may_act_for(agent_id, ADMIN)
         return await service.heartbeat(agent_id, at=at, load=load, availability=availability, signature=signature)
 
     @server.tool(annotations=SET)
     async def deregister_agent(agent_id: AgentDid, at: SignedAt, signature: AgentSignature) -> Deregistration:
         """Remove the agent from the registry; signed EIP-712 Deregistration(agentId, at)."""
+        may_act_for(agent_id, ADMIN)
         return await service.deregister_agent(agent_id, at=at, signature=signature)
 
     @server.tool(annotations=READ)

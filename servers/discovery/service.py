@@ -1,8 +1,9 @@
 """Discovery use cases: register, heartbeat, deregister, look up, find, plan; and the reputation replica.
 
 Writes go to SQLite first and then to the in-memory index (servers.discovery.index), which answers every
-query. Signatures are checked before any write: a card against its own address, a heartbeat or a
-deregistration against the address the agent registered with.
+query. Signatures are checked before any write: a card against its own address (and its wallet, if any,
+against the wallet's binding signature), a heartbeat or a deregistration against the address the agent
+registered with. That the caller is the agent itself is the surface's check (servers.discovery.server).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping
 
+from servers.common.bindings import wallet_binding
 from servers.common.changes import Change, ChangePage
 from servers.common.clock import Clock, utc
 from servers.common.feed import Publisher
@@ -24,6 +26,7 @@ from servers.discovery.errors import (
     RegistrationConflictError,
     SignatureMismatchError,
     StaleMessageError,
+    WalletProofError,
 )
 from servers.discovery.index import AgentIndex, Listing
 from servers.discovery.models import (
@@ -109,6 +112,7 @@ class DiscoveryService:
         typed = card_typed_data(card, self._chain_id)
         card_hash = str(typed.message["cardHash"])
         self._require_signer(typed, signature, mesh.address, what="the card")
+        self._require_wallet_binding(card)
         if mesh.issued_at > now + self._settings.clock_skew_seconds:
             raise StaleMessageError(
                 f"card issued_at {mesh.issued_at} is in the future; the registry's time is {now:.0f}",
@@ -287,6 +291,31 @@ class DiscoveryService:
             raise SignatureMismatchError(
                 f"the signature over {what} recovers {signer}, not {expected}",
                 hint=f"sign the EIP-712 {typed.primary_type}{detail} with the key of {expected}",
+            )
+
+    def _require_wallet_binding(self, card: AgentCard) -> None:
+        """A card lists a wallet only with the wallet key's signature binding it to the agent
+        (servers.common.bindings): otherwise an agent could name another's wallet and have it staked and slashed."""
+        mesh = card.mesh
+        if mesh.wallet is None:
+            if mesh.wallet_proof is not None:
+                raise WalletProofError("card.mesh.wallet_proof is given but card.mesh.wallet is not", hint="give both")
+            return
+        how = (
+            f"ask the wallet server for sign_binding(address={mesh.wallet}, agent_id={mesh.agent_id}), or sign "
+            "EIP-712 WalletBinding(agentId, wallet) with the wallet's key, and put the signature in mesh.wallet_proof"
+        )
+        if mesh.wallet_proof is None:
+            raise WalletProofError(
+                f"card.mesh.wallet {mesh.wallet} comes without proof that agent {mesh.agent_id} controls it", hint=how
+            )
+        typed = wallet_binding(self._chain_id, agent_id=mesh.agent_id, wallet=mesh.wallet)
+        signer = recover_signer(typed, mesh.wallet_proof, field="card.mesh.wallet_proof")
+        if signer != mesh.wallet:
+            raise WalletProofError(
+                f"card.mesh.wallet_proof recovers {signer}, not the wallet {mesh.wallet}: only the wallet's own key "
+                f"binds it to agent {mesh.agent_id}",
+                hint=how,
             )
 
     async def _verify_fresh(

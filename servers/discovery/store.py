@@ -114,6 +114,7 @@ class DiscoveryTx(Queries):
                 "address": mesh.address,
                 "owner": mesh.owner,
                 "wallet": mesh.wallet,
+                "wallet_proof": mesh.wallet_proof,
                 "name": card.name,
             },
             now,

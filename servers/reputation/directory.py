@@ -1,20 +1,27 @@
 """Who an agent is, as discovery registered it: address, owner and wallet.
 
-Reputation needs this for every rating (the rater's signature, the same-owner rule) and every stake
-operation (the wallet). Identities are replicated by following discovery's change log, so a key
-rotation or a deregistration reaches this server as it happens; an agent named before its registration
-has arrived is fetched from discovery once and kept.
+Reputation needs this for every rating (the rater's signature, the same-owner rule, the wallets a payment
+proving the interaction must be between) and every stake operation (the wallet). Identities are replicated
+by following discovery's change log, so a key rotation or a deregistration reaches this server as it
+happens; an agent named before its registration has arrived is fetched from discovery once and kept.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from servers.common.changes import Change
 from servers.common.clock import Clock
 from servers.common.peers import Peer, PeerRefusedError
 from servers.reputation.errors import UnknownAgentError
 from servers.reputation.store import Identity, ReputationStore, ReputationTx
+
+
+def bound_wallet(listing: dict[str, Any]) -> str | None:
+    """The listing's wallet if discovery accepted it with the wallet's binding signature: a wallet listed before
+    discovery asked for one is not the agent's for stake, slashes or payments proving an interaction."""
+    return listing.get("wallet") if listing.get("wallet_proof") else None
 
 
 class Directory:
@@ -47,7 +54,7 @@ class Directory:
             agent_id=agent_id,
             address=mesh["address"],
             owner=mesh["owner"],
-            wallet=mesh.get("wallet"),
+            wallet=bound_wallet(mesh),
             registered=record["status"]["state"] != "deregistered",
         )
         now = self._clock()
@@ -71,7 +78,7 @@ class Directory:
                 continue
             body = change.body
             if body["state"] == "registered":
-                registered.append(Identity(body["agent_id"], body["address"], body["owner"], body["wallet"], True))
+                registered.append(Identity(body["agent_id"], body["address"], body["owner"], bound_wallet(body), True))
             else:
                 deregistered.append(body["agent_id"])
         now = self._clock()

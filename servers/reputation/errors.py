@@ -21,6 +21,10 @@ class DuplicateRatingError(ConflictError):
         )
 
 
+class ProofReusedError(ConflictError):
+    """A proof of interaction that already backs another rating by the same rater."""
+
+
 class IncidentConflictError(ConflictError):
     def __init__(self, incident_id: str, recorded: str) -> None:
         super().__init__(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from servers.common.bounds import MAX_JSON_DEPTH, json_within
+from servers.common.identity import Signature
 from servers.common.money import Usdc
 from servers.reputation.scoring import Dimension
 
@@ -38,6 +39,47 @@ Evidence = Annotated[
     ),
 ]
 Bytes32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")]
+MAX_AUTHORIZATION_BYTES = 4096
+"""A payment's signed authorization as JSON (about 900 bytes as the wallet gives it)."""
+
+
+class PaymentProof(BaseModel):
+    """A payment between the rater's and the agent's wallets (either way): `authorization` and `signature`
+    exactly as in the wallet's PaymentReceipt, the payer wallet's EIP-712 TransferWithAuthorization."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    authorization: Annotated[
+        dict[str, Any],
+        AfterValidator(json_within(MAX_AUTHORIZATION_BYTES, hint="pass the receipt's authorization as it is")),
+        Field(description="The receipt's `authorization`: eth_signTypedData_v4 JSON of TransferWithAuthorization"),
+    ]
+    signature: Signature = Field(description="The receipt's `signature`, by the paying wallet's key")
+
+
+class TaskProof(BaseModel):
+    """The agent rated co-signs the interaction: EIP-712 Interaction(interactionId, agentId, counterpartyId)
+    with agentId the agent rated and counterpartyId the rater, by the agent's registered key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signature: Signature = Field(description="The rated agent's signature over the Interaction")
+
+
+class InteractionProof(BaseModel):
+    """What shows the rater and the agent dealt with each other: a payment between their wallets, or a task
+    both signed (the rater's Rating and the agent's Interaction). Each proof backs one rating by each party."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payment: PaymentProof | None = None
+    task: TaskProof | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> InteractionProof:
+        if (self.payment is None) == (self.task is None):
+            raise ValueError("give exactly one of payment (a wallet receipt's authorization and signature) or task")
+        return self
 
 
 class Feedback(BaseModel):
@@ -87,7 +129,14 @@ class RatingReceipt(BaseModel):
     agent_id: str
     rater_id: str
     interaction_id: str
-    weight: float = Field(description="How much the rating counted: the rater's trust, less for repeated ratings")
+    weight: float = Field(
+        description="How much the rating counted: the rater's bound times its credibility, less for repeated "
+        "ratings, and within what newcomers may still add to the agent"
+    )
+    credibility: float = Field(
+        default=1.0, description="How established the rater is, 0.1-1: by the evidence behind its own score or stake"
+    )
+    proof: str = Field(default="", description="The interaction the rating rests on")
     feedback_index: int = Field(description="ERC-8004 feedbackIndex: this rater's nth rating of this agent")
     recorded_at: datetime
     reputation: Reputation
@@ -116,6 +165,7 @@ class HistoryEntry(BaseModel):
     client_address: str | None = Field(default=None, description="The rater's address (ERC-8004 clientAddress)")
     feedback_index: int | None = None
     weight: float | None = None
+    proof: str | None = None
     feedback: list[FeedbackEntry] | None = None
     incident_id: str | None = None
     violation_type: str | None = None

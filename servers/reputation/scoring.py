@@ -18,6 +18,14 @@ penalties fade alike, the passage of time alone never pushes a score below 50.
 Because every term decays by the same factor, the sums kept per agent (`Evidence`) can be brought
 forward in time by one multiplication, and adding a rating is O(1). `fold` computes the same standing
 from the raw events, as the definition the running sums are tested against.
+
+A rating's weight is the rater's own lower bound (0-1) times its credibility, divided among its repeated
+ratings of the same agent. Credibility is how far the rater is established: 1 with a stake of 10 USDC or
+the evidence of about ten ratings behind its own score, in between pro rata, and at least 0.1 for a newcomer
+with neither. Whatever their number, raters short of full credibility together carry at most
+`newcomer_budget` (1) of decayed weight per dimension into one agent's score: forty or four thousand fresh
+identities move a fresh agent's score from 50 to at most 100 · (C·m + 1) / (C + 1) = 54.55, or down to no
+less than 45.45 (C = 10, m = 0.5), and an agent with more evidence less.
 """
 
 from __future__ import annotations
@@ -57,6 +65,15 @@ class ScoringParams:
     """A score falling below this is a warning."""
     bonus_above: float = 90.0
     """A lower bound rising above this earns the bonus: it takes much good evidence, not one lucky rating."""
+    established_evidence: float = 10.0
+    """A rater with this much evidence behind its own score is established by its history. Above 5 ×
+    newcomer_budget, so ratings by newcomers alone can never establish anyone."""
+    established_stake: int = 10_000_000
+    """A rater with this much stake (micro-USDC) in its wallet is established by its stake."""
+    newcomer_floor: float = 0.1
+    """The credibility of a rater with neither history nor stake."""
+    newcomer_budget: float = 1.0
+    """The most decayed weight per dimension that raters short of full credibility carry into one agent."""
 
     def decay(self, elapsed_seconds: float) -> float:
         """The factor evidence of this age keeps; a clock that went backwards decays nothing."""
@@ -82,6 +99,8 @@ class Evidence:
     r: tuple[float, ...] = (0.0,) * len(DIMENSIONS)
     penalty: tuple[float, ...] = (0.0,) * len(DIMENSIONS)
     penalty_overall: float = 0.0
+    newcomer: tuple[float, ...] = (0.0,) * len(DIMENSIONS)
+    """The part of `n` from raters short of full credibility, bounded by `newcomer_budget`."""
 
     def at(self, now: float, params: ScoringParams) -> Evidence:
         """The same evidence seen from `now`: every sum faded by the time elapsed."""
@@ -94,13 +113,32 @@ class Evidence:
             tuple(v * f for v in self.r),
             tuple(v * f for v in self.penalty),
             self.penalty_overall * f,
+            tuple(v * f for v in self.newcomer),
         )
 
     def with_outcome(
-        self, dimension: str, outcome: float, weight: float, now: float, params: ScoringParams
+        self,
+        dimension: str,
+        outcome: float,
+        weight: float,
+        now: float,
+        params: ScoringParams,
+        *,
+        newcomer: bool = False,
     ) -> Evidence:
         current, i = self.at(now, params), DIMENSIONS.index(dimension)
-        return replace(current, n=_plus(current.n, i, weight), r=_plus(current.r, i, weight * outcome))
+        return replace(
+            current,
+            n=_plus(current.n, i, weight),
+            r=_plus(current.r, i, weight * outcome),
+            newcomer=_plus(current.newcomer, i, weight) if newcomer else current.newcomer,
+        )
+
+    def newcomer_room(self, dimensions: Iterable[str], now: float, params: ScoringParams) -> float:
+        """How much weight one more rating by a rater short of full credibility may still carry here."""
+        current = self.at(now, params)
+        used = max((current.newcomer[DIMENSIONS.index(d)] for d in dimensions), default=0.0)
+        return max(0.0, params.newcomer_budget - used)
 
     def with_penalty(self, dimension: str, points: float, now: float, params: ScoringParams) -> Evidence:
         current, i = self.at(now, params), DIMENSIONS.index(dimension)
@@ -115,6 +153,7 @@ class Evidence:
             "r": list(self.r),
             "penalty": list(self.penalty),
             "penalty_overall": self.penalty_overall,
+            "newcomer": list(self.newcomer),
         }
 
     @classmethod
@@ -125,6 +164,7 @@ class Evidence:
             tuple(data["r"]),
             tuple(data["penalty"]),
             float(data["penalty_overall"]),
+            tuple(data.get("newcomer", (0.0,) * len(DIMENSIONS))),  # absent in standings kept before it existed
         )
 
 
@@ -220,10 +260,34 @@ def fold(
 # Raters
 
 
-def rater_weight(rater: Standing, earlier_ratings: float) -> float:
-    """How much a rating counts: the rater's own lower bound (0-1), divided among its repeated ratings of
-    the same agent (`earlier_ratings`, decayed), so no single rater can carry an agent's score."""
-    return (rater.lcb / 100.0) / (1.0 + earlier_ratings)
+def credibility(rater: Standing, staked: int, params: ScoringParams) -> float:
+    """How far a rater is established (0-1): by its history (the evidence behind its own score) or by its
+    stake, whichever is further along, and never below `newcomer_floor`."""
+    by_history = rater.evidence / params.established_evidence
+    by_stake = staked / params.established_stake
+    return min(1.0, max(params.newcomer_floor, by_history, by_stake))
+
+
+def rater_weight(rater: Standing, earlier_ratings: float, credibility: float = 1.0) -> float:
+    """How much a rating counts: the rater's own lower bound (0-1) times its credibility, divided among its
+    repeated ratings of the same agent (`earlier_ratings`, decayed), so no single rater can carry an agent's
+    score. A rater short of full credibility is further held to the agent's room for newcomers (`rating_weight`)."""
+    return (rater.lcb / 100.0) * credibility / (1.0 + earlier_ratings)
+
+
+def rating_weight(
+    rater: Standing,
+    earlier_ratings: float,
+    credibility: float,
+    agent: Evidence,
+    dimensions: Iterable[str],
+    now: float,
+    params: ScoringParams,
+) -> float:
+    """What a rating of `dimensions` adds to the agent's evidence: `rater_weight`, within the agent's room for
+    raters short of full credibility (add it with `newcomer=credibility < 1`)."""
+    weight = rater_weight(rater, earlier_ratings, credibility)
+    return weight if credibility >= 1.0 else min(weight, agent.newcomer_room(dimensions, now, params))
 
 
 # Threshold crossings

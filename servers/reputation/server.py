@@ -10,7 +10,7 @@ from pydantic import Field
 from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
-from servers.common.gate import ToolScopes
+from servers.common.gate import ToolScopes, may_act_for
 from servers.common.identity import AgentDid, Signature
 from servers.common.money import UsdcAmount
 from servers.common.surface import (
@@ -28,6 +28,7 @@ from servers.reputation.models import (
     Feedback,
     HistoryPage,
     InteractionId,
+    InteractionProof,
     Outcomes,
     RatingReceipt,
     Reputation,
@@ -42,14 +43,17 @@ INSTRUCTIONS = """\
 Reputation scores agents 0-100 from signed ratings, overall and per dimension (reliability,
 efficiency, cooperation, compliance, financial_responsibility). A new agent starts at 50; each score
 comes with a lower confidence bound (lcb), which thresholds and discovery's ranking use. Record a rating
-with record_interaction, signed by the rater (EIP-712 Rating); agents of one owner cannot rate each
-other. slash_reputation records a violation once per incident id and slashes the agent's stake in its
+with record_interaction, signed by the rater (EIP-712 Rating) and sent by it, with proof of the
+interaction: the wallet receipt of a payment between the two agents' wallets, or the rated agent's
+signature over the task. Agents of one owner cannot rate each other; newcomers without stake or
+history weigh little. slash_reputation records a violation once per incident id and slashes the agent's stake in its
 wallet. Subscribe to reputation://agents/{id} or reputation://events to hear of changes."""
 
 NO_FEEDBACK = Feedback()
 AGENT_ID = UriParameter("agent_id", AgentDid)
 
 
+ADMIN = "reputation:admin"  # acts for any agent; everyone else only for itself
 SCOPES: ToolScopes = {
     "record_interaction": "reputation:rate",
     "get_reputation": None,
@@ -75,9 +79,15 @@ def build_server(service: ReputationService, feed: ChangeFeed, trust: TrustRoot 
         signature: Annotated[Signature, Field(description="EIP-712 Rating signature by the rater's registered key")],
         evidence: Evidence = None,
         feedback: Annotated[Feedback, Field(description="ERC-8004 feedback fields")] = NO_FEEDBACK,
+        proof: Annotated[
+            InteractionProof | None,
+            Field(description="Required: a payment between the two agents' wallets, or the rated agent's signature"),
+        ] = None,
     ) -> RatingReceipt:
-        """Record the rater's rating of one interaction with the agent; it counts as much as the rater is
-        trusted. Repeating the same rating changes nothing; a different one for the same interaction is refused."""
+        """Record the rater's rating of one interaction with the agent, sent by the rater itself and resting on a
+        proof the two dealt with each other; it counts as much as the rater is trusted and established (stake or
+        history). Repeating the same rating changes nothing; a different one for the same interaction is refused."""
+        may_act_for(rater_id, ADMIN)
         return await service.record_interaction(
             agent_id=agent_id,
             rater_id=rater_id,
@@ -86,6 +96,7 @@ def build_server(service: ReputationService, feed: ChangeFeed, trust: TrustRoot 
             feedback=feedback,
             evidence=evidence,
             signature=signature,
+            proof=proof,
         )
 
     @server.tool(annotations=READ)
@@ -122,12 +133,16 @@ def build_server(service: ReputationService, feed: ChangeFeed, trust: TrustRoot 
 
     @server.tool(annotations=REBALANCE)
     async def stake(agent_id: AgentDid, amount: UsdcAmount) -> Stake:
-        """Lock USDC of the agent's wallet as stake behind its reputation; it can be slashed for violations."""
+        """Lock USDC of the agent's wallet as stake behind its reputation; it can be slashed for violations. The
+        agent's own (or reputation:admin)."""
+        may_act_for(agent_id, ADMIN)
         return await service.stake(agent_id, amount)
 
     @server.tool(annotations=REBALANCE)
     async def unstake(agent_id: AgentDid, amount: UsdcAmount) -> Stake:
-        """Release staked USDC back to the agent's wallet; held while a slash against it is unsettled."""
+        """Release staked USDC back to the agent's wallet; held while a slash against it is unsettled. The agent's
+        own (or reputation:admin)."""
+        may_act_for(agent_id, ADMIN)
         return await service.unstake(agent_id, amount)
 
     @server.tool(annotations=READ)

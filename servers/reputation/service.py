@@ -3,12 +3,18 @@ history, move stake; each change one transaction that also logs the new standing
 
 The scoring rules are in servers.reputation.scoring; this module decides what counts as evidence:
 - a rating counts only if it is signed by the rater's registered key, the rater is not the agent and
-  does not share its owner, address or wallet, and it is the rater's first rating of the interaction;
-- it weighs as much as the rater's own lower bound, divided among the rater's repeated ratings of the
-  same agent (`scoring.rater_weight`);
+  does not share its owner, address or wallet, it rests on a proof that the two dealt with each other
+  (servers.reputation.proofs) not used for another of the rater's ratings, and it is the rater's first
+  rating of the interaction (that the caller is the rater is the surface's check);
+- it weighs as much as the rater's own lower bound times its credibility (by the evidence behind its own
+  score, or its stake as its wallet holds it), divided among the rater's repeated ratings of the same
+  agent (`scoring.rater_weight`); raters short of full credibility share a bounded allowance per agent;
 - a violation counts once per incident id, and orders the wallet to slash the stake once. The order is
   kept before it is sent, and sent again until the wallet answers, so a crash or an unreachable wallet
   delays a slash but never loses or doubles it.
+
+The use cases share one standing update (`_update`) and its publication, so they stay in one module of
+about 600 lines rather than three that reach into each other.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from servers.reputation.directory import Directory
 from servers.reputation.errors import (
     DuplicateRatingError,
     IncidentConflictError,
+    ProofReusedError,
     RatingRefusedError,
     StakeUnavailableError,
 )
@@ -42,6 +49,7 @@ from servers.reputation.models import (
     FeedbackEntry,
     HistoryEntry,
     HistoryPage,
+    InteractionProof,
     Leaderboard,
     RatingReceipt,
     Reputation,
@@ -52,8 +60,9 @@ from servers.reputation.models import (
     ThresholdEvent,
     ViolationType,
 )
+from servers.reputation.proofs import check_independent, check_interaction
 from servers.reputation.ratings import rating_typed_data
-from servers.reputation.scoring import Evidence, Standing, crossings, rater_weight, standing
+from servers.reputation.scoring import Evidence, Standing, credibility, crossings, rating_weight, standing
 from servers.reputation.settings import ReputationSettings
 from servers.reputation.store import Identity, IncidentRow, Pair, ReputationStore, ReputationTx, StandingRow
 
@@ -117,12 +126,13 @@ class ReputationService:
         feedback: Feedback,
         evidence: Any,
         signature: str,
+        proof: InteractionProof | None,
     ) -> RatingReceipt:
         if agent_id == rater_id:
             raise RatingRefusedError(f"agent {agent_id} cannot rate itself")
         agent = await self._directory.identity(agent_id, field="agent_id")
         rater = await self._directory.identity(rater_id, field="rater_id")
-        _check_independent(agent, rater)
+        check_independent(agent, rater)
         typed = rating_typed_data(
             agent_id=agent_id,
             rater_id=rater_id,
@@ -139,6 +149,10 @@ class ReputationService:
                 f"the signature recovers {signer}, not rater {rater_id}'s registered address {rater.address}",
                 hint=f"sign the EIP-712 Rating (contentHash {content_hash}) with the rater's key",
             )
+        interaction = check_interaction(
+            proof, interaction_id=interaction_id, agent=agent, rater=rater, chain_id=self._chain_id
+        )
+        staked = await self._stake_behind(rater)
         params, now = self._params, self._clock()
 
         def record(tx: ReputationTx) -> tuple[RatingReceipt, bool]:
@@ -148,15 +162,25 @@ class ReputationService:
                 if prior[0] != content_hash or receipt.agent_id != agent_id:
                     raise DuplicateRatingError(rater_id, interaction_id)
                 return receipt.model_copy(update={"replayed": True}), False
+            backed = tx.rating_backed_by(interaction.key, rater_id)
+            if backed is not None:
+                raise ProofReusedError(
+                    f"{interaction.description} already backs rater {rater_id}'s rating of interaction {backed!r}",
+                    hint="each interaction proves one rating by each party; rate another interaction with its own",
+                )
             rater_row = tx.standing(rater_id)
             rater_standing = standing(rater_row.evidence if rater_row else Evidence(now), now, params)
+            trust = credibility(rater_standing, staked, params)
             pair = tx.pair(rater_id, agent_id)
             earlier = 0.0 if pair is None else pair.earlier * params.decay(now - pair.as_of)
-            weight = rater_weight(rater_standing, earlier)
+            agent_row = tx.standing(agent_id)
+            agent_evidence = agent_row.evidence if agent_row else Evidence(now)
+            weight = rating_weight(rater_standing, earlier, trust, agent_evidence, outcomes, now, params)
+            newcomer = trust < 1.0  # such raters share a bounded allowance per agent
 
             def add(evidence: Evidence) -> Evidence:
                 for dimension, value in outcomes.items():
-                    evidence = evidence.with_outcome(dimension, value / 100, weight, now, params)
+                    evidence = evidence.with_outcome(dimension, value / 100, weight, now, params, newcomer=newcomer)
                 return evidence
 
             current, row, events = self._update(tx, agent_id, now, add, cause="rating", ratings=1)
@@ -167,6 +191,8 @@ class ReputationService:
                 rater_id=rater_id,
                 interaction_id=interaction_id,
                 weight=round(weight, 6),
+                credibility=round(trust, 4),
+                proof=interaction.description,
                 feedback_index=feedback_index,
                 recorded_at=utc(now),
                 reputation=self._reputation(agent_id, current, row, now),
@@ -181,6 +207,7 @@ class ReputationService:
                 weight=weight,
                 receipt=receipt.model_dump_json(),
                 at=now,
+                proof=interaction.key,
             )
             entries = [
                 FeedbackEntry(
@@ -202,6 +229,7 @@ class ReputationService:
                     "client_address": rater.address,
                     "feedback_index": feedback_index,
                     "weight": receipt.weight,
+                    "proof": interaction.description,
                     "feedback": [entry.model_dump() for entry in entries],
                 },
                 now,
@@ -212,6 +240,26 @@ class ReputationService:
         if recorded:
             await self._publish_standing(agent_id, receipt.events)
         return receipt
+
+    async def _stake_behind(self, rater: Identity) -> int:
+        """The rater's stake (micro-USDC) as its wallet holds it, when its credibility could depend on it: not for
+        a rater its history already establishes, nor one without a wallet or with no wallet server to ask.
+
+        Raises:
+            PeerUnavailableError: the wallet server could not be asked; the rating may be sent again.
+        """
+        if rater.wallet is None or self._wallet is None:
+            return 0
+        row = await self._store.read(lambda tx: tx.standing(rater.agent_id))
+        now = self._clock()
+        if row is not None and credibility(standing(row.evidence, now, self._params), 0, self._params) >= 1.0:
+            return 0
+        try:
+            balance = await self._wallet.call("get_balance", address=rater.wallet)
+        except PeerRefusedError as exc:  # e.g. a wallet this wallet server does not hold: no stake it knows of
+            logger.info("no stake counted for rater %s: %s", rater.agent_id, exc.message)
+            return 0
+        return parse_usdc(balance["staked"], field="staked", allow_zero=True)
 
     # violations
 
@@ -559,22 +607,6 @@ class ReputationService:
     async def _publish_standing(self, agent_id: str, events: list[ThresholdEvent]) -> None:
         uris = [agent_uri(agent_id), LEADERBOARD_URI, CHANGES_URI]
         await self._publisher.publish([*uris, EVENTS_URI] if events else uris)
-
-
-def _check_independent(agent: Identity, rater: Identity) -> None:
-    """The Sybil rules on who may rate whom (ERC-8004 leaves them to the aggregator)."""
-    for party, role in ((agent, "agent"), (rater, "rater")):
-        if not party.registered:
-            raise RatingRefusedError(f"{role} {party.agent_id} is deregistered in discovery")
-    if agent.address == rater.address:
-        raise RatingRefusedError(f"agent {agent.agent_id} and rater {rater.agent_id} share the key {agent.address}")
-    if agent.owner.lower() == rater.owner.lower():
-        raise RatingRefusedError(
-            f"agent {agent.agent_id} and rater {rater.agent_id} have the same owner {agent.owner}",
-            hint="ratings between agents of one owner are not counted",
-        )
-    if agent.wallet is not None and agent.wallet == rater.wallet:
-        raise RatingRefusedError(f"agent {agent.agent_id} and rater {rater.agent_id} share the wallet {agent.wallet}")
 
 
 def _stake(agent_id: str, wallet: str, balance: dict[str, Any]) -> Stake:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from servers.common.home import SERVER_KEYSTORES
 from servers.common.identity import parse_address
+from servers.common.money import parse_usdc
 from servers.common.settings import ConfigError, env_int, load_yaml
 from servers.reputation.models import Severity, ViolationType
 from servers.reputation.scoring import DIMENSIONS, Dimension, ScoringParams
@@ -30,6 +31,21 @@ class ScoringConfig(BaseModel):
     weights: dict[Dimension, Annotated[float, Field(ge=0, le=1)]]
     warning_below: Annotated[float, Field(ge=0, le=100)] = 50
     bonus_above: Annotated[float, Field(ge=0, le=100)] = 90
+    established_evidence: Annotated[float, Field(gt=0)] = 10
+    established_stake: str = "10"
+    newcomer_floor: Annotated[float, Field(ge=0, le=1)] = 0.1
+    newcomer_budget: Annotated[float, Field(ge=0)] = 1
+
+    @model_validator(mode="after")
+    def _newcomers_cannot_establish_each_other(self) -> ScoringConfig:
+        parse_usdc(self.established_stake, field="established_stake")  # a USDC amount above zero
+        # a rating touches each of the five dimensions at most once, so newcomers give an agent at most 5 budgets
+        if self.established_evidence <= len(DIMENSIONS) * self.newcomer_budget:
+            raise ValueError(
+                f"established_evidence {self.established_evidence:g} must exceed {len(DIMENSIONS)} x newcomer_budget "
+                f"({len(DIMENSIONS) * self.newcomer_budget:g}), or ratings by newcomers alone would establish a rater"
+            )
+        return self
 
     @field_validator("weights")
     @classmethod
@@ -94,6 +110,10 @@ class ReputationConfig(BaseModel):
             weights={str(name): weight for name, weight in s.weights.items()},
             warning_below=s.warning_below,
             bonus_above=s.bonus_above,
+            established_evidence=s.established_evidence,
+            established_stake=parse_usdc(s.established_stake, field="established_stake"),
+            newcomer_floor=s.newcomer_floor,
+            newcomer_budget=s.newcomer_budget,
         )
 
 

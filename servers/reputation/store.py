@@ -3,8 +3,9 @@
 Tables:
 - `identities`: agents as discovery registered them (address, owner, wallet), replicated by following
   discovery's change log, or fetched from discovery the first time an agent is named.
-- `ratings`: every rating: who rated which interaction, its signature and what it counted for. The
-  primary key (interaction, rater) is the one-rating-per-rater-per-interaction rule.
+- `ratings`: every rating: who rated which interaction, its signature, the proof of the interaction it
+  rests on and what it counted for. The primary key (interaction, rater) is the one-rating-per-rater-per-
+  interaction rule; the unique (proof, rater) that each proof backs one rating by each party.
 - `pairs`: per (rater, agent), the decayed count of earlier ratings, for diminishing returns.
 - `incidents`: every violation, once per incident id, and how its stake slash stands.
 - `standings`: per agent, the decayed evidence sums (servers.reputation.scoring.Evidence): a cache of
@@ -92,6 +93,16 @@ MIGRATIONS = (
         CREATE INDEX history_by_kind ON history (kind, seq);
         {CHANGES_TABLE}
         {CURSORS_TABLE}
+        """,
+    ),
+    Migration(
+        2,
+        "ratings rest on a proof of interaction; wallets count only with their binding, so discovery is re-read",
+        """
+        ALTER TABLE ratings ADD COLUMN proof TEXT;
+        CREATE UNIQUE INDEX ratings_by_proof ON ratings (proof, rater_id) WHERE proof IS NOT NULL;
+        UPDATE identities SET wallet = NULL;
+        DELETE FROM follow_cursors WHERE source = 'discovery';
         """,
     ),
 )
@@ -213,6 +224,11 @@ class ReputationTx(Queries):
         )
         return None if row is None else (row["content_hash"], row["receipt"])
 
+    def rating_backed_by(self, proof: str, rater_id: str) -> str | None:
+        """The interaction this rater's rating backed by `proof` rated, if any."""
+        row = self._s.one("SELECT interaction_id FROM ratings WHERE proof = ? AND rater_id = ?", (proof, rater_id))
+        return None if row is None else str(row["interaction_id"])
+
     def insert_rating(
         self,
         *,
@@ -224,10 +240,11 @@ class ReputationTx(Queries):
         weight: float,
         receipt: str,
         at: float,
+        proof: str,
     ) -> None:
         self._s.run(
-            "INSERT INTO ratings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (interaction_id, rater_id, agent_id, content_hash, signature, weight, receipt, at),
+            "INSERT INTO ratings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (interaction_id, rater_id, agent_id, content_hash, signature, weight, receipt, at, proof),
         )
 
     def pair(self, rater_id: str, agent_id: str) -> Pair | None:

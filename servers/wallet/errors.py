@@ -101,3 +101,7 @@ class ChainUnavailableError(MeshError):
 
 class SettlementRefusedError(MeshError):
     """The token refused the transfer (it would revert); the payment failed and its money is refunded."""
+
+
+class BindingRefusedError(MeshError):
+    """A wallet binding asked for an agent that does not own the wallet."""

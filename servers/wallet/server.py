@@ -8,9 +8,10 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from servers.common.auth import TrustRoot
+from servers.common.bindings import WalletBinding
 from servers.common.bounds import UriParameter
 from servers.common.feed import ChangeFeed
-from servers.common.gate import ToolScopes, caller
+from servers.common.gate import ToolScopes, caller, may_act_for
 from servers.common.identity import Address, AgentDid, Signature, parse_address
 from servers.common.money import UsdcAmount
 from servers.common.surface import CREATE, MOVE_MONEY, READ, REBALANCE, SET, new_server, resource_errors, to_json
@@ -66,6 +67,7 @@ SCOPES: ToolScopes = {
     "unstake": "wallet:pay",
     "slash_stake": None,  # the order's signature by the reputation key is the authority
     "optimize_treasury": "wallet:pay",
+    "sign_binding": "wallet:pay",  # the caller must be the wallet's owner (or hold wallet:admin)
 }
 
 
@@ -239,6 +241,16 @@ def build_server(service: WalletService, feed: ChangeFeed, trust: TrustRoot | No
         conservative 60/30/10, balanced 30/40/30, aggressive 10/30/60 (percent).
         """
         return await service.optimize_treasury(address, caller=caller(), strategy=strategy, apply=apply)
+
+    @server.tool(annotations=READ)
+    async def sign_binding(
+        address: WalletAddress,
+        agent_id: Annotated[AgentDid, Field(description="The wallet's owner, the agent listing it in discovery")],
+    ) -> WalletBinding:
+        """Sign, with the wallet's key, that the wallet belongs to its owner `agent_id`: discovery lists a wallet
+        in an agent's card only with this signature in `mesh.wallet_proof`. Only for the wallet's owner."""
+        may_act_for(agent_id, "wallet:admin")
+        return await service.sign_binding(address, agent_id)
 
     @server.resource("wallet://wallets", title="Wallets", mime_type="application/json")
     async def wallets() -> str:

@@ -25,6 +25,7 @@ from typing import Literal, TypeVar
 import anyio
 
 from servers.common.auth import Principal
+from servers.common.bindings import WalletBinding, wallet_binding
 from servers.common.errors import InvalidInputError
 from servers.common.feed import Publisher
 from servers.common.identity import Signer, TypedData, parse_agent_did, recover_signer
@@ -36,6 +37,7 @@ from servers.wallet.authorizations import SignedTransfer
 from servers.wallet.errors import (
     ApprovalError,
     ApprovalReusedError,
+    BindingRefusedError,
     FaucetUnavailableError,
     IdempotencyConflictError,
     MultiSigNotConfiguredError,
@@ -564,6 +566,20 @@ class WalletService:
         balances = await self._store.write(move)
         await self._publish_wallet(address, "balance", "transactions")
         return views.balance(balances)
+
+    # binding to an agent
+
+    async def sign_binding(self, address: str, agent_id: str) -> WalletBinding:
+        """The wallet key's signature that the wallet belongs to `agent_id`: only for the wallet's owner."""
+        record = await self._store.read(lambda tx: _require(tx, address))
+        if record.owner != agent_id:
+            raise BindingRefusedError(
+                f"wallet {address} belongs to {record.owner or 'no agent'}, not {agent_id}",
+                hint="a wallet is bound only to its owner; create a wallet with owner set to the agent",
+            )
+        typed = wallet_binding(self._chain_id, agent_id=agent_id, wallet=address)
+        signature = (await self._signer(address)).sign(typed)
+        return WalletBinding(agent_id=agent_id, wallet=address, signature=signature, typed_data=typed.as_json())
 
     # treasury
 

@@ -78,6 +78,7 @@ async def test_per_server_entries_make_a_working_mesh(tmp_path: Path, era: str) 
             daily_limit="500",
             per_transaction_limit="100",
             approval_required_above="10",
+            owner=worker.agent_id,
         )
         await call(wallet, "fund_wallet", address=payer["address"], amount="100")
         payee = Account.create().address
@@ -100,6 +101,8 @@ async def test_per_server_entries_make_a_working_mesh(tmp_path: Path, era: str) 
 
         # discovery and reputation reach each other and the wallet over their peer ports
         worker.wallet = payer["address"]
+        binding = await call(wallet, "sign_binding", address=payer["address"], agent_id=worker.agent_id)
+        worker.wallet_proof = binding["signature"]  # discovery lists a wallet only with the wallet's own proof
         for agent in (worker, rater):
             await call(discovery, "register_agent", **agent.registration())
         rated = await call(reputation, "record_interaction", **rater.rating(worker, "job-1", {"reliability": 100}))

@@ -62,10 +62,16 @@ async def test_three_servers_over_http(tmp_path: Path, era: str) -> None:
     with launched(serve("discovery"), serve("wallet"), serve("reputation")) as (_, wallet_process, reputation_process):
         async with client("wallet") as wallet:
             created = await call(
-                wallet, "create_wallet", label="worker", daily_limit="500", per_transaction_limit="500"
+                wallet,
+                "create_wallet",
+                label="worker",
+                daily_limit="500",
+                per_transaction_limit="500",
+                owner=worker.agent_id,
             )
             await call(wallet, "fund_wallet", address=created["address"], amount="100")
-        worker.wallet = created["address"]
+            binding = await call(wallet, "sign_binding", address=created["address"], agent_id=worker.agent_id)
+        worker.wallet, worker.wallet_proof = created["address"], binding["signature"]
         async with client("discovery") as discovery:
             for agent in (worker, rater):
                 await call(discovery, "register_agent", **agent.registration())

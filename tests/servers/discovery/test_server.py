@@ -276,6 +276,7 @@ async def test_resources_show_the_directory_capabilities_and_change_log(client: 
         "address": quoter.address,
         "owner": quoter.owner,
         "wallet": None,
+        "wallet_proof": None,
         "name": "quoter",
     }
     await register(client, quoter, mesh={"issued_at": T0 + 9})  # replaces quoter's entry with a newer one

@@ -37,6 +37,9 @@ from tests.helpers import ERAS, call
 from tests.servers.discovery.conftest import Harness as DiscoveryHarness
 from tests.servers.discovery.conftest import open_discovery
 
+REPUTATION = service_principal("reputation")
+DISCOVERY = service_principal("discovery")
+
 
 @dataclass
 class Mesh:
@@ -55,12 +58,39 @@ class Mesh:
             await register(discovery, agent)
         return agent
 
-    async def funded_agent(self, name: str, usdc: str, **fields: Any) -> MeshAgent:
-        """A registered agent whose card names a fresh wallet holding `usdc`."""
+    async def funded_agent(self, name: str, usdc: str, *, staked: str | None = None, **fields: Any) -> MeshAgent:
+        """A registered agent whose card lists its own wallet (created for it, bound to it by the wallet's
+        signature) holding `usdc`, `staked` of it as stake."""
+        agent = MeshAgent(name, fields.pop("capabilities", ["analysis"]), **fields)
         async with Client(self.wallet) as wallet:
-            created = await call(wallet, "create_wallet", label=name, daily_limit="1000", per_transaction_limit="1000")
+            created = await call(
+                wallet,
+                "create_wallet",
+                label=name,
+                daily_limit="1000",
+                per_transaction_limit="1000",
+                owner=agent.agent_id,
+            )
+            binding = await call(wallet, "sign_binding", address=created["address"], agent_id=agent.agent_id)
             await call(wallet, "fund_wallet", address=created["address"], amount=usdc)
-        return await self.agent(name, wallet=created["address"], **fields)
+            if staked is not None:
+                await call(wallet, "stake", address=created["address"], amount=staked)
+        agent.wallet, agent.wallet_proof = created["address"], binding["signature"]
+        async with Client(self.discovery.server) as discovery:
+            await register(discovery, agent)
+        return agent
+
+    async def established(self, name: str, **fields: Any) -> MeshAgent:
+        """An agent whose ratings count in full: 10 USDC staked (ScoringParams.established_stake), 1 to pay with."""
+        return await self.funded_agent(name, "11", staked="10", **fields)
+
+    async def pay(self, payer: MeshAgent, payee: MeshAgent, amount: str = "0.01") -> dict[str, Any]:
+        """A payment between two agents' wallets; its receipt as the proof of their interaction."""
+        async with Client(self.wallet) as wallet:
+            receipt = await call(
+                wallet, "execute_payment", from_address=payer.wallet, to_address=payee.wallet, amount=amount
+            )
+        return {"payment": {"authorization": receipt["authorization"], "signature": receipt["signature"]}}
 
 
 @asynccontextmanager
@@ -87,9 +117,7 @@ async def open_mesh(
         wallet_mcp = wallet_server.build_server(wallet, wallet_feed)
         store, feed = ReputationStore(db), ChangeFeed()
         directory = Directory(
-            store,
-            Peer.in_process("discovery", discovery.server, principal=service_principal("reputation"), mode=mode),
-            clock=clock,
+            store, Peer.in_process("discovery", discovery.server, principal=REPUTATION, mode=mode), clock=clock
         )
         service = ReputationService(
             store,
@@ -97,7 +125,7 @@ async def open_mesh(
             signer,
             settings or ReputationSettings.default(),
             feed,
-            wallet=Peer.in_process("wallet", wallet_mcp, principal=service_principal("reputation"), mode=mode),
+            wallet=Peer.in_process("wallet", wallet_mcp, principal=REPUTATION, mode=mode),
             chain_id=CHAIN_ID,
             clock=clock,
         )
@@ -105,7 +133,7 @@ async def open_mesh(
         # the two replicas, as `running` starts them: reputation follows discovery, and discovery reputation
         tasks.start_soon(
             lambda: follow(
-                Peer.in_process("discovery", discovery.server, principal=service_principal("reputation"), mode=mode),
+                Peer.in_process("discovery", discovery.server, principal=REPUTATION, mode=mode),
                 "discovery",
                 cursor=directory.cursor,
                 apply=directory.apply,
@@ -113,7 +141,7 @@ async def open_mesh(
         )
         tasks.start_soon(
             lambda: follow(
-                Peer.in_process("reputation", server, principal=service_principal("discovery"), mode=mode),
+                Peer.in_process("reputation", server, principal=DISCOVERY, mode=mode),
                 "reputation",
                 cursor=discovery.service.reputation_cursor,
                 apply=discovery.service.apply_reputation,

@@ -16,9 +16,11 @@ from servers.reputation.scoring import (
     Penalty,
     ScoringParams,
     Standing,
+    credibility,
     crossings,
     fold,
     rater_weight,
+    rating_weight,
     standing,
     wilson_lower,
 )
@@ -175,6 +177,74 @@ def test_a_new_rater_counts_for_a_quarter_of_a_trusted_one() -> None:
     newcomer = standing(Evidence(T0), T0, PARAMS)
     assert rater_weight(newcomer, 0) == pytest.approx(0.2366, abs=1e-4)
     assert rater_weight(newcomer, 1) == pytest.approx(0.2366 / 2, abs=1e-4)
+
+
+def test_credibility_comes_from_history_or_stake_and_a_newcomer_has_a_tenth() -> None:
+    fresh = standing(Evidence(T0), T0, PARAMS)
+    usdc = 1_000_000
+    assert credibility(fresh, 0, PARAMS) == 0.1
+    assert [credibility(fresh, staked, PARAMS) for staked in (usdc, 5 * usdc, 10 * usdc, 500 * usdc)] == [
+        0.1,
+        0.5,
+        1.0,
+        1.0,
+    ]
+    rated = Evidence(T0, n=(1.0, 1.0, 1.0, 0.0, 0.0), r=(1.0, 1.0, 1.0, 0.0, 0.0))  # 3 units of evidence
+    assert credibility(standing(rated, T0, PARAMS), 0, PARAMS) == pytest.approx(0.3)
+    assert credibility(standing(rated, T0, PARAMS), 5 * usdc, PARAMS) == 0.5  # the further of the two
+    assert credibility(standing(rated, T0 + 30 * DAY, PARAMS), 0, PARAMS) == pytest.approx(0.15)  # history fades
+
+
+swarm = st.lists(
+    st.tuples(
+        st.floats(0, 60 * DAY),  # when, after the previous rating
+        st.floats(0.1, 0.999),  # the rater's credibility, short of full
+        st.dictionaries(st.sampled_from(DIMENSIONS), st.sampled_from([0.0, 1.0]), min_size=1),
+    ),
+    max_size=300,
+)
+
+
+@given(swarm, st.sampled_from([0.0, 1.0]))
+@settings(max_examples=60)
+def test_no_number_of_newcomers_moves_a_fresh_agent_beyond_the_allowance(
+    ratings: list[tuple[float, float, dict[str, float]]], extreme: float
+) -> None:
+    """Raters short of full credibility, however many and whatever they say, keep a fresh agent's score within
+    100 · (C·m ± budget) / (C + budget) of 50: 45.45 to 54.55."""
+    fresh = standing(Evidence(T0), T0, PARAMS)
+    evidence, now = Evidence(T0), T0
+    last: list[tuple[float, float, dict[str, float]]] = [(0.0, 0.1, dict.fromkeys(DIMENSIONS, extreme))] * 60
+    for gap, trust, outcomes in [*ratings, *last]:
+        now += gap
+        weight = rating_weight(fresh, 0.0, trust, evidence, outcomes, now, PARAMS)
+        for dimension, outcome in outcomes.items():
+            evidence = evidence.with_outcome(dimension, outcome, weight, now, PARAMS, newcomer=True)
+        assert max(evidence.newcomer) <= PARAMS.newcomer_budget + 1e-9
+    bound = (
+        100
+        * (PARAMS.prior_strength * PARAMS.prior_mean + PARAMS.newcomer_budget)
+        / (PARAMS.prior_strength + PARAMS.newcomer_budget)
+    )
+    result = standing(evidence, now, PARAMS)
+    assert 100 - bound - 1e-9 <= result.score <= bound + 1e-9
+    assert result.evidence <= len(DIMENSIONS) * PARAMS.newcomer_budget + 1e-9 < PARAMS.established_evidence
+
+
+def test_established_raters_are_not_held_to_the_newcomer_allowance() -> None:
+    fresh = standing(Evidence(T0), T0, PARAMS)
+    full = Evidence(T0, newcomer=(PARAMS.newcomer_budget,) * len(DIMENSIONS))  # newcomers have used it all
+    assert rating_weight(fresh, 0.0, 0.5, full, ["reliability"], T0, PARAMS) == 0.0
+    assert rating_weight(fresh, 0.0, 1.0, full, ["reliability"], T0, PARAMS) == pytest.approx(0.2366, abs=1e-4)
+    assert rating_weight(fresh, 0.0, 0.5, full, ["reliability"], T0 + 30 * DAY, PARAMS) == pytest.approx(
+        0.2366 / 2, abs=1e-4
+    )  # half the allowance is free again after a half-life, more than this rating needs
+
+
+def test_standings_kept_before_the_newcomer_allowance_existed_still_load() -> None:
+    kept = Evidence(T0, n=(2.0,) * 5, r=(1.0,) * 5).to_json()
+    del kept["newcomer"]
+    assert Evidence.from_json(kept) == Evidence(T0, n=(2.0,) * 5, r=(1.0,) * 5)
 
 
 def test_each_crossing_is_reported_once() -> None:

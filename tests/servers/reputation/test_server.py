@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.client.subscriptions import ResourceUpdated
 
 from servers.reputation.settings import ReputationSettings
-from tests.agents import MeshAgent
+from tests.agents import MeshAgent, register
 from tests.conftest import ManualClock
 from tests.helpers import call, eventually, high_s_twin, refused, scaled
 from tests.servers.reputation.conftest import Mesh, open_mesh
@@ -28,7 +28,7 @@ ALL_GOOD = {
     "compliance": 100,
     "financial_responsibility": 100,
 }
-NEWCOMER_WEIGHT = 0.23659  # a rater with no record counts with its prior lower bound
+FRESH_WEIGHT = 0.23659  # an established rater (its stake) with no rating of its own counts with its prior bound
 
 
 async def read_json(client: Client, uri: str) -> Any:
@@ -44,16 +44,16 @@ async def test_the_surface_lists_its_tools(client: Client) -> None:
 
 
 async def test_a_new_agent_starts_at_50_and_a_rating_moves_it(client: Client, harness: Mesh) -> None:
-    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    worker, rater = await harness.agent("worker"), await harness.established("rater")
     fresh = await call(client, "get_reputation", agent_id=worker.agent_id)
     assert (fresh["score"], fresh["lcb"], fresh["ratings"]) == (50.0, 23.66, 0)
 
     receipt = await call(client, "record_interaction", **rater.rating(worker, "task-1", {"reliability": 100}))
-    assert receipt["weight"] == pytest.approx(NEWCOMER_WEIGHT)
+    assert receipt["weight"] == pytest.approx(FRESH_WEIGHT)
     assert receipt["feedback_index"] == 1 and not receipt["replayed"]
     reputation = receipt["reputation"]
     assert reputation["dimensions"]["reliability"]["score"] == pytest.approx(
-        100 * (5 + NEWCOMER_WEIGHT) / (10 + NEWCOMER_WEIGHT), abs=0.01
+        100 * (5 + FRESH_WEIGHT) / (10 + FRESH_WEIGHT), abs=0.01
     )
     assert reputation["dimensions"]["compliance"]["score"] == 50.0
     assert reputation["score"] > 50 and reputation["ratings"] == 1
@@ -61,13 +61,13 @@ async def test_a_new_agent_starts_at_50_and_a_rating_moves_it(client: Client, ha
 
 
 async def test_repeated_ratings_by_one_rater_count_less_each_time(client: Client, harness: Mesh) -> None:
-    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    worker, rater = await harness.agent("worker"), await harness.established("rater")
     weights = []
     for n in range(3):
         receipt = await call(client, "record_interaction", **rater.rating(worker, f"task-{n}", {"efficiency": 90}))
         weights.append(receipt["weight"])
         assert receipt["feedback_index"] == n + 1
-    assert weights == pytest.approx([NEWCOMER_WEIGHT, NEWCOMER_WEIGHT / 2, NEWCOMER_WEIGHT / 3], abs=1e-6)
+    assert weights == pytest.approx([FRESH_WEIGHT, FRESH_WEIGHT / 2, FRESH_WEIGHT / 3], abs=1e-6)
 
 
 async def test_an_agent_cannot_rate_itself_or_an_agent_of_its_owner(client: Client, harness: Mesh) -> None:
@@ -78,10 +78,13 @@ async def test_an_agent_cannot_rate_itself_or_an_agent_of_its_owner(client: Clie
     message = await refused(client, "record_interaction", **sibling.rating(worker, "t", ALL_GOOD))
     assert f"have the same owner {owner}" in message and "not counted" in message
 
-    shared = Account.create().address
-    payer = await harness.agent("payer", wallet=shared)
-    payee = await harness.agent("payee", wallet=shared)
-    assert f"share the wallet {shared}" in await refused(
+    shared = Account.create()  # a wallet held outside the mesh, whose key binds it to both agents
+    payer, payee = MeshAgent("payer", ["analysis"]), MeshAgent("payee", ["analysis"])
+    for agent in (payer, payee):
+        agent.bind_wallet(shared)
+        async with Client(harness.discovery.server) as discovery:
+            await register(discovery, agent)
+    assert f"share the wallet {shared.address}" in await refused(
         client, "record_interaction", **payer.rating(payee, "t", ALL_GOOD)
     )
     assert (await call(client, "get_history", agent_id=worker.agent_id))["entries"] == []
@@ -104,7 +107,7 @@ async def test_a_rating_must_be_signed_by_the_raters_registered_key(client: Clie
 
 
 async def test_one_rating_per_rater_per_interaction(client: Client, harness: Mesh) -> None:
-    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    worker, rater = await harness.agent("worker"), await harness.established("rater")
     arguments = rater.rating(worker, "task-9", {"cooperation": 70}, evidence={"log": "delivered on time"})
     first = await call(client, "record_interaction", **arguments)
     again = await call(client, "record_interaction", **arguments)
@@ -124,7 +127,7 @@ async def test_agents_discovery_does_not_know_cannot_be_rated(client: Client, ha
 
 
 async def test_a_deregistered_rater_is_refused(client: Client, harness: Mesh) -> None:
-    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    worker, rater = await harness.agent("worker"), await harness.established("rater")
     await call(client, "record_interaction", **rater.rating(worker, "t1", ALL_GOOD))  # reputation knows rater now
     async with Client(harness.discovery.server) as discovery:
         await call(discovery, "deregister_agent", **rater.deregistration(int(harness.clock())))
@@ -141,7 +144,7 @@ async def test_a_deregistered_rater_is_refused(client: Client, harness: Mesh) ->
 async def test_raters_count_as_much_as_they_are_trusted(client: Client, harness: Mesh) -> None:
     trusted, newcomer = await harness.agent("trusted"), await harness.agent("newcomer")
     for n in range(25):
-        peer = await harness.agent(f"peer-{n}")
+        peer = await harness.established(f"peer-{n}")
         await call(client, "record_interaction", **peer.rating(trusted, f"job-{n}", ALL_GOOD))
     trusted_lcb = (await call(client, "get_reputation", agent_id=trusted.agent_id))["lcb"]
     assert trusted_lcb > 40
@@ -155,7 +158,7 @@ async def test_raters_count_as_much_as_they_are_trusted(client: Client, harness:
 
 
 async def test_falling_below_50_is_announced_once_per_crossing(client: Client, harness: Mesh) -> None:
-    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    worker, rater = await harness.agent("worker"), await harness.established("rater")
     async with Client(harness.server) as watcher:
         if watcher.protocol_version >= "2026-07-28":
             async with watcher.listen(resource_subscriptions=["reputation://events"]) as events:
@@ -170,11 +173,11 @@ async def test_falling_below_50_is_announced_once_per_crossing(client: Client, h
     worse = await call(client, "record_interaction", **rater.rating(worker, "t2", {"compliance": 0}))
     assert worse["events"] == []  # still below 50: the same crossing
 
-    helper = await harness.agent("helper")
+    helper = await harness.established("helper")
     await call(client, "record_interaction", **helper.rating(worker, "good", ALL_GOOD))
     recovered = await call(client, "get_reputation", agent_id=worker.agent_id)
     assert recovered["score"] == 50.66 and not recovered["warning"]
-    critic = await harness.agent("critic")
+    critic = await harness.established("critic")
     all_bad = dict.fromkeys(ALL_GOOD, 0)
     again = await call(client, "record_interaction", **critic.rating(worker, "t3", all_bad))
     assert [e["kind"] for e in again["events"]] == ["warning"]  # a new crossing
@@ -185,7 +188,7 @@ async def test_falling_below_50_is_announced_once_per_crossing(client: Client, h
 
 
 async def test_history_pages_through_ratings_as_erc8004_feedback(client: Client, harness: Mesh) -> None:
-    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    worker, rater = await harness.agent("worker"), await harness.established("rater")
     feedback = {"tag2": "supplier_quotes", "endpoint": "http://127.0.0.1:9000/worker/mcp", "feedback_uri": "ipfs://x"}
     for n in range(5):
         arguments = rater.rating(worker, f"t{n}", {"reliability": 80 + n, "efficiency": 60}, feedback=feedback)
@@ -304,7 +307,7 @@ async def test_a_slash_with_nothing_to_take_is_recorded_as_such(client: Client, 
 async def test_discovery_ranking_follows_a_live_reputation_change(client: Client, harness: Mesh) -> None:
     a = await harness.agent("a", capabilities=["audit"])
     b = await harness.agent("b", capabilities=["audit"])
-    raters = [await harness.agent(f"r{n}") for n in range(3)]
+    raters = [await harness.established(f"r{n}") for n in range(3)]
     for n, rater in enumerate(raters):
         await call(client, "record_interaction", **rater.rating(a, f"a-{n}", ALL_GOOD))
         await call(client, "record_interaction", **rater.rating(b, f"b-{n}", {"reliability": 60}))
@@ -333,7 +336,7 @@ async def test_discovery_ranking_follows_a_live_reputation_change(client: Client
 
 
 async def test_leaderboard_and_agent_resources(client: Client, harness: Mesh) -> None:
-    good, fair, rater = await harness.agent("good"), await harness.agent("fair"), await harness.agent("rater")
+    good, fair, rater = await harness.agent("good"), await harness.agent("fair"), await harness.established("rater")
     await call(client, "record_interaction", **rater.rating(good, "g", ALL_GOOD))
     await call(client, "record_interaction", **rater.rating(fair, "f", {"reliability": 50}))
     board = await read_json(client, "reputation://leaderboard")
@@ -344,7 +347,7 @@ async def test_leaderboard_and_agent_resources(client: Client, harness: Mesh) ->
 
 
 async def test_time_fades_scores_and_refresh_republishes_them(client: Client, harness: Mesh) -> None:
-    worker, rater = await harness.agent("worker"), await harness.agent("rater")
+    worker, rater = await harness.agent("worker"), await harness.established("rater")
     rated = await call(client, "record_interaction", **rater.rating(worker, "t", ALL_GOOD))
     assert await harness.service.refresh() == 0  # nothing has moved yet
     harness.clock.advance(30 * 86_400)
@@ -364,7 +367,7 @@ async def test_rising_above_the_bonus_bound_is_announced_once(tmp_path: Path, cl
         star = await mesh.agent("star")
         bonuses = []
         for n in range(8):
-            rater = await mesh.agent(f"fan-{n}")
+            rater = await mesh.established(f"fan-{n}")
             receipt = await call(client, "record_interaction", **rater.rating(star, f"job-{n}", ALL_GOOD))
             bonuses += [(n, e["kind"], e["lcb"]) for e in receipt["events"]]
         assert len(bonuses) == 1 and bonuses[0][1] == "bonus" and bonuses[0][2] > 30

@@ -26,6 +26,7 @@ TOOLS = {
     "propose_transaction",
     "sign_proposal",
     "optimize_treasury",
+    "sign_binding",
     "stake",
     "unstake",
     "slash_stake",
