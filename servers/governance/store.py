@@ -34,7 +34,7 @@ from servers.governance import audit
 from servers.governance.approvals import Ballot
 from servers.governance.behaviour import AgentBaseline, Observation, Pace, Running, TypeBaseline
 from servers.governance.models import AgentProfile, ApprovalStatus, Decision, ThreatChange, ThreatLevel
-from servers.governance.threat import Raised
+from servers.governance.threat import LEVELS, Raised
 
 MIGRATIONS = (
     Migration(
@@ -355,6 +355,23 @@ class GovernanceTx(Queries):
                 row["reputation"],
             )
             for row in rows
+        ]
+
+    def worst_of_all(self) -> list[Sibling]:
+        """The worst of every agent governance knows, as a few stand-ins for them all: the highest assigned level
+        with the lowest reputation, and for each raised level its latest raise (the one that decays last).
+        One pass over the profiles and one over the baselines: it runs once per agent, when it first appears."""
+        row = self._s.one(
+            "SELECT MAX(CASE threat_level WHEN 'low' THEN 1 WHEN 'elevated' THEN 2 WHEN 'critical' THEN 3 ELSE 0 END)"
+            " AS assigned, MIN(reputation) AS reputation FROM profiles"
+        )
+        raised = self._s.all(
+            "SELECT raised, MAX(raised_since) AS since FROM agent_baselines WHERE raised != 'none' GROUP BY raised"
+        )
+        assert row is not None
+        return [
+            Sibling(LEVELS[row["assigned"] or 0], Raised(), row["reputation"]),
+            *(Sibling("none", Raised(r["raised"], float(r["since"])), None) for r in raised),
         ]
 
     def add_threat_change(self, agent_id: str, change: ThreatChange) -> None:
