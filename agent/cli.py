@@ -361,6 +361,13 @@ def _add_home(command: argparse.ArgumentParser, default_help: str = "$STATESET_H
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command's modules load, before run_command takes it over
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     environ = dict(os.environ)
     if args.command == "claude-config":  # text out, nothing started: no settings, no logging, no MCP
