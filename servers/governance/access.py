@@ -11,6 +11,7 @@ and come before anything is recorded.
   and the audit log's entries (anyone may check that the chain holds).
 - No one approves a request of its own, on any transport: the requesting agent and the agents of its owner
   (the request's `excluded`) may neither answer the host's question nor relay a vote, whatever they sign.
+  The owner itself may approve: it is the person the agent acts for, the human in its loop.
 """
 
 from __future__ import annotations
