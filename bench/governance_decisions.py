@@ -14,6 +14,11 @@ One busy agent: a single agent decides again and again (all its decisions inside
 the worst case for counting them); at each point of `--history` its p50 over the next decisions is
 printed with the ratio to its p50 at the first point, beside the p50 of new agents deciding in turn with
 it at that moment (the floor: what a decision costs with no history, on the machine as it is then).
+
+Newcomers: a DID first seen with no owner takes on the worst of every agent governance knows, in one
+pass over the profiles and baselines (servers.governance.watch). At each point of `--known` (agents
+governance already knows, some of them flagged), the p50 of such a first decision is printed beside the
+p50 of a known agent's next decision, measured in turn with it (the floor), and the ratio of the two.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from functools import reduce
+from functools import partial, reduce
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +43,14 @@ from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer, new_agent_did
 from servers.common.logging import configure_logging
 from servers.governance.behaviour import Running
-from servers.governance.models import Action
+from servers.governance.models import Action, AgentProfile
 from servers.governance.policy import compile_policy
 from servers.governance.rules import Facts, Request, evaluate
 from servers.governance.server import build_server
 from servers.governance.service import GovernanceService
 from servers.governance.settings import GovernanceSettings
-from servers.governance.store import MIGRATIONS, GovernanceStore
+from servers.governance.store import MIGRATIONS, GovernanceStore, GovernanceTx
+from servers.governance.threat import Raised
 
 RULES = 200
 SAMPLE = 300  # decisions per point of the busy agent's history (and as many of new agents beside them)
@@ -217,7 +223,63 @@ async def one_busy_agent(document: dict[str, Any], history: list[int], sample: i
                 )
 
 
-async def main(decisions: int, history: list[int], busy_only: bool) -> None:
+async def newcomers(document: dict[str, Any], known: list[int], sample: int, rng: random.Random) -> None:
+    """The first decision of an unowned DID as the agents governance knows grow, beside a known agent's."""
+    payees = [Account.create().address for _ in range(50)]
+    payer, regular = Account.create().address, new_agent_did()
+
+    def action() -> Action:
+        return Action.model_validate(
+            {"type": "payment", "amount": str(rng.randint(1, 99)), "payer": payer, "counterparty": rng.choice(payees)}
+        )
+
+    with tempfile.TemporaryDirectory() as home:
+        async with Database.open(Path(home) / "governance.db", MIGRATIONS) as db:
+            store = GovernanceStore(db)
+            service = GovernanceService(
+                store,
+                Signer(Account.create()),
+                GovernanceSettings(),
+                ChangeFeed(),
+                compile_policy(document),
+                time.time(),
+                chain_id=31337,
+            )
+            await service.set_agent_profile(AgentProfile(agent_id=regular, owner="bench"))
+
+            async def timed(agent: str) -> float:
+                began = time.perf_counter()
+                await service.evaluate_action(agent, action())
+                return time.perf_counter() - began
+
+            for _ in range(WARM_UP):
+                await timed(regular)
+            seeded, first = 0, None
+            for point in known:
+
+                def seed(tx: GovernanceTx, count: int) -> None:
+                    for index in range(count):  # one agent in fifty flagged, a few owners
+                        did = new_agent_did()
+                        tx.save_profile(AgentProfile(agent_id=did, owner=f"owner-{index % 20}"), time.time())
+                        if index % 50 == 0:
+                            tx.set_raised(did, Raised("elevated", time.time() - rng.uniform(0, 3000)))
+
+                await store.write(partial(seed, count=point - seeded))
+                seeded = point
+                fresh_samples, known_samples = [], []
+                for _ in range(sample):
+                    fresh_samples.append(await timed(new_agent_did()))
+                    known_samples.append(await timed(regular))
+                fresh_p50, known_p50 = percentiles(fresh_samples)[0], percentiles(known_samples)[0]
+                first = first or fresh_p50
+                print(
+                    f"newcomers, {point:>6} agents known: first decision of an unowned DID p50 {fresh_p50:.2f} ms, "
+                    f"x{fresh_p50 / first:.2f} of the first point; a known agent's meanwhile p50 {known_p50:.2f} ms "
+                    f"(newcomer/known x{fresh_p50 / known_p50:.2f})"
+                )
+
+
+async def main(decisions: int, history: list[int], known: list[int], busy_only: bool) -> None:
     rng = random.Random(7)
     document = policy_with_200_rules(rng)
     print(
@@ -228,6 +290,7 @@ async def main(decisions: int, history: list[int], busy_only: bool) -> None:
         pure(document, decisions, rng)
         await decisions_through(document, decisions, rng)
     await one_busy_agent(document, history, SAMPLE, rng)
+    await newcomers(document, known, SAMPLE, rng)
 
 
 if __name__ == "__main__":
@@ -237,7 +300,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--history", default="0,1000,3000,10000", help="earlier decisions of the busy agent at each point measured"
     )
-    parser.add_argument("--busy-only", action="store_true", help="only the one-busy-agent case")
+    parser.add_argument("--known", default="0,1000,10000,50000", help="agents governance knows at each newcomer point")
+    parser.add_argument("--busy-only", action="store_true", help="only the one-busy-agent and newcomer cases")
     arguments = parser.parse_args()
     points = sorted(int(point) for point in arguments.history.split(","))
-    anyio.run(main, arguments.decisions, points, arguments.busy_only)
+    known = sorted(int(point) for point in arguments.known.split(","))
+    anyio.run(main, arguments.decisions, points, known, arguments.busy_only)

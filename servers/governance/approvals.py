@@ -73,7 +73,8 @@ def check_voter(
         )
     if approver in set(excluded):
         raise ApproverRefusedError(
-            f"{approver} may not approve request {approval_id!r}: it is the requester or an agent of the same owner",
+            f"{approver} may not approve request {approval_id!r}: it is the requester, the wallet it pays from, "
+            "or an agent of the same owner",
             hint="separation of duties: another approver must decide",
         )
     if any(ballot.approver == approver for ballot in ballots):

@@ -30,7 +30,7 @@ ApprovalId = Annotated[
 Approver = Annotated[
     str, Field(max_length=128, description="The approver's address or agent DID, as listed in the workflow")
 ]
-ThreatCause = Literal["flags", "decay", "owner"]
+ThreatCause = Literal["flags", "decay", "owner", "unowned"]
 STANDARD_ACTION_TYPES = (
     "payment",
     "purchase_order",

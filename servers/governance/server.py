@@ -6,7 +6,6 @@ globals, and `Resolve(ask_the_host)` names a closure that only exists inside `bu
 
 from typing import Annotated, Any
 
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import AcceptedElicitation, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
@@ -15,10 +14,11 @@ from servers.common.auth import TrustRoot
 from servers.common.bounds import UriParameter
 from servers.common.errors import MeshError
 from servers.common.feed import ChangeFeed
-from servers.common.gate import ToolScopes
-from servers.common.identity import Signature
+from servers.common.gate import ToolScopes, caller
+from servers.common.identity import Signature, parse_agent_did
 from servers.common.money import format_usdc
 from servers.common.surface import CREATE, READ, SET, new_server, resource_errors, to_json
+from servers.governance import access
 from servers.governance.models import (
     Action,
     AgentId,
@@ -54,8 +54,10 @@ Owner = Annotated[
     Field(
         min_length=1,
         max_length=128,
-        description="Who owns the agent (its operator), taken when governance first sees the agent and never "
-        "changed by this tool; a fresh DID starts at the worst threat level of its owner's agents. Default: the caller",
+        description="Who owns the agent (its operator): only a governance:admin caller may name it. Taken when "
+        "governance first sees the agent and never changed by this tool; the agent then starts at the worst threat "
+        "level of its owner's agents. Without one, the agent is its own owner and starts at the lowest trust of any "
+        "agent governance knows, until an admin records its owner",
     ),
 ]
 
@@ -91,17 +93,18 @@ def build_server(service: GovernanceService, feed: ChangeFeed, trust: TrustRoot 
     async def evaluate_action(agent_id: AgentId, action: Action, owner: Owner = None) -> Decision:
         """Decide whether the agent may take the action now; an approved payment comes with its receipt.
         `behaviour` holds the action against the agent's own baseline: flags, z-scores, the threat level."""
-        return await service.evaluate_action(agent_id, action, owner=_owner(owner))
+        agent_id = access.acting_agent(agent_id)
+        return await service.evaluate_action(agent_id, action, owner=access.naming_owner(owner))
 
     @server.tool(annotations=READ)
     async def verify_agent_action(agent_id: AgentId, action: Action) -> Behaviour:
         """Dry run of the behaviour analysis: the flags and z-scores this action would get now. Changes nothing."""
-        return await service.verify_agent_action(agent_id, action)
+        return await service.verify_agent_action(access.acting_agent(agent_id), action)
 
     @server.tool(annotations=READ)
     async def explain(agent_id: AgentId, action: Action) -> Explanation:
         """Dry run: which rules would fire for this action and why, the risk, the alternatives. Changes nothing."""
-        return await service.explain(agent_id, action)
+        return await service.explain(access.acting_agent(agent_id), action)
 
     @server.tool(annotations=VOTE)
     async def submit_approval(
@@ -110,6 +113,7 @@ def build_server(service: GovernanceService, feed: ChangeFeed, trust: TrustRoot 
         signature: Annotated[Signature, Field(description="EIP-712 signature over approval.to_sign.approve")],
     ) -> Decision:
         """Approve a pending request; at the quorum the decision is approved and a payment's receipt issued."""
+        access.may_approve(await service.approval_request(approval_id))
         return await service.vote(approval_id, approver, signature, approve=True)
 
     @server.tool(annotations=VOTE)
@@ -119,9 +123,12 @@ def build_server(service: GovernanceService, feed: ChangeFeed, trust: TrustRoot 
         signature: Annotated[Signature, Field(description="EIP-712 signature over approval.to_sign.reject")],
     ) -> Decision:
         """Reject a pending request; one rejection denies it."""
+        access.may_approve(await service.approval_request(approval_id))
         return await service.vote(approval_id, approver, signature, approve=False)
 
     async def ask_the_host(approval_id: str) -> Elicit[HostVote]:
+        # the connection that answers is the caller's: the requesting agent would be asking itself
+        access.may_approve(await service.approval_request(approval_id))
         decision = await service.pending_decision(approval_id, HOST)
         action = decision.action
         amount = "" if action.amount is None else f" of {format_usdc(action.amount)} USDC"
@@ -139,19 +146,21 @@ def build_server(service: GovernanceService, feed: ChangeFeed, trust: TrustRoot 
         answer: Annotated[ElicitationResult[HostVote], Resolve(ask_the_host)],
     ) -> Decision:
         """Ask the person at this MCP host to approve or reject a pending request (the workflow's `host`)."""
+        access.may_approve(await service.approval_request(approval_id))
         if not isinstance(answer, AcceptedElicitation):
             raise MeshError(f"the person at the host did not answer request {approval_id!r}; nothing was recorded")
         return await service.vote(approval_id, HOST, None, approve=answer.data.approve)
 
     @server.tool(annotations=READ)
     async def get_decision(decision_id: DecisionId) -> Decision:
-        """A decision record as it stands now (a pending one may since have been approved, rejected or expired)."""
-        return await service.get_decision(decision_id)
+        """A decision record as it stands now (a pending one may since have been approved, rejected or expired).
+        An agent reads its own; approvers and admins any."""
+        return access.may_see(await service.get_decision(decision_id))
 
     @server.tool(annotations=READ)
     async def list_pending_approvals() -> list[Decision]:
         """Decisions waiting for approvers, soonest deadline first."""
-        return await service.pending_approvals()
+        return access.visible(await service.pending_approvals())
 
     @server.tool(annotations=READ)
     async def get_policy() -> PolicyView:
@@ -188,38 +197,29 @@ def build_server(service: GovernanceService, feed: ChangeFeed, trust: TrustRoot 
 
     @server.resource("governance://approvals/pending", title="Pending approvals", mime_type="application/json")
     async def pending() -> str:
-        """Decisions waiting for approvers."""
-        return to_json(await service.pending_approvals())
+        """Decisions waiting for approvers (for an agent: its own)."""
+        return to_json(access.visible(await service.pending_approvals()))
 
     @server.resource("governance://decisions/{decision_id}", title="Decision", mime_type="application/json")
     async def decision(decision_id: str) -> str:
-        """One decision record."""
+        """One decision record (an agent reads its own; approvers and admins any)."""
         with resource_errors():
-            return to_json(await service.get_decision(DECISION_ID(decision_id)))
+            return to_json(access.may_see(await service.get_decision(DECISION_ID(decision_id))))
 
     @server.resource("governance://agents/{agent_id}/flags", title="Agent flags", mime_type="application/json")
     async def agent_flags(agent_id: str) -> str:
         """An agent's threat levels (in force, assigned, raised and when it decays) and its newest 100 flagged
-        decisions and threat changes."""
+        decisions and threat changes. For the agent itself, approvers and admins."""
         with resource_errors():
-            return to_json(await service.agent_flags(AGENT_ID(agent_id)))
+            agent = parse_agent_did(AGENT_ID(agent_id), field="agent_id")
+        access.may_watch(agent)
+        with resource_errors():
+            return to_json(await service.agent_flags(agent))
 
     @server.resource("governance://audit", title="Audit log", mime_type="application/json")
     async def audit() -> str:
-        """The newest 100 audit entries, oldest first, and whether the whole chain verifies."""
+        """Whether the whole chain verifies, then (for approvers and admins) the newest 100 entries, oldest first."""
         report = await service.verify_audit()
-        return to_json([report, *await service.audit_tail(100)])
+        return to_json([report, *(await service.audit_tail(100) if access.sees_all(caller()) else [])])
 
     return server
-
-
-def _owner(given: str | None) -> str | None:
-    """Who owns the acting agent: the `owner` argument, else the client of the caller's bearer token.
-
-    The principal of issue 12's identity work belongs here: the operator who registered the agent
-    (or the subject of the token that did), in place of both the argument and the token's client id.
-    """
-    if given is not None:
-        return given
-    token = get_access_token()
-    return None if token is None else token.client_id

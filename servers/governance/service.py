@@ -95,7 +95,9 @@ class GovernanceService:
     async def evaluate_action(self, agent_id: str, action: Action, *, owner: str | None = None) -> Decision:
         """Decide, after the behaviour analysis has had its say on the agent's threat level.
 
-        `owner` is who owns the agent, given when governance first learns of it (see servers.governance.watch).
+        `owner` is who owns the agent, recorded when governance first learns of it; without one the agent is
+        its own owner and starts at the lowest trust any known agent has (see servers.governance.watch). Who may
+        name it is the surface's concern (servers.governance.access: an admin).
         """
         agent_id = parse_agent_did(agent_id, field="agent_id")
         policy, request = self._policy, self._request(action)
@@ -155,8 +157,7 @@ class GovernanceService:
         thresholds, period = policy.amount_thresholds(request.type), self._settings.threat_decay_seconds
 
         def read(tx: GovernanceTx) -> Facts:
-            profile = tx.profile(agent_id) or AgentProfile(agent_id=agent_id)
-            return self._facts(tx, watch.watch(tx, profile, request, thresholds, now, period), now, keep=False)
+            return self._facts(tx, watch.dry(tx, agent_id, request, thresholds, now, period), now, keep=False)
 
         facts = await self._store.read(read)
         evaluation = evaluate(policy, request, facts, trace=True)
@@ -180,8 +181,7 @@ class GovernanceService:
         thresholds = self._policy.amount_thresholds(request.type)
 
         def read(tx: GovernanceTx) -> Behaviour:
-            profile = tx.profile(agent_id) or AgentProfile(agent_id=agent_id)
-            return watch.watch(tx, profile, request, thresholds, now, period).behaviour
+            return watch.dry(tx, agent_id, request, thresholds, now, period).behaviour
 
         return await self._store.read(read)
 
@@ -262,6 +262,19 @@ class GovernanceService:
         logger.info("vote on %s by %s: %s", approval_id, approver, "approve" if approve else "reject")
         await self._publisher.publish([decision_uri(decision.decision_id), PENDING_URI, AUDIT_URI])
         return decision
+
+    async def approval_request(self, approval_id: str) -> Decision:
+        """The decision an approval request belongs to, whatever the request's status. Reads only."""
+
+        def read(tx: GovernanceTx) -> Decision:
+            row = tx.approval(approval_id)
+            if row is None:
+                raise ApprovalNotFoundError(approval_id)
+            decision = tx.decision(row.decision_id)
+            assert decision is not None
+            return decision
+
+        return await self._store.read(read)
 
     async def pending_decision(self, approval_id: str, approver: str) -> Decision:
         """The decision behind an open request that `approver` may still vote on; raises otherwise."""
@@ -441,7 +454,7 @@ class GovernanceService:
             workflow=workflow.name,
             status="pending",
             approvers=list(workflow.approvers),
-            excluded=self._excluded(tx, decision.agent_id),
+            excluded=self._excluded(tx, decision),
             required=workflow.required,
             votes=[],
             request_hash=decision.request_hash,
@@ -454,13 +467,16 @@ class GovernanceService:
         ]
         return decision.model_copy(update={"approval": approval, "conditions": conditions})
 
-    def _excluded(self, tx: GovernanceTx, agent_id: str) -> list[str]:
-        """Separation of duties: the requester and agents with the same owner, by DID and by address."""
-        profile = tx.profile(agent_id)
+    def _excluded(self, tx: GovernanceTx, decision: Decision) -> list[str]:
+        """Separation of duties: the requester and agents with the same owner, by DID and by address, and
+        the wallet the action pays from."""
+        profile = tx.profile(decision.agent_id)
         colleagues = [] if profile is None or profile.owner is None else tx.owner_agents(profile.owner)
-        excluded = {agent_id} | {identity for pair in colleagues for identity in pair if identity}
+        excluded = {decision.agent_id} | {identity for pair in colleagues for identity in pair if identity}
         if profile is not None and profile.address:
             excluded.add(profile.address)
+        if decision.action.payer is not None:
+            excluded.add(decision.action.payer)
         return sorted(excluded)
 
     def _approve(self, decision: Decision, now: float) -> Decision:

@@ -18,6 +18,8 @@ Tables:
   Each decision reads and writes a handful of rows by primary key: the cost is flat in history.
   Migration 4 seeds them from the decisions already recorded (all but the call rate, which starts anew).
 - `threat_changes`: flagged decisions and threat level changes, per agent (governance://agents/{id}/flags).
+  Indexes on the assigned level, the reputation and the raised level find the worst of every agent, which
+  an agent first seen with no owner takes on, in a few lookups (migration 5).
 - `audit`: the append-only, hash-chained log (servers.governance.audit).
 """
 
@@ -34,7 +36,7 @@ from servers.governance import audit
 from servers.governance.approvals import Ballot
 from servers.governance.behaviour import AgentBaseline, Observation, Pace, Running, TypeBaseline
 from servers.governance.models import AgentProfile, ApprovalStatus, Decision, ThreatChange, ThreatLevel
-from servers.governance.threat import Raised
+from servers.governance.threat import LEVELS, Raised
 
 MIGRATIONS = (
     Migration(
@@ -193,6 +195,15 @@ MIGRATIONS = (
             SELECT agent_id, COUNT(*), 0.0, MAX(created_at), 0, 0.0, 0.0,
                 (SELECT COUNT(*) FROM counterparties c WHERE c.agent_id = decisions.agent_id), 'none', 0.0
             FROM decisions GROUP BY agent_id;
+        """,
+    ),
+    Migration(
+        5,
+        "the worst of every agent, found by index: what an agent first seen with no owner takes on",
+        """
+        CREATE INDEX profiles_by_threat ON profiles (threat_level);
+        CREATE INDEX profiles_by_reputation ON profiles (reputation);
+        CREATE INDEX agent_baselines_by_raised ON agent_baselines (raised, raised_since);
         """,
     ),
 )
@@ -356,6 +367,24 @@ class GovernanceTx(Queries):
             )
             for row in rows
         ]
+
+    def worst_of_all(self) -> list[Sibling]:
+        """The worst of every agent governance knows, as a few stand-ins for them all: the highest assigned level
+        with the lowest reputation, and for each raised level its latest raise (the one that decays last).
+        A handful of index lookups (migration 5), however many agents there are."""
+        assigned: ThreatLevel = "none"
+        for level in LEVELS[:0:-1]:  # critical first
+            if self._s.one("SELECT 1 FROM profiles WHERE threat_level = ? LIMIT 1", (level,)):
+                assigned = level
+                break
+        lowest = self._s.one("SELECT MIN(reputation) AS reputation FROM profiles")
+        assert lowest is not None
+        raises = []
+        for level in LEVELS[1:]:
+            row = self._s.one("SELECT MAX(raised_since) AS since FROM agent_baselines WHERE raised = ?", (level,))
+            if row is not None and row["since"] is not None:
+                raises.append(Sibling("none", Raised(level, float(row["since"])), None))
+        return [Sibling(assigned, Raised(), lowest["reputation"]), *raises]
 
     def add_threat_change(self, agent_id: str, change: ThreatChange) -> None:
         self._s.run("INSERT INTO threat_changes (agent_id, record) VALUES (?, ?)", (agent_id, change.model_dump_json()))

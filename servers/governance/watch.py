@@ -3,14 +3,23 @@ threat level raised or decayed, and all of it written back. Every flagged decisi
 the level in force goes to `threat_changes` (governance://agents/{id}/flags); a change of the level
 in force also to the audit chain (a `threat` entry), beside the decision's own entry, which names its flags.
 
-Who owns an agent: `owner` here comes from the caller (servers.governance.server's `_owner`). An agent
-is given an owner once, when governance first learns it (first seen with one, or given one by
-`set_agent_profile`); evaluate_action never changes it afterwards. On joining an owner it takes on the
-worst threat level and the lowest reputation of the owner's other agents (servers.governance.threat).
+Who owns an agent: only an admin says (servers.governance.access), through `set_agent_profile` or the
+`owner` of its evaluate_action. An agent is given an owner once, when governance first learns it (first
+seen with one, or given one by `set_agent_profile`); evaluate_action never changes it afterwards. On
+joining an owner it takes on the worst threat level and the lowest reputation of the owner's other agents
+(servers.governance.threat), so a fresh DID of a known owner starts no more trusted than its siblings.
+
+A DID first seen with no owner is its own owner, and nobody has said whose it is: it could be any known
+agent under a new name. So it takes on the worst of every agent governance knows, the same way: the
+highest assigned level, the latest raise of each raised level, the lowest reputation. In a mesh where no
+agent is suspect that costs a newcomer nothing; where one is, every unowned newcomer starts where that one
+is, until an admin records its owner (which replaces the assigned level and reputation with the owner's
+agents' worst). A fresh DID therefore never starts more trusted than the least trusted agent it could be.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from servers.common.clock import utc
@@ -25,7 +34,7 @@ from servers.governance.models import (
     ThreatLevel,
 )
 from servers.governance.rules import DEFAULT_REPUTATION, Request
-from servers.governance.store import GovernanceTx
+from servers.governance.store import GovernanceTx, Sibling
 from servers.governance.threat import Raised, in_force, inherited, worst
 
 
@@ -65,10 +74,9 @@ class Watch:
 def known(tx: GovernanceTx, agent_id: str, owner: str | None, now: float, period: float) -> AgentProfile:
     """The agent's profile, recorded on first sight; with `owner`, the agent joins it if it has none yet."""
     profile = tx.profile(agent_id)
-    if profile is None:
-        profile = AgentProfile(agent_id=agent_id)
-        if owner is None:
-            tx.save_profile(profile, now)
+    if profile is None and owner is None:
+        return unowned(tx, agent_id, now, period)
+    profile = profile or AgentProfile(agent_id=agent_id)
     if profile.owner is not None or owner is None:
         return profile
     return join(tx, profile.model_copy(update={"owner": owner}), now, period)
@@ -78,18 +86,9 @@ def join(tx: GovernanceTx, profile: AgentProfile, now: float, period: float) -> 
     """Save `profile`, whose agent joins `profile.owner`: it takes on the worst threat level and the lowest
     reputation of the owner's other agents, so a fresh DID starts no more trusted than its siblings."""
     assert profile.owner is not None
-    siblings = tx.siblings(profile.owner, profile.agent_id)
     old = tx.profile(profile.agent_id)
     own = tx.agent_baseline(profile.agent_id)[1].at(now, period)
-    raised = inherited(own, [sibling.raised for sibling in siblings], now, period)
-    prior = DEFAULT_REPUTATION if profile.reputation is None else profile.reputation
-    lower = [s.reputation for s in siblings if s.reputation is not None and s.reputation < prior]
-    joined = profile.model_copy(
-        update={
-            "threat_level": worst([profile.threat_level, *(sibling.assigned for sibling in siblings)]),
-            "reputation": min(lower, default=profile.reputation),
-        }
-    )
+    joined, raised = takes_on(profile, own, tx.siblings(profile.owner, profile.agent_id), now, period)
     tx.save_profile(joined, now)
     if raised != own:
         tx.set_raised(profile.agent_id, raised)
@@ -98,12 +97,65 @@ def join(tx: GovernanceTx, profile: AgentProfile, now: float, period: float) -> 
     return joined
 
 
-def watch(
-    tx: GovernanceTx, profile: AgentProfile, request: Request, thresholds: frozenset[int], now: float, period: float
+def newcomer(tx: GovernanceTx, agent_id: str, now: float, period: float) -> tuple[AgentProfile, Raised]:
+    """What an agent first seen with no owner starts with: the worst of every agent known (reads only)."""
+    return takes_on(AgentProfile(agent_id=agent_id), Raised(), tx.worst_of_all(), now, period)
+
+
+def unowned(tx: GovernanceTx, agent_id: str, now: float, period: float) -> AgentProfile:
+    """Record an agent first seen with no owner, as `newcomer` has it."""
+    profile, raised = newcomer(tx, agent_id, now, period)
+    tx.save_profile(profile, now)
+    if raised.level != "none":
+        tx.set_raised(agent_id, raised)
+    _change(tx, agent_id, None, "unowned", [], "none", in_force(profile.threat_level, raised), now)
+    return profile
+
+
+def takes_on(
+    profile: AgentProfile, own: Raised, others: Iterable[Sibling], now: float, period: float
+) -> tuple[AgentProfile, Raised]:
+    """`profile` and its raised level `own` after taking on the worst of `others`: the highest assigned level,
+    the highest raised level with its clock (decayed to `now`), and the lowest reputation below its own. Pure."""
+    others = list(others)
+    raised = inherited(own, [other.raised for other in others], now, period)
+    prior = DEFAULT_REPUTATION if profile.reputation is None else profile.reputation
+    lower = [other.reputation for other in others if other.reputation is not None and other.reputation < prior]
+    taken = profile.model_copy(
+        update={
+            "threat_level": worst([profile.threat_level, *(other.assigned for other in others)]),
+            "reputation": min(lower, default=profile.reputation),
+        }
+    )
+    return taken, raised
+
+
+def dry(
+    tx: GovernanceTx, agent_id: str, request: Request, thresholds: frozenset[int], now: float, period: float
 ) -> Watch:
-    """Observe one action against the agent's baselines (reads only)."""
+    """The analysis `watch` would make of the agent's action now, recording nothing: an agent governance
+    has not seen yet as it would start."""
+    profile = tx.profile(agent_id)
+    if profile is not None:
+        return watch(tx, profile, request, thresholds, now, period)
+    profile, raised = newcomer(tx, agent_id, now, period)
+    return watch(tx, profile, request, thresholds, now, period, raised=raised)
+
+
+def watch(
+    tx: GovernanceTx,
+    profile: AgentProfile,
+    request: Request,
+    thresholds: frozenset[int],
+    now: float,
+    period: float,
+    *,
+    raised: Raised | None = None,
+) -> Watch:
+    """Observe one action against the agent's baselines (reads only); `raised` in place of the stored level."""
     agent_id = profile.agent_id
     agent, stored = tx.agent_baseline(agent_id)
+    stored = stored if raised is None else raised
     seen = Seen(
         agent=agent,
         kind=tx.type_baseline(agent_id, request.type),

@@ -31,7 +31,8 @@ def test_quorum_needs_distinct_approvals_and_any_rejection_rejects() -> None:
             A.address,
             [A.address],
             [],
-            "may not approve request 'apr-1': it is the requester or an agent of the same owner",
+            "may not approve request 'apr-1': it is the requester, the wallet it pays from, or an agent of the same "
+            "owner",
         ),
         (A.address, [], [Ballot(A.address, True, 1)], "has already voted"),
     ],

@@ -269,7 +269,7 @@ async def test_the_requester_and_agents_of_the_same_owner_may_not_approve(client
         approver=APPROVERS[0].address,
         signature=sign(APPROVERS[0], decision["approval"]["to_sign"]["approve"]),
     )
-    assert "it is the requester or an agent of the same owner" in message
+    assert "it is the requester, the wallet it pays from, or an agent of the same owner" in message
     await vote(client, decision, 1)
     assert (await vote(client, decision, 2))["outcome"] == "approved"
 
