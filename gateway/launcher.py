@@ -171,7 +171,12 @@ async def running_mesh(
                 name: Backend(name, targets[name], timeout_seconds=backend.timeout_seconds)
                 for name, backend in config.backends.items()
             },
-            delegation=Delegation(authority, GATEWAY, SERVERS),
+            # the mesh's servers that trust this authority: in process, or reached by URL
+            delegation=Delegation(
+                authority,
+                GATEWAY,
+                [n for n, t in targets.items() if n in SERVERS and (n in local or t.url is not None)],
+            ),
         )
         tasks = await stack.enter_async_context(anyio.create_task_group())
         tasks.start_soon(gateway.run)
