@@ -147,7 +147,12 @@ def set_process_principal(principal: Principal | None) -> None:
 
 
 def connection_principal() -> Principal | None:
-    return _connection_principal.get() or _process_principal[0]
+    """The principal an in-process connection was opened as (`acting_as`), if any."""
+    return _connection_principal.get()
+
+
+def process_principal() -> Principal | None:
+    return _process_principal[0]
 
 
 def current_principal() -> Principal | None:

@@ -26,6 +26,7 @@ from servers.common.auth import (
     connection_principal,
     current_principal,
     principal_of,
+    process_principal,
     serving,
 )
 
@@ -98,9 +99,14 @@ class Gate:
 
 
 def transport_principal() -> Principal | None:
-    """Who is on the other end: the HTTP request's bearer token, else the connection's or the process's principal."""
+    """Who is on the other end: an in-process connection's principal (a server calling a peer, the gateway calling
+    a backend, even while serving an HTTP request of someone else), else the HTTP request's bearer token, else the
+    process's principal (the host of a stdio server, `--no-auth`)."""
+    connection = connection_principal()
+    if connection is not None:
+        return connection
     access = get_access_token()
-    return principal_of(access) if access is not None else connection_principal()
+    return principal_of(access) if access is not None else process_principal()
 
 
 def caller() -> Principal:
