@@ -465,7 +465,9 @@ class ProcurementWorkflow(Workflow[Perception]):
                     "fields": {key: value["record"][key] for key in changes},
                 },
             )
-            failed = [result for result in await mesh.sync.propagate(uri, [target]) if not result.ok]
+            with mesh.acting():  # the replica pushes the edit as the agent
+                pushed = await mesh.sync.propagate(uri, [target])
+            failed = [result for result in pushed if not result.ok]
             if failed:
                 raise ActionFailedError("; ".join(f"{r.server}_{r.tool}: {r.error}" for r in failed))
         task.status, task.updated_at = "done", self.agent.clock()
