@@ -80,6 +80,8 @@ class SupplierAgent:
     identity: AgentIdentity
     price: str
     wallet: str = ""
+    wallet_proof: str = ""
+    """The wallet's binding to the supplier, as its card shows it."""
 
 
 @dataclass
@@ -215,13 +217,13 @@ async def list_suppliers(operator: MeshClient, chain_id: int, timeline: Timeline
     suppliers: dict[str, SupplierAgent] = {}
     for name, price in offers.items():
         identity = _identity(name, chain_id)
-        wallet = await _listed(operator, identity, CAPABILITY, f"{name} sells road bike frames by the lot", price)
-        suppliers[name] = SupplierAgent(identity, price, wallet)
+        binding = await _listed(operator, identity, CAPABILITY, f"{name} sells road bike frames by the lot", price)
+        suppliers[name] = SupplierAgent(identity, price, binding.wallet, binding.signature)
     buyers = [_identity(f"Buyer {n}", chain_id) for n in range(1, 6)]
     payments = len(suppliers) * RATINGS_PER_BUYER
     wallets = {}
     for buyer in buyers:
-        address = await _listed(operator, buyer, "procurement", "an earlier buyer", "1")
+        address = (await _listed(operator, buyer, "procurement", "an earlier buyer", "1")).wallet
         funds = format_usdc(parse_usdc(BUYER_STAKE) + payments * parse_usdc(BUYER_PAYMENT))
         await _call(operator, "wallet", "fund_wallet", Balance, address=address, amount=funds)
         as_buyer = operator.as_principal(buyer.principal)
@@ -261,9 +263,11 @@ async def list_suppliers(operator: MeshClient, chain_id: int, timeline: Timeline
     return suppliers
 
 
-async def _listed(operator: MeshClient, identity: AgentIdentity, capability: str, description: str, price: str) -> str:
-    """Another agent of the mesh, acting as itself: its own wallet, bound to it, and its card in discovery; the
-    operator tells governance who owns it. Returns the wallet's address."""
+async def _listed(
+    operator: MeshClient, identity: AgentIdentity, capability: str, description: str, price: str
+) -> WalletBinding:
+    """Another agent of the mesh, acting as itself: its own wallet, bound to it, and its card in discovery.
+    Returns the wallet's binding."""
     agent = operator.as_principal(identity.principal)
     wallet = await _call(
         agent, "wallet", "create_wallet", Wallet, label=identity.name, daily_limit="10000", per_transaction_limit="1000"
@@ -282,7 +286,7 @@ async def _listed(operator: MeshClient, identity: AgentIdentity, capability: str
         endpoint=f"http://127.0.0.1/agents/{identity.name.lower().replace(' ', '-')}/mcp",
     )
     await _call(agent, "discovery", "register_agent", Registration, **registration)
-    return wallet.address
+    return binding
 
 
 def _identity(name: str, chain_id: int) -> AgentIdentity:
