@@ -121,7 +121,7 @@ async def running_agent(
 
 @asynccontextmanager
 async def remote_gateway(
-    url: str, environ: Mapping[str, str], token: str | None, servers: Sequence[str] = SERVERS
+    url: str, environ: Mapping[str, str], token: str | None, servers: Sequence[str] = tuple(SERVERS)
 ) -> AsyncIterator[Gateway]:
     """A gateway over `servers` of a `stateset up` at `url` (each at /<name>/mcp), presenting `token`, once every
     one answers.
@@ -258,16 +258,16 @@ async def agent_loop(
         from gateway.launcher import running_mesh
 
         async with running_mesh(mesh, environ) as running:
-            operator = MeshClient(running.gateway, principal=OPERATOR)
+            local = MeshClient(running.gateway, principal=OPERATOR)
             async with running_agent(
-                running.gateway, config, mesh, environ, cosigners=cosigners, on_event=on_event, operator=operator
+                running.gateway, config, mesh, environ, cosigners=cosigners, on_event=on_event, operator=local
             ) as loop:
                 yield loop
         return
     credentials = await agent_credentials(config, mesh, environ)
     async with AsyncExitStack() as stack:
         gateway = await stack.enter_async_context(remote_gateway(url, environ, credentials.token))
-        operator = None
+        operator: MeshClient | None = None
         if credentials.operator_token is not None:
             operator_gateway = await stack.enter_async_context(
                 remote_gateway(url, environ, credentials.operator_token, servers=("wallet", "governance"))
