@@ -517,7 +517,7 @@ async def test_under_a_host_that_samples_its_model_chooses_among_feasible_option
         owner=stage.owner,
     ) as loop:
         server = build_agent_server(loop)
-        async with Client(server, mode=ERAS[era], sampling_callback=model) as host:  # type: ignore[arg-type]
+        async with Client(server, mode=ERAS[era], sampling_callback=model) as host:
             summary = await call(host, "run_cycle")
             frames = next(d for d in summary["decisions"] if d["goal"] == "frames")
             assert frames["planner"] == "sampling" and "Premium Frames" in frames["chosen"]
@@ -525,7 +525,7 @@ async def test_under_a_host_that_samples_its_model_chooses_among_feasible_option
             assert len(prompts) >= 1 and "buy:Frame Works" in prompts[0] and "Budget Frames" not in prompts[0]
             state = json.loads((await host.read_resource("agent://state")).contents[0].text)  # type: ignore[union-attr]
             assert state["tasks"][0]["params"]["supplier"]["name"] == "Premium Frames"
-        async with Client(server, mode=ERAS[era]) as plain:  # type: ignore[arg-type]
+        async with Client(server, mode=ERAS[era]) as plain:
             summary = await call(plain, "run_cycle")  # no sampling: the rules decide (here: wait for approval)
             assert all(d["planner"] == "rules" for d in summary["decisions"])
 
