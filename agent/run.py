@@ -34,7 +34,7 @@ from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
 from gateway.registry import SERVERS
 from gateway.sync import StateSync
-from servers.common.auth import Authority, Principal, acting_as
+from servers.common.auth import LOCAL_OPERATOR, Authority, Principal, acting_as, set_process_principal
 from servers.common.errors import InvalidInputError
 from servers.common.home import AUTHORITY_FILE
 from servers.common.identity import new_agent_did, parse_agent_did
@@ -238,6 +238,7 @@ async def serve_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str])
     config = load_agent_config(Path(args.config))
     await refuse_early(config, mesh, args.cosigner)
     async with agent_loop(args.url, config, mesh, environ, cosigners=args.cosigner) as loop:
+        set_process_principal(LOCAL_OPERATOR)  # a stdio server acts for the host that launched it
         await build_agent_server(loop).run_stdio_async()
     return 0
 
@@ -305,15 +306,16 @@ async def agent_credentials(config: AgentConfig, mesh: MeshSettings, environ: Ma
         agent_id = _token_subject(token)
         if existing is not None and existing.id != agent_id:
             raise ConfigError(
-                f"{TOKEN_VARIABLE} is a token for {agent_id}, but {config.name} in {data_dir} is {existing.id}: "
-                f"issue one for {existing.id} (`stateset token issue {existing.id} --scopes agent` on the mesh's host)"
+                f"{TOKEN_VARIABLE} is a token for {agent_id}, but {config.name} in {data_dir} is {existing.id}: issue "
+                f"one for {existing.id} (`stateset token issue --subject {existing.id} --scopes agent` on the mesh's "
+                "host)"
             )
         return Credentials(agent_id, token)
     if not (data_dir / AUTHORITY_FILE).exists():
         raise ConfigError(
             f"no token for the agent: set {TOKEN_VARIABLE} to a token the mesh's operator issues for it (`stateset "
-            "token issue did:stateset:agent:<uuid> --scopes agent` where `stateset up` runs; a new agent takes the "
-            "token's DID), or run the agent with the --home of that `stateset up`"
+            "token issue --subject did:stateset:agent:<uuid> --scopes agent` where `stateset up` runs; a new agent "
+            "takes the token's DID), or run the agent with the --home of that `stateset up`"
         )
     authority = Authority.load(data_dir, environ)
     agent_id = existing.id if existing else new_agent_did()
