@@ -124,7 +124,7 @@ OVERSIZED: list[tuple[str, dict[str, Any], str]] = [
     (
         "discovery_register_agent",
         {"card": CARD, "signature": "0x" + "00" * 65},
-        "card is 2184081 bytes as JSON; at most 65536 bytes are accepted",
+        "card is 2184101 bytes as JSON; at most 65536 bytes are accepted",
     ),
     (
         "salesforce_create_record",

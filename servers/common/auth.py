@@ -43,7 +43,10 @@ from servers.common.clock import Clock
 from servers.common.home import AUTHORITY_FILE, REVOKED_FILE
 from servers.common.logging import register_secret
 from servers.common.passwords import load_password, replace_secret, write_new
-from servers.common.scopes import ALL_SCOPES, SERVICE_SCOPES
+from servers.common.scopes import AGENT_SCOPES as AGENT_SCOPES  # re-exported: the usual sets beside tokens
+from servers.common.scopes import ALL_SCOPES as ALL_SCOPES
+from servers.common.scopes import PERSON_SCOPES as PERSON_SCOPES
+from servers.common.scopes import SERVICE_SCOPES
 from servers.common.settings import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -52,7 +52,11 @@ class PaymentProof(BaseModel):
     authorization: Annotated[
         dict[str, Any],
         AfterValidator(json_within(MAX_AUTHORIZATION_BYTES, hint="pass the receipt's authorization as it is")),
-        Field(description="The receipt's `authorization`: eth_signTypedData_v4 JSON of TransferWithAuthorization"),
+        Field(
+            max_length=8,
+            description="The receipt's `authorization`: eth_signTypedData_v4 JSON of TransferWithAuthorization, "
+            f"at most {MAX_AUTHORIZATION_BYTES} bytes",
+        ),
     ]
     signature: Signature = Field(description="The receipt's `signature`, by the paying wallet's key")
 
