@@ -1,6 +1,12 @@
 """An agent's first start, and every start after: its state, its wallet (funded from the sandbox faucet) and
 its listing in discovery, whatever kind of agent it is.
 
+The agent does what is its own as itself (its principal, `did:stateset:agent:<uuid>`): it creates its wallet (so
+it owns it), has the wallet sign the binding its card shows discovery, and registers. What is not an agent's to
+do is the operator's, when the start has one: minting its first funds with the faucet (wallet:admin) and telling
+governance who owns the agent and which wallet is its (governance:admin). Without an operator (an agent holding
+only its own token) those are left to the operator, and the timeline says so.
+
 A new agent is saved before anything is created for it elsewhere, and a start that was stopped halfway
 looks before it acts (a wallet this agent already owns, a balance already funded, a listing already
 there), so an agent stopped at any point of its first start ends with one wallet, funded once, listed
@@ -13,19 +19,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent.config import AgentConfig
-from agent.mesh import ActionFailedError
+from agent.mesh import ActionFailedError, MeshClient
 from agent.state import AgentState, Goal
 from agent.workflows.base import AgentContext
+from servers.common.bindings import WalletBinding
 from servers.common.errors import InvalidInputError
 from servers.common.identity import did_pkh, parse_address
 from servers.common.money import format_usdc
 from servers.common.settings import ConfigError
 from servers.discovery.models import AgentRecord, Registration
+from servers.governance.models import AgentProfile
 from servers.wallet.models import Balance, MultiSigPolicy, Wallet, WalletSummary
 
 
-async def start(agent: AgentContext, goals: Sequence[Goal], cosigners: Sequence[str] = ()) -> AgentState:
-    """Load the agent, or create it with `goals`: its state, wallet, funds and listing.
+async def start(
+    agent: AgentContext, goals: Sequence[Goal], cosigners: Sequence[str] = (), operator: MeshClient | None = None
+) -> AgentState:
+    """Load the agent, or create it with `goals`: its state, wallet, funds and listing; `operator` funds it and
+    records its owner in governance.
 
     Raises:
         ConfigError: the deployment file asks for co-signers it does not name and `cosigners` does not add.
@@ -53,7 +64,7 @@ async def start(agent: AgentContext, goals: Sequence[Goal], cosigners: Sequence[
             )
         )
     journal.adopt(state)
-    await _wallet_and_listing(agent, state, cosigners, resuming=resuming)
+    await _wallet_and_listing(agent, state, cosigners, operator, resuming=resuming)
     state.bootstrapped_at = agent.clock()
     await journal.save()
     return state
@@ -84,7 +95,7 @@ def multi_sig_policy(config: AgentConfig, cosigners: Sequence[str]) -> MultiSigP
 
 
 async def _wallet_and_listing(
-    agent: AgentContext, state: AgentState, cosigners: Sequence[str], *, resuming: bool
+    agent: AgentContext, state: AgentState, cosigners: Sequence[str], operator: MeshClient | None, *, resuming: bool
 ) -> None:
     """The wallet, its funds and the listing. A new agent has none of them; one whose start was stopped
     halfway is asked about each before it is made."""
@@ -110,9 +121,18 @@ async def _wallet_and_listing(
         address = created.address
     state.wallet = address
     await journal.save()
-    if new_wallet or not await _funded(agent, address):
-        await mesh.call("wallet", "fund_wallet", Balance, address=address, amount=format_usdc(wallet.initial_balance))
+    funded = "funded with"
+    if operator is None:
+        funded = "to be funded by the operator (the faucet is wallet:admin's) with"
+    elif new_wallet or not await _funded(agent, address):
+        await operator.call(
+            "wallet", "fund_wallet", Balance, address=address, amount=format_usdc(wallet.initial_balance)
+        )
+    if operator is not None:  # who owns the agent, for governance's rule that no one approves their own request
+        profile = AgentProfile(agent_id=state.id, owner=state.owner, address=address)
+        await operator.call("governance", "set_agent_profile", AgentProfile, profile=profile.model_dump(mode="json"))
     if new_wallet or not await _listed(agent, state.id, address):
+        binding = await mesh.call("wallet", "sign_binding", WalletBinding, address=address, agent_id=state.id)
         registration = agent.identity.registration(
             capabilities=config.capabilities,
             description=config.description,
@@ -121,13 +141,14 @@ async def _wallet_and_listing(
             wallet=address,
             issued_at=int(agent.clock()),
             endpoint=f"http://127.0.0.1/agents/{config.name}/mcp",
+            wallet_proof=binding.signature,
         )
         await mesh.call("discovery", "register_agent", Registration, **registration)
     rule = wallet.multi_sig
     journal.emit(
         "bootstrap",
         f"{config.name} created",
-        f"{state.id}\nsigning key {state.address}; wallet {address} funded with "
+        f"{state.id}\nsigning key {state.address}; wallet {address} {funded} "
         f"{format_usdc(wallet.initial_balance)} USDC\nlimits {format_usdc(wallet.per_transaction_limit)} per "
         f"payment, {format_usdc(wallet.daily_limit)} a day"
         + (f"; {rule.threshold} co-signers at {format_usdc(rule.above)} USDC or more" if rule else "")

@@ -158,9 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent_run.add_argument("config", type=Path, help="the deployment file, e.g. configs/agents/procurement.yaml")
     agent_run.add_argument("--cycles", type=int, default=1, help="how many cycles (default: 1)")
     agent_run.add_argument("--interval", type=float, default=5.0, help="seconds between cycles (default: 5)")
-    agent_run.add_argument(
-        "--url", help="a running `stateset up`, e.g. http://127.0.0.1:8765 (token: STATESET_MESH_TOKEN)"
-    )
+    agent_run.add_argument("--url", help="a running `stateset up`, e.g. http://127.0.0.1:8765 (token: STATESET_TOKEN)")
     agent_run.add_argument(
         "--cosigner", action="append", default=[], metavar="ADDRESS", help="a multi-sig co-signer (repeatable)"
     )

@@ -33,6 +33,7 @@ from agent.state import AgentState, AgentStore, AuditEntry, Episode, Goal, GoalT
 from agent.workflows.base import AgentContext, Workflow
 from gateway.aggregate import Gateway
 from gateway.sync import StateSync
+from servers.common.auth import Principal
 from servers.common.money import format_usdc
 from servers.reputation.models import Reputation
 from servers.wallet.models import Balance, Limits
@@ -65,8 +66,13 @@ class AgentLoop:
         cosigners: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
         on_event: Callable[[Event], None] | None = None,
+        principal: Principal | None = None,
+        operator: MeshClient | None = None,
     ) -> None:
-        self.mesh = MeshClient(gateway, sync)
+        """`principal`: whom the agent's calls through `gateway` are made as, when the gateway runs in this
+        process (over a URL its token says); `operator`: the mesh as an operator, to fund and profile a new agent."""
+        self.mesh = MeshClient(gateway, sync, principal)
+        self.operator = operator
         self.journal = Journal(store, clock, on_event)
         self.agent = AgentContext(self.mesh, self.journal, config, identity, clock)
         self.workflow = workflow(self.agent)
@@ -96,7 +102,7 @@ class AgentLoop:
         Raises:
             ConfigError: a new wallet's multi-sig rule names fewer co-signers than its threshold.
         """
-        return await bootstrap.start(self.agent, self._new_goals, self.cosigners)
+        return await bootstrap.start(self.agent, self._new_goals, self.cosigners, self.operator)
 
     # the cycle
 

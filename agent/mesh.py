@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import mcp_types as types
@@ -33,6 +34,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.aggregate import Gateway
 from gateway.sync import StateSync
+from servers.common.auth import Principal, acting_as
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,11 +91,24 @@ def _read_failure(uri: str, exc: MCPError) -> ActionFailedError:
 
 class MeshClient:
     """Tools and resources of the mesh. Resources come from the agent's replica when it has one (followed on
-    first use, kept current by the backends' change notifications), else straight through the gateway."""
+    first use, kept current by the backends' change notifications), else straight through the gateway.
 
-    def __init__(self, gateway: Gateway, sync: StateSync | None = None) -> None:
+    With a `principal`, every call and read is that principal's: a gateway in this process passes it on to the
+    backends (gateway.delegation). Without one, the calls are whoever the gateway's connections are: over a URL,
+    the bearer token the gateway presents."""
+
+    def __init__(self, gateway: Gateway, sync: StateSync | None = None, principal: Principal | None = None) -> None:
         self.gateway = gateway
         self.sync = sync
+        self.principal = principal
+
+    def acting(self) -> Any:
+        """The context in which this client's calls are its principal's."""
+        return nullcontext() if self.principal is None else acting_as(self.principal)
+
+    def as_principal(self, principal: Principal) -> MeshClient:
+        """The same mesh, without the replica, called as `principal` (an operator, a person)."""
+        return MeshClient(self.gateway, principal=principal)
 
     async def call(self, server: str, tool: str, answer: type[M], **arguments: Any) -> M:
         """`server`'s `tool` with `arguments` (None values left out); its structured result as `answer`.
@@ -105,7 +120,8 @@ class MeshClient:
         """
         arguments = {key: value for key, value in arguments.items() if value is not None}
         try:
-            result = await self.gateway.call(server, tool, arguments)
+            with self.acting():
+                result = await self.gateway.call(server, tool, arguments)
         except MCPError as exc:  # a protocol error the backend raised (not authorised, not ready)
             raise ActionFailedError(f"{server}_{tool}: {exc.message}") from exc
         if result.is_error:
@@ -125,11 +141,12 @@ class MeshClient:
         if self.sync is None:
             return _parse(uri, shape, await self.read_json(uri))
         try:
-            replica = self.sync.get(uri)
-            if replica is None:
-                replica = await self.sync.follow(uri)
-            elif fresh:
-                replica = await self.sync.refresh(uri)
+            with self.acting():
+                replica = self.sync.get(uri)
+                if replica is None:
+                    replica = await self.sync.follow(uri)
+                elif fresh:
+                    replica = await self.sync.refresh(uri)
         except MCPError as exc:
             raise _read_failure(uri, exc) from exc
         return _parse(uri, shape, replica.data)
@@ -154,7 +171,8 @@ class MeshClient:
             ActionFailedError: no backend serves it, or it is not JSON.
         """
         try:
-            result = await self.gateway.read_resource(uri)
+            with self.acting():
+                result = await self.gateway.read_resource(uri)
         except MCPError as exc:
             raise _read_failure(uri, exc) from exc
         block = result.contents[0]

@@ -1,4 +1,10 @@
-"""`stateset agent run`: an agent from its deployment file, against a running mesh or one started here."""
+"""`stateset agent run`: an agent from its deployment file, against a running mesh or one started here.
+
+The agent acts as its own DID with AGENT_SCOPES. In this process, its calls carry its principal through the
+gateway (gateway.delegation). Over a URL, its gateway presents a token: STATESET_TOKEN (whose subject becomes a new
+agent's DID), or else one this command issues for the agent from the authority of the data directory it shares
+with that `stateset up` (with an operator's token beside it, to fund and profile a new agent).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,13 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+import jwt
 
 from agent.bootstrap import multi_sig_policy
 from agent.cognition import Planner
@@ -18,6 +26,7 @@ from agent.config import AgentConfig
 from agent.identity import AgentIdentity
 from agent.journal import Event
 from agent.loop import AgentLoop
+from agent.mesh import MeshClient
 from agent.state import AgentStore
 from agent.workflows import load_agent_config, workflow_for
 from agent.workflows.base import Workflow
@@ -25,15 +34,33 @@ from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
 from gateway.registry import SERVERS
 from gateway.sync import StateSync
-from servers.common.identity import new_agent_did
+from servers.common.auth import LOCAL_OPERATOR, Authority, Principal, acting_as, set_process_principal
+from servers.common.errors import InvalidInputError
+from servers.common.home import AUTHORITY_FILE
+from servers.common.identity import new_agent_did, parse_agent_did
 from servers.common.keystore import server_key
 from servers.common.logging import register_secret
+from servers.common.scopes import AGENT_SCOPES, ALL_SCOPES
 from servers.common.settings import ConfigError, MeshSettings, env_int
 
 MESH_WAIT_VARIABLE = "STATESET_MESH_WAIT"
 # How long `--url` waits for every server of the mesh there to answer: a `stateset up` started a moment before
 # is ready in 1-3 s on a quiet machine and has taken over 30 s on a loaded one (set the variable for such a one).
 MESH_WAIT_SECONDS = 15
+TOKEN_VARIABLE = "STATESET_TOKEN"
+AGENT_TOKEN_SECONDS = 86400  # a run's token; the next run issues another
+OPERATOR = Principal("did:stateset:operator:local", ALL_SCOPES - {"mesh:delegate"})
+"""Whoever runs the command on the machine that holds the data directory: funds and profiles new agents."""
+
+
+@dataclass
+class Credentials:
+    """Whom an agent's calls over a URL are made as: its DID, its token, and an operator's token if the command
+    could issue one."""
+
+    agent_id: str
+    token: str = field(repr=False)
+    operator_token: str | None = field(default=None, repr=False)
 
 
 @asynccontextmanager
@@ -49,9 +76,12 @@ async def running_agent(
     owner: str | None = None,
     on_event: Callable[[Event], None] | None = None,
     clock: Callable[[], float] = time.time,
+    agent_id: str | None = None,
+    operator: MeshClient | None = None,
 ) -> AsyncIterator[AgentLoop]:
-    """The agent named in `config`, loaded from the data directory or created there, started. Its kind's
-    workflow is the one its `type` names, unless `workflow` is given."""
+    """The agent named in `config`, loaded from the data directory or created there (as `agent_id` if given),
+    started, acting as itself; `operator` funds and profiles a new one. Its kind's workflow is the one its `type`
+    names, unless `workflow` is given."""
     data_dir = mesh.data_dir()
     async with AgentStore.open(data_dir / "agents.db") as store:
         existing = await store.find(config.name)
@@ -60,13 +90,17 @@ async def running_agent(
         key_file = data_dir / f"agent-{config.name}.json"
         signer = await server_key(key_file, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role=config.name)
         identity = AgentIdentity(
-            agent_id=existing.id if existing else new_agent_did(),
+            agent_id=existing.id if existing else agent_id or new_agent_did(),
             name=config.name,
             signer=signer,
             owner=existing.owner if existing else owner or signer.address,
             chain_id=mesh.chain_id,
         )
-        async with StateSync.open(gateway, data_dir / f"replica-{config.name}.db", clock=clock) as sync:
+        async with AsyncExitStack() as stack:
+            with acting_as(identity.principal):  # the replica's own reads (catching up) are the agent's
+                sync = await stack.enter_async_context(
+                    StateSync.open(gateway, data_dir / f"replica-{config.name}.db", clock=clock)
+                )
             loop = AgentLoop(
                 gateway,
                 store,
@@ -78,27 +112,31 @@ async def running_agent(
                 cosigners=cosigners,
                 on_event=on_event,
                 clock=clock,
+                principal=identity.principal,
+                operator=operator,
             )
             await loop.start()
             yield loop
 
 
 @asynccontextmanager
-async def remote_gateway(url: str, environ: Mapping[str, str]) -> AsyncIterator[Gateway]:
-    """A gateway over the servers of a `stateset up` at `url` (each at /<name>/mcp), once every one answers.
+async def remote_gateway(
+    url: str, environ: Mapping[str, str], token: str | None, servers: Sequence[str] = tuple(SERVERS)
+) -> AsyncIterator[Gateway]:
+    """A gateway over `servers` of a `stateset up` at `url` (each at /<name>/mcp), presenting `token`, once every
+    one answers.
 
     Raises:
         ConfigError: some did not answer within STATESET_MESH_WAIT seconds (naming the URL and which), or
             STATESET_MESH_WAIT is not a whole number of seconds.
     """
-    token = environ.get("STATESET_MESH_TOKEN") or None
     headers = {}
     if token is not None:
         register_secret(token)
         headers["Authorization"] = f"Bearer {token}"
     wait = env_int(environ, MESH_WAIT_VARIABLE, MESH_WAIT_SECONDS, minimum=1)
     base = url.rstrip("/")
-    gateway = Gateway({name: Backend(name, Target(url=f"{base}/{name}/mcp", headers=headers)) for name in SERVERS})
+    gateway = Gateway({name: Backend(name, Target(url=f"{base}/{name}/mcp", headers=headers)) for name in servers})
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
         ready = await gateway.wait_ready(wait)
@@ -139,10 +177,7 @@ async def run_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -
     config = load_agent_config(Path(args.config))
     await refuse_early(config, mesh, args.cosigner)
     show = Timeline()
-    async with (
-        mesh_gateway(args.url, mesh, environ) as gateway,
-        running_agent(gateway, config, mesh, environ, cosigners=args.cosigner, on_event=show) as loop,
-    ):
+    async with agent_loop(args.url, config, mesh, environ, cosigners=args.cosigner, on_event=show) as loop:
         needs = await loop.needs()
         if needs:
             show.show("needs", f"what the mesh lacks for {config.name}'s goals", "\n".join(needs))
@@ -202,22 +237,100 @@ async def serve_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str])
 
     config = load_agent_config(Path(args.config))
     await refuse_early(config, mesh, args.cosigner)
-    async with (
-        mesh_gateway(args.url, mesh, environ) as gateway,
-        running_agent(gateway, config, mesh, environ, cosigners=args.cosigner) as loop,
-    ):
+    async with agent_loop(args.url, config, mesh, environ, cosigners=args.cosigner) as loop:
+        set_process_principal(LOCAL_OPERATOR)  # a stdio server acts for the host that launched it
         await build_agent_server(loop).run_stdio_async()
     return 0
 
 
 @asynccontextmanager
-async def mesh_gateway(url: str | None, mesh: MeshSettings, environ: Mapping[str, str]) -> AsyncIterator[Gateway]:
-    """The mesh at `url`, or the whole mesh started in this process."""
-    if url:
-        async with remote_gateway(url, environ) as gateway:
-            yield gateway
-        return
-    from gateway.launcher import running_mesh
+async def agent_loop(
+    url: str | None,
+    config: AgentConfig,
+    mesh: MeshSettings,
+    environ: Mapping[str, str],
+    *,
+    cosigners: Sequence[str],
+    on_event: Callable[[Event], None] | None = None,
+) -> AsyncIterator[AgentLoop]:
+    """The agent against the mesh at `url` with its token, or against the whole mesh started in this process,
+    where the local operator funds and profiles it."""
+    if not url:
+        from gateway.launcher import running_mesh
 
-    async with running_mesh(mesh, environ) as running:
-        yield running.gateway
+        async with running_mesh(mesh, environ) as running:
+            local = MeshClient(running.gateway, principal=OPERATOR)
+            async with running_agent(
+                running.gateway, config, mesh, environ, cosigners=cosigners, on_event=on_event, operator=local
+            ) as loop:
+                yield loop
+        return
+    credentials = await agent_credentials(config, mesh, environ)
+    async with AsyncExitStack() as stack:
+        gateway = await stack.enter_async_context(remote_gateway(url, environ, credentials.token))
+        operator: MeshClient | None = None
+        if credentials.operator_token is not None:
+            operator_gateway = await stack.enter_async_context(
+                remote_gateway(url, environ, credentials.operator_token, servers=("wallet", "governance"))
+            )
+            operator = MeshClient(operator_gateway)
+        loop = await stack.enter_async_context(
+            running_agent(
+                gateway,
+                config,
+                mesh,
+                environ,
+                cosigners=cosigners,
+                on_event=on_event,
+                agent_id=credentials.agent_id,
+                operator=operator,
+            )
+        )
+        yield loop
+
+
+async def agent_credentials(config: AgentConfig, mesh: MeshSettings, environ: Mapping[str, str]) -> Credentials:
+    """The agent's DID and token for a mesh at a URL: STATESET_TOKEN's, or issued here from the authority of the
+    data directory this agent shares with the mesh.
+
+    Raises:
+        ConfigError: the token is not an agent's, is another agent's than the one saved here, or there is neither a
+            token nor an authority to issue one (saying what to do).
+    """
+    data_dir = mesh.data_dir()
+    async with AgentStore.open(data_dir / "agents.db") as store:
+        existing = await store.find(config.name)
+    token = environ.get(TOKEN_VARIABLE) or None
+    if token is not None:
+        register_secret(token)
+        agent_id = _token_subject(token)
+        if existing is not None and existing.id != agent_id:
+            raise ConfigError(
+                f"{TOKEN_VARIABLE} is a token for {agent_id}, but {config.name} in {data_dir} is {existing.id}: issue "
+                f"one for {existing.id} (`stateset token issue --subject {existing.id} --scopes agent` on the mesh's "
+                "host)"
+            )
+        return Credentials(agent_id, token)
+    if not (data_dir / AUTHORITY_FILE).exists():
+        raise ConfigError(
+            f"no token for the agent: set {TOKEN_VARIABLE} to a token the mesh's operator issues for it (`stateset "
+            "token issue --subject did:stateset:agent:<uuid> --scopes agent` where `stateset up` runs; a new agent "
+            "takes the token's DID), or run the agent with the --home of that `stateset up`"
+        )
+    authority = Authority.load(data_dir, environ)
+    agent_id = existing.id if existing else new_agent_did()
+    issued = authority.issue(agent_id, AGENT_SCOPES, AGENT_TOKEN_SECONDS)
+    operator = authority.issue(OPERATOR.did, OPERATOR.scopes, AGENT_TOKEN_SECONDS)
+    return Credentials(agent_id, issued.token, operator.token)
+
+
+def _token_subject(token: str) -> str:
+    """The agent DID a token is for (read, not verified: the mesh verifies it on every call)."""
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+        return parse_agent_did(str(subject), field="subject")
+    except (jwt.PyJWTError, InvalidInputError) as exc:
+        raise ConfigError(
+            f"{TOKEN_VARIABLE} is not a mesh token for an agent ({exc}): issue one with `stateset token issue "
+            "did:stateset:agent:<uuid> --scopes agent`"
+        ) from None

@@ -353,6 +353,8 @@ class ProcurementWorkflow(Workflow[Perception]):
     async def _paid(self, task: Task, payment: PaymentReceipt, cycle: int) -> None:
         state = self.agent.state
         task.payment_id, task.status = payment.payment_id, "paid"
+        # what proves to reputation that the agent dealt with the supplier it rates
+        task.params["payment_proof"] = {"authorization": payment.authorization, "signature": payment.signature}
         state.spending_history.append(
             Spend(
                 at=self.agent.clock(),
@@ -419,8 +421,15 @@ class ProcurementWorkflow(Workflow[Perception]):
             "financial_responsibility": 100,  # the price paid is the price listed
             "efficiency": int(round(60 + 40 * float(scores.get("price", 0.5)))),
         }
+        proof = task.params.get("payment_proof")
+        if proof is None:  # paid before receipts were kept with the task: nothing proves the dealing
+            raise ToolRefusedError(f"no payment receipt kept for {task.id}, so reputation has no proof to rate on")
         arguments = self.agent.identity.rating(
-            supplier.agent_id, task.id, outcomes, evidence={"payment": task.payment_id, "po": task.purchase_order}
+            supplier.agent_id,
+            task.id,
+            outcomes,
+            payment=proof,
+            evidence={"payment": task.payment_id, "po": task.purchase_order},
         )
         receipt = await self.agent.mesh.call("reputation", "record_interaction", RatingReceipt, **arguments)
         task.status, task.updated_at = "done", self.agent.clock()
@@ -456,7 +465,9 @@ class ProcurementWorkflow(Workflow[Perception]):
                     "fields": {key: value["record"][key] for key in changes},
                 },
             )
-            failed = [result for result in await mesh.sync.propagate(uri, [target]) if not result.ok]
+            with mesh.acting():  # the replica pushes the edit as the agent
+                pushed = await mesh.sync.propagate(uri, [target])
+            failed = [result for result in pushed if not result.ok]
             if failed:
                 raise ActionFailedError("; ".join(f"{r.server}_{r.tool}: {r.error}" for r in failed))
         task.status, task.updated_at = "done", self.agent.clock()

@@ -23,15 +23,25 @@ from adapters.retry import DEFAULT_BACKOFF
 from adapters.salesforce.sandbox import Fault
 from adapters.sap.sandbox import Fault as SapFault
 from agent.config import AgentConfig
-from agent.demo import AGENT_CONFIG, SupplierAgent, list_suppliers, officers_answer, procurement, set_stage
+from agent.demo import (
+    AGENT_CONFIG,
+    Officer,
+    SupplierAgent,
+    list_suppliers,
+    officers_answer,
+    procurement,
+    set_stage,
+)
 from agent.mesh import MeshClient
-from agent.run import Timeline, running_agent
+from agent.run import OPERATOR, Timeline, running_agent
 from agent.server import build_agent_server
 from agent.state import AgentStore
 from agent.workflows import load_agent_config
 from gateway.launcher import Mesh, running_mesh
+from servers.common.auth import Principal
 from servers.common.keystore import decrypt_account
 from servers.common.passwords import load_password
+from servers.common.scopes import PERSON_SCOPES
 from servers.common.settings import ConfigError, MeshSettings
 from tests.helpers import ERAS, call, scaled
 
@@ -43,9 +53,10 @@ class Stage:
     running: Mesh
     mesh: MeshSettings
     environ: dict[str, str]
-    officers: dict[str, LocalAccount]
+    officers: list[Officer]
     suppliers: dict[str, SupplierAgent]
     owner: str
+    operator: MeshClient
 
 
 @pytest.fixture
@@ -58,27 +69,38 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
 async def staged(home: Path, officers: dict[str, LocalAccount] | None = None) -> AsyncIterator[Stage]:
     environ = dict(os.environ) | {"STATESET_HOME": str(home), "STATESET_LOG_LEVEL": "WARNING"}
     mesh = MeshSettings.from_env(environ, home=home)
-    officers = officers or {"CFO": Account.create(), "controller": Account.create()}
+    accounts = officers or {"CFO": Account.create(), "controller": Account.create()}
     async with running_mesh(mesh, environ) as running:
         assert await running.gateway.wait_ready(scaled(10))
+        operator = MeshClient(running.gateway, principal=OPERATOR)
+        people = [
+            Officer(role, account, operator.as_principal(Principal(f"did:stateset:person:{role}", PERSON_SCOPES)))
+            for role, account in accounts.items()
+        ]
         suppliers: dict[str, SupplierAgent] = {}
         if not (home / "staged").exists():
             timeline = Timeline()
-            await set_stage(running.gateway, running.apps["sap"].sandbox, officers, timeline)
-            suppliers = await list_suppliers(running.gateway, mesh.chain_id, timeline)
+            await set_stage(operator, running.apps["sap"].sandbox, people, timeline)
+            suppliers = await list_suppliers(operator, mesh.chain_id, timeline)
             (home / "staged").touch()
-        yield Stage(running, mesh, environ, officers, suppliers, Account.create().address)
+        yield Stage(running, mesh, environ, people, suppliers, Account.create().address, operator)
 
 
 def cosigners(stage: Stage) -> list[str]:
-    return [officer.address for officer in stage.officers.values()]
+    return [officer.address for officer in stage.officers]
 
 
 async def test_a_purchase_spans_cycles_while_people_approve_and_co_sign(stage: Stage) -> None:
     config = load_agent_config(AGENT_CONFIG)
     gateway = stage.running.gateway
     async with running_agent(
-        gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+        gateway,
+        config,
+        stage.mesh,
+        stage.environ,
+        operator=stage.operator,
+        cosigners=cosigners(stage),
+        owner=stage.owner,
     ) as loop:
         first = await loop.execute_cycle()
         frames = next(d for d in first.decisions if d.goal_id == "frames")
@@ -92,10 +114,10 @@ async def test_a_purchase_spans_cycles_while_people_approve_and_co_sign(stage: S
         assert [t.status for t in loop.state.tasks] == ["awaiting_approval"]
         assert all(d.chosen.action == "hold" for d in second.decisions)
 
-        await officers_answer(gateway, loop, stage.officers, Timeline())
+        await officers_answer(loop, stage.officers, Timeline())
         await loop.execute_cycle()
         assert loop.state.tasks[0].status == "awaiting_signatures"
-        await officers_answer(gateway, loop, stage.officers, Timeline())
+        await officers_answer(loop, stage.officers, Timeline())
         await loop.execute_cycle()
         state = loop.state
         order = state.tasks[0]
@@ -114,7 +136,13 @@ async def test_a_purchase_spans_cycles_while_people_approve_and_co_sign(stage: S
 async def test_two_cycles_started_at_once_buy_once(stage: Stage) -> None:
     config = load_agent_config(AGENT_CONFIG)
     async with running_agent(
-        stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+        stage.running.gateway,
+        config,
+        stage.mesh,
+        stage.environ,
+        operator=stage.operator,
+        cosigners=cosigners(stage),
+        owner=stage.owner,
     ) as loop:
         async with anyio.create_task_group() as tasks:
             for _ in range(3):
@@ -137,7 +165,13 @@ async def test_an_agent_stopped_mid_purchase_resumes_where_it_was(tmp_path: Path
     async with (
         staged(tmp_path, officers) as stage,
         running_agent(
-            stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+            stage.running.gateway,
+            config,
+            stage.mesh,
+            stage.environ,
+            operator=stage.operator,
+            cosigners=cosigners(stage),
+            owner=stage.owner,
         ) as loop,
     ):
         await loop.execute_cycle()
@@ -145,14 +179,14 @@ async def test_an_agent_stopped_mid_purchase_resumes_where_it_was(tmp_path: Path
         assert first.tasks[0].status == "awaiting_approval"
     async with (  # the whole mesh and the agent start again
         staged(tmp_path, officers) as stage,
-        running_agent(stage.running.gateway, config, stage.mesh, stage.environ) as loop,
+        running_agent(stage.running.gateway, config, stage.mesh, stage.environ, operator=stage.operator) as loop,
     ):
         resumed = loop.state
         assert (resumed.id, resumed.wallet, resumed.address) == (first.id, first.wallet, first.address)
         assert resumed.tasks == first.tasks and resumed.metrics.cycles == 1
-        await officers_answer(stage.running.gateway, loop, officers, Timeline())
+        await officers_answer(loop, stage.officers, Timeline())
         await loop.execute_cycle()
-        await officers_answer(stage.running.gateway, loop, officers, Timeline())
+        await officers_answer(loop, stage.officers, Timeline())
         await loop.execute_cycle()
         assert loop.state.tasks[0].status == "done"
         wallets = await call_tool(stage, "wallet", "get_balance", address=resumed.wallet)
@@ -185,10 +219,14 @@ async def test_a_start_stopped_halfway_finishes_with_one_wallet_funded_once(
     gateway = stage.running.gateway
     die_after(monkeypatch, stopped_at)
     with pytest.raises(KeyboardInterrupt):
-        async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage)):
+        async with running_agent(
+            gateway, config, stage.mesh, stage.environ, operator=stage.operator, cosigners=cosigners(stage)
+        ):
             pass
     monkeypatch.undo()
-    async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage)) as loop:
+    async with running_agent(
+        gateway, config, stage.mesh, stage.environ, operator=stage.operator, cosigners=cosigners(stage)
+    ) as loop:
         state = loop.state
         assert state.bootstrapped_at is not None
         wallets = json.loads((await gateway.read_resource("wallet://wallets")).contents[0].text)  # type: ignore[union-attr]
@@ -209,13 +247,17 @@ async def test_a_new_agent_without_its_co_signers_is_refused_before_anything_is_
     gateway = stage.running.gateway
     for given in ([], cosigners(stage)[:1]):
         with pytest.raises(ConfigError) as refused:
-            async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=given):
+            async with running_agent(
+                gateway, config, stage.mesh, stage.environ, operator=stage.operator, cosigners=given
+            ):
                 pass
         message = str(refused.value)
         assert str(AGENT_CONFIG) in message and "wallet.multi_sig" in message and "--cosigner ADDRESS" in message
         assert f"need 2 co-signers and {len(given)}" in message
     with pytest.raises(ConfigError, match="co-signer 'not-an-address' is not an Ethereum address"):
-        async with running_agent(gateway, config, stage.mesh, stage.environ, cosigners=["not-an-address"]):
+        async with running_agent(
+            gateway, config, stage.mesh, stage.environ, operator=stage.operator, cosigners=["not-an-address"]
+        ):
             pass
     assert not (stage.mesh.home / f"agent-{config.name}.json").exists()
     async with AgentStore.open(stage.mesh.home / "agents.db") as store:
@@ -228,7 +270,13 @@ async def test_a_goal_saved_with_a_param_its_kind_does_not_allow_holds_that_goal
     """What an earlier version kept from a file with a misspelled key: the goal says why it cannot act."""
     config = load_agent_config(AGENT_CONFIG)
     async with running_agent(
-        stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+        stage.running.gateway,
+        config,
+        stage.mesh,
+        stage.environ,
+        operator=stage.operator,
+        cosigners=cosigners(stage),
+        owner=stage.owner,
     ) as loop:
         frames = next(goal for goal in loop.state.goals if goal.id == "frames")
         frames.params["max_prize"] = "90"
@@ -248,19 +296,21 @@ async def test_an_agent_killed_mid_step_pays_once_when_it_resumes(
     gateway = stage.running.gateway
 
     def start(**extra: Any) -> Any:
-        return running_agent(gateway, config, stage.mesh, stage.environ, owner=stage.owner, **extra)
+        return running_agent(
+            gateway, config, stage.mesh, stage.environ, operator=stage.operator, owner=stage.owner, **extra
+        )
 
     with pytest.raises(KeyboardInterrupt):
         async with start(cosigners=cosigners(stage)) as loop:
             die_after(monkeypatch, stopped_at)
             await loop.execute_cycle()  # governance asks the officers
-            await officers_answer(gateway, loop, stage.officers, Timeline())
+            await officers_answer(loop, stage.officers, Timeline())
             await loop.execute_cycle()  # approved: the wallet proposal
     monkeypatch.undo()
     async with start() as loop:
         for _ in range(3):
             await loop.execute_cycle()
-            await officers_answer(gateway, loop, stage.officers, Timeline())
+            await officers_answer(loop, stage.officers, Timeline())
         await loop.execute_cycle()
         state = loop.state
         procured = [t for t in state.tasks if t.action == "procure"]
@@ -293,7 +343,9 @@ async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_an
     gateway = stage.running.gateway
     die_after(monkeypatch, "execute_payment")
     with pytest.raises(KeyboardInterrupt):
-        async with running_agent(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+        async with running_agent(
+            gateway, config, stage.mesh, stage.environ, operator=stage.operator, owner=stage.owner
+        ) as loop:
             await loop.execute_cycle()
     monkeypatch.undo()
     frame_works = stage.suppliers["Frame Works"]
@@ -303,12 +355,15 @@ async def test_a_payment_made_just_before_the_agent_died_is_not_made_again_to_an
         price="80",
         region="US",
         wallet=frame_works.wallet,
+        wallet_proof=frame_works.wallet_proof,
         issued_at=int(time.time()) + 2,
         endpoint="http://127.0.0.1/agents/frame-works/mcp",
     )
     await call_tool(stage, "discovery", "register_agent", **relisted)
 
-    async with running_agent(gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+    async with running_agent(
+        gateway, config, stage.mesh, stage.environ, operator=stage.operator, owner=stage.owner
+    ) as loop:
         await loop.execute_cycle()
         state = loop.state
         [procured] = [t for t in state.tasks if t.action == "procure"]
@@ -324,7 +379,9 @@ async def test_a_paid_order_sap_cannot_take_yet_is_placed_once_when_sap_is_back(
     sap = stage.running.apps["sap"].sandbox
     orders_before = len(sap.orders)
     sap.inject(SapFault(method="POST"), times=DEFAULT_BACKOFF.attempts)  # every try the adapter makes
-    async with running_agent(stage.running.gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+    async with running_agent(
+        stage.running.gateway, config, stage.mesh, stage.environ, operator=stage.operator, owner=stage.owner
+    ) as loop:
         first = await loop.execute_cycle()
         [task] = loop.state.tasks
         assert (task.status, task.purchase_order) == ("paid", None) and task.payment_id
@@ -351,7 +408,9 @@ async def test_a_paid_order_whose_rating_times_out_is_rated_once_the_next_cycle(
     sap = stage.running.apps["sap"].sandbox
     orders_before = len(sap.orders)
     reputation = stage.running.gateway.backends["reputation"]
-    async with running_agent(stage.running.gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+    async with running_agent(
+        stage.running.gateway, config, stage.mesh, stage.environ, operator=stage.operator, owner=stage.owner
+    ) as loop:
         configured, reputation.timeout_seconds = reputation.timeout_seconds, 1e-6  # nothing answers that fast
         try:
             await loop.execute_cycle()
@@ -378,7 +437,9 @@ async def test_a_paid_order_sap_refuses_ends_the_task_saying_the_money_was_paid(
     config = loaded.model_copy(update={"sap": loaded.sap.model_copy(update={"supplier": "17400001"})})
     sap = stage.running.apps["sap"].sandbox
     orders_before = len(sap.orders)
-    async with running_agent(stage.running.gateway, config, stage.mesh, stage.environ, owner=stage.owner) as loop:
+    async with running_agent(
+        stage.running.gateway, config, stage.mesh, stage.environ, operator=stage.operator, owner=stage.owner
+    ) as loop:
         first = await loop.execute_cycle()
         [task] = loop.state.tasks
         assert task.status == "failed" and task.payment_id and not loop.state.open_tasks()
@@ -415,7 +476,13 @@ async def test_governance_denying_an_action_ends_the_task_and_moves_no_money(sta
     await call_tool(stage, "governance", "set_policy", policy=document)
     config = load_agent_config(AGENT_CONFIG)
     async with running_agent(
-        gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+        gateway,
+        config,
+        stage.mesh,
+        stage.environ,
+        operator=stage.operator,
+        cosigners=cosigners(stage),
+        owner=stage.owner,
     ) as loop:
         report = await loop.execute_cycle()
         state = loop.state
@@ -441,10 +508,16 @@ async def test_under_a_host_that_samples_its_model_chooses_among_feasible_option
         )
 
     async with running_agent(
-        stage.running.gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+        stage.running.gateway,
+        config,
+        stage.mesh,
+        stage.environ,
+        operator=stage.operator,
+        cosigners=cosigners(stage),
+        owner=stage.owner,
     ) as loop:
         server = build_agent_server(loop)
-        async with Client(server, mode=ERAS[era], sampling_callback=model) as host:  # type: ignore[arg-type]
+        async with Client(server, mode=ERAS[era], sampling_callback=model) as host:
             summary = await call(host, "run_cycle")
             frames = next(d for d in summary["decisions"] if d["goal"] == "frames")
             assert frames["planner"] == "sampling" and "Premium Frames" in frames["chosen"]
@@ -452,7 +525,7 @@ async def test_under_a_host_that_samples_its_model_chooses_among_feasible_option
             assert len(prompts) >= 1 and "buy:Frame Works" in prompts[0] and "Budget Frames" not in prompts[0]
             state = json.loads((await host.read_resource("agent://state")).contents[0].text)  # type: ignore[union-attr]
             assert state["tasks"][0]["params"]["supplier"]["name"] == "Premium Frames"
-        async with Client(server, mode=ERAS[era]) as plain:  # type: ignore[arg-type]
+        async with Client(server, mode=ERAS[era]) as plain:
             summary = await call(plain, "run_cycle")  # no sampling: the rules decide (here: wait for approval)
             assert all(d["planner"] == "rules" for d in summary["decisions"])
 
@@ -474,11 +547,17 @@ async def test_a_persons_edit_wins_over_the_agents_pending_one_and_the_conflict_
     gateway = stage.running.gateway
     org = stage.running.apps["salesforce"].org
     async with running_agent(
-        gateway, config, stage.mesh, stage.environ, cosigners=cosigners(stage), owner=stage.owner
+        gateway,
+        config,
+        stage.mesh,
+        stage.environ,
+        operator=stage.operator,
+        cosigners=cosigners(stage),
+        owner=stage.owner,
     ) as loop:
         for _ in range(2):
             await loop.execute_cycle()
-            await officers_answer(gateway, loop, stage.officers, Timeline())
+            await officers_answer(loop, stage.officers, Timeline())
         org.inject(Fault(status=400, code="FIELD_CUSTOM_VALIDATION_EXCEPTION", message="Locked", method="PATCH"))
         await loop.execute_cycle()  # the order completes; the opportunity update is refused
         state = loop.state

@@ -134,7 +134,9 @@ async def test_a_second_kind_of_agent_runs_through_the_same_loop_and_resumes(tmp
             "wallet", "create_wallet", Wallet, label="payee", daily_limit="100", per_transaction_limit="100"
         )
         config = tipper_config(payee.address)
-        async with running_agent(gateway, config, settings, environ, workflow=Tipper) as loop:
+        async with running_agent(
+            gateway, config, settings, environ, workflow=Tipper, operator=MeshClient(gateway)
+        ) as loop:
             reports = [await loop.execute_cycle() for _ in range(3)]
             assert [r.decisions[0].chosen.action for r in reports] == ["tip", "tip", "hold"]
             assert [e.title for e in reports[0].events if e.phase == "act"] == ["tipped 3 USDC"]
@@ -145,7 +147,9 @@ async def test_a_second_kind_of_agent_runs_through_the_same_loop_and_resumes(tmp
                 summary = await call(host, "run_cycle")
                 assert summary["cycle"] == 4 and summary["decisions"][0]["chosen"] == "hold: tipped enough"
         assert await balance(gateway, payee.address) == 6_000_000
-        async with running_agent(gateway, config, settings, environ, workflow=Tipper) as loop:
+        async with running_agent(
+            gateway, config, settings, environ, workflow=Tipper, operator=MeshClient(gateway)
+        ) as loop:
             assert loop.state.metrics.cycles == 4 and loop.state.id == state.id  # resumed, not created again
             report = await loop.execute_cycle()
             assert report.decisions[0].chosen.action == "hold"
