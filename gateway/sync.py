@@ -49,7 +49,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -64,6 +64,7 @@ from pydantic import BaseModel
 
 from gateway.aggregate import Gateway
 from gateway.backends import BackendUnavailableError
+from servers.common.auth import acting_as, connection_principal
 from servers.common.clock import Clock
 from servers.common.db import Database, Migration, Queries, Row
 from servers.common.errors import ConflictError, InvalidInputError, NotFoundError
@@ -602,6 +603,8 @@ class StateSync:
         self._locks: dict[str, anyio.Lock] = {}
         self._queued: set[str] = set()  # URIs with a background read waiting for their lock
         self._closed = False
+        # Reads on hearing a change run in the gateway's task, not the opener's: they act as whoever opened this.
+        self._principal = connection_principal()
 
     @classmethod
     @asynccontextmanager
@@ -814,13 +817,17 @@ class StateSync:
 
     async def _refresh_heard(self, uri: str) -> None:
         try:
-            async with self._lock(uri):
-                self._queued.discard(uri)
-                await self._refresh_locked(uri)
+            with acting_as(self._principal) if self._principal is not None else nullcontext():
+                await self._refresh_queued(uri)
         except MCPError as exc:
             logger.warning("could not read %s after it changed: %s", uri, exc.message)
         except Exception:  # a background task: nobody else would hear of it
             logger.exception("could not apply the change of %s", uri)
+
+    async def _refresh_queued(self, uri: str) -> None:
+        async with self._lock(uri):
+            self._queued.discard(uri)
+            await self._refresh_locked(uri)
 
     async def _catch_up(self) -> None:
         """Follow and read every followed URI again: after opening, and after a backend reconnects."""
