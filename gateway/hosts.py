@@ -5,9 +5,9 @@ Two shapes, both over stdio with one data directory:
 - the gateway: one entry, the whole mesh in one process behind the aggregate (`<server>_<tool>`);
 - one entry per server. The host starts each in its own process, so the servers that others reach
   (the wallet for reputation's stake, reputation and discovery for each other) also serve streamable
-  HTTP on their loopback port (`--peer-port`), which takes only the data directory's peer token, and the
-  servers that reach them are told where and which token file to present. The wallet trusts the
-  governance and reputation keys kept in the same data directory.
+  HTTP on their loopback port (`--peer-port`), which takes only tokens of the data directory's mesh authority,
+  and the servers that reach them are told where; each mints its own service token from the same authority.
+  The wallet trusts the governance and reputation keys kept in the same data directory.
 
 Plain data only: printing the entries starts nothing and imports neither MCP nor any key code.
 """
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway.registry import DEFAULT_PORTS, SERVERS
-from servers.common.home import PEER_TOKEN_FILE
 
 # server -> the peers it calls, by the setting that names each one's URL
 PEERS: dict[str, dict[str, str]] = {
@@ -45,7 +44,6 @@ def claude_config(command: str, home: Path, *, gateway: bool) -> dict[str, Any]:
             entry["env"] = {}
             for setting, peer in PEERS[name].items():
                 entry["env"][setting] = f"http://127.0.0.1:{DEFAULT_PORTS[peer]}/mcp"
-                entry["env"][setting.removesuffix("_URL") + "_TOKEN_FILE"] = str(home.resolve() / PEER_TOKEN_FILE)
         entries[f"stateset-{name}"] = entry
     return {"mcpServers": entries}
 

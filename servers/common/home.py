@@ -19,8 +19,6 @@ HOME_ID_FILE = "home.id"
 outside it (servers.common.passwords). Not a secret: a copy of the directory carries it, but not the password."""
 LEGACY_PASSWORD_FILE = "keystore.password"
 """Where releases before issue 12 kept the keystores' password, beside the keys it opens. Refused when present."""
-PEER_TOKEN_FILE = "peer.token"
-"""The bearer token servers sharing the directory present to each other's loopback peer port (0600)."""
 SERVER_KEYSTORES = {"governance": "governance.keystore.json", "reputation": "reputation.keystore.json"}
 """The keys servers sign with for others to trust (approval receipts, slash orders), by role."""
 ROTATIONS_SUFFIX = ".rotations.json"

@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,10 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from servers.common.errors import MeshError
-from servers.common.home import PEER_TOKEN_FILE
 from servers.common.identity import Signer
 from servers.common.logging import register_secret
-from servers.common.passwords import load_password, read_secret, write_new
+from servers.common.passwords import load_password, write_new
 from servers.common.rotation import (
     RELOAD_MARGIN_SECONDS,
     KeyRotation,
@@ -52,23 +50,6 @@ T = TypeVar("T")
 
 class KeystoreError(Exception):
     """A keystore could not be opened: wrong password or damaged file. Never carries key material."""
-
-
-def peer_token(data_dir: Path) -> str:
-    """The bearer token servers sharing this data directory present to each other's loopback peer port
-    (`stateset serve --peer-port`), from its 0600 file, created on first use."""
-    return secret_file(data_dir / PEER_TOKEN_FILE, "the servers' peer token")
-
-
-def secret_file(path: Path, what: str) -> str:
-    """A random secret kept in a 0600 file: created whole by whichever process comes first (servers a host
-    starts together race for it), then read by everyone; a file readable by others is refused."""
-    try:
-        if write_new(path, secrets.token_urlsafe(32) + "\n"):
-            logger.info("created %s in %s (mode 0600)", what, path)
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot hold {what}: {exc.strerror}") from None
-    return read_secret(path, what)
 
 
 def encrypt_account(account: LocalAccount, password: str, *, scrypt_n: int) -> str:

@@ -31,8 +31,8 @@ from servers.common.auth import Principal
 from servers.common.changes import Change, ChangePage
 from servers.common.clients import Target, connect, describe_error, subscribe_legacy
 from servers.common.errors import MeshError
-from servers.common.keystore import secret_file
 from servers.common.logging import register_secret
+from servers.common.passwords import read_secret
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ class Peer:
 
     @classmethod
     def from_env(cls, name: str, environ: Mapping[str, str]) -> Peer | None:
-        """The peer named by `STATESET_<NAME>_URL`, with the bearer token in `STATESET_<NAME>_TOKEN` or in the
-        0600 file `STATESET_<NAME>_TOKEN_FILE` names (created if absent: servers that share a data directory
-        share its peer token); None when the URL is not configured."""
+        """The peer named by `STATESET_<NAME>_URL`, with the mesh token in `STATESET_<NAME>_TOKEN` or in the 0600
+        file `STATESET_<NAME>_TOKEN_FILE` names (`stateset serve` mints one for its own service principal when
+        neither is set); None when the URL is not configured."""
         key = f"STATESET_{name.upper()}"
         url = environ.get(f"{key}_URL") or None
         if url is None:
@@ -81,7 +81,7 @@ class Peer:
         token = environ.get(f"{key}_TOKEN") or None
         token_file = environ.get(f"{key}_TOKEN_FILE") or None
         if token is None and token_file is not None:
-            token = secret_file(Path(token_file), f"the {name} server's token")
+            token = read_secret(Path(token_file), f"the {name} server's token")
         if token is not None:
             register_secret(token)
         return cls(name, Target(url=url, headers={} if token is None else {"Authorization": f"Bearer {token}"}))
