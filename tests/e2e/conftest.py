@@ -152,7 +152,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base URL, once every backend of its gateway is up (/ready)."""
     home, port = tmp_path_factory.mktemp("mesh"), free_port()
     up = Launch(
-        [STATESET, "up", "--port", str(port), "--home", str(home)],
+        # tokens are tried in test_http and test_auth; here every caller is the local operator
+        [STATESET, "up", "--port", str(port), "--home", str(home), "--no-auth"],
         port=port,
         ready="/ready",
         env=child_env(home),
@@ -164,12 +165,19 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def served(
-    home: Path, *args: str, env: dict[str, str] | None = None, server: str = "wallet", port: int | None = None
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    server: str = "wallet",
+    port: int | None = None,
+    auth: bool = False,
 ) -> Launch:
-    """`stateset serve <server> --transport ...` on a loopback port (a free one unless given)."""
+    """`stateset serve <server> --transport ...` on a loopback port (a free one unless given); without `auth`, over
+    HTTP with `--no-auth` (every caller the local operator)."""
     port = port or free_port()
+    open_to_all = [] if auth or "stdio" in args or "--transport" not in args else ["--no-auth"]
     return Launch(
-        [STATESET, "serve", server, "--port", str(port), *args],
+        [STATESET, "serve", server, "--port", str(port), *args, *open_to_all],
         port=port,
         ready="/health",
         env=env or child_env(home),
@@ -180,8 +188,26 @@ def served(
 
 @contextmanager
 def serving(
-    home: Path, *args: str, env: dict[str, str] | None = None, server: str = "wallet", port: int | None = None
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    server: str = "wallet",
+    port: int | None = None,
+    auth: bool = False,
 ) -> Iterator[Running]:
     """`stateset serve <server> --transport ...` until the block exits, from when it is ready."""
-    with launched(served(home, *args, env=env, server=server, port=port)) as (running,):
+    with launched(served(home, *args, env=env, server=server, port=port, auth=auth)) as (running,):
         yield running
+
+
+def issue_token(home: Path, subject: str, scopes: str, *, audience: str = "stateset-mesh") -> tuple[str, str]:
+    """`stateset token issue` for the data directory `home`: the token and its id."""
+    result = subprocess.run(
+        [STATESET, "token", "issue", "--subject", subject, "--scopes", scopes, "--audience", audience],
+        env=child_env(home),
+        capture_output=True,
+        text=True,
+        timeout=STEP,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip(), result.stderr.split()[1]

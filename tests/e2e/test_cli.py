@@ -25,7 +25,7 @@ def test_help_explains_every_command_and_option(tmp_path: Path) -> None:
     top = run("--help", env=child_env(tmp_path))
     assert top.returncode == 0 and "serve" in top.stdout and "demo" in top.stdout
     serve = run("serve", "--help", env=child_env(tmp_path))
-    for option in ("--transport", "--host", "--port", "--home", "stdio", "http", "sse", "STATESET_HTTP_TOKENS"):
+    for option in ("--transport", "--host", "--port", "--home", "stdio", "http", "sse", "STATESET_TOKEN", "--no-auth"):
         assert option in serve.stdout
 
 

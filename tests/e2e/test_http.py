@@ -6,18 +6,17 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.conftest import STATESET, STEP, Running, child_env, serving
+from tests.e2e.conftest import STATESET, STEP, Running, child_env, issue_token, serving
 from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-TOKEN = "agent-one-token-0123456789"
 
 
 # One server per transport for the tests that configure nothing: each makes wallets of its own.
@@ -53,30 +52,38 @@ async def test_legacy_sse_transport_serves_both_protocol_eras(over_sse: Running,
         assert wallet["label"] == "sse"
 
 
-async def test_with_tokens_configured_every_mcp_request_needs_one(tmp_path: Path) -> None:
-    env = child_env(tmp_path, STATESET_HTTP_TOKENS=f"agent-one:{TOKEN}")
-    with serving(tmp_path, "--transport", "http", env=env) as served:
+async def test_by_default_every_mcp_request_needs_a_mesh_token_and_a_revoked_one_is_refused(tmp_path: Path) -> None:
+    token, token_id = issue_token(tmp_path, "did:stateset:operator:ops", "all")
+    with serving(tmp_path, "--transport", "http", auth=True) as served:
         assert httpx2.get(f"{served.base}/health", timeout=STEP).status_code == 200  # probes stay open
         request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-        for headers in ({}, {"Authorization": "Bearer wrong-token-0000000000"}):
+        for headers in ({}, {"Authorization": "Bearer not-a-mesh-token"}):
             response = httpx2.post(f"{served.base}/mcp", json=request, headers=headers, timeout=STEP)
             assert response.status_code == 401
-            assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+            challenge = response.headers["www-authenticate"]
+            assert challenge.startswith('Bearer error="invalid_token"')
+            assert f'resource_metadata="{served.base}/.well-known/oauth-protected-resource/mcp"' in challenge
+        metadata = httpx2.get(f"{served.base}/.well-known/oauth-protected-resource/mcp", timeout=STEP).json()
+        assert metadata["resource"] == f"{served.base}/mcp"
         for era in ERAS.values():
-            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
             async with http, Client(streamable_http_client(f"{served.base}/mcp", http_client=http), mode=era) as client:  # type: ignore[arg-type]
-                assert len((await client.list_tools()).tools) == 12
-        assert TOKEN not in served.log.read_text()
+                assert len((await client.list_tools()).tools) == 13
+        revoked = await anyio.run_process([STATESET, "token", "revoke", token_id], env=child_env(tmp_path))
+        assert revoked.returncode == 0
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx2.post(f"{served.base}/mcp", json=request, headers=headers, timeout=STEP).status_code == 401
+        assert token not in served.log.read_text()
 
 
 async def test_sse_also_requires_the_token(tmp_path: Path) -> None:
-    env = child_env(tmp_path, STATESET_HTTP_TOKENS=f"agent-one:{TOKEN}")
-    with serving(tmp_path, "--transport", "sse", env=env) as served:
+    token, _ = issue_token(tmp_path, "did:stateset:operator:ops", "all")
+    with serving(tmp_path, "--transport", "sse", auth=True) as served:
         assert httpx2.get(f"{served.base}/sse", timeout=STEP).status_code == 401
         async with Client(
-            sse_client(f"{served.base}/sse", headers={"Authorization": f"Bearer {TOKEN}"}), read_timeout_seconds=STEP
+            sse_client(f"{served.base}/sse", headers={"Authorization": f"Bearer {token}"}), read_timeout_seconds=STEP
         ) as client:
-            assert len((await client.list_tools()).tools) == 12
+            assert len((await client.list_tools()).tools) == 13
 
 
 def test_serving_beyond_loopback_without_tokens_is_refused(tmp_path: Path) -> None:
