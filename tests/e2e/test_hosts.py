@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from eth_account import Account
@@ -18,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.agents import MeshAgent
-from tests.e2e.conftest import STATESET, STEP, child_env, free_port
+from tests.e2e.conftest import STATESET, STEP, child_env, free_port, issue_token
 from tests.helpers import ERAS, call, eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -125,11 +126,13 @@ async def test_per_server_entries_make_a_working_mesh(tmp_path: Path, era: str) 
         )
         assert slashed["stake"]["status"] == "settled"  # the wallet took reputation's slash order
 
-        # the wallet's peer port answers only the data directory's peer token, never an anonymous caller
+        # the wallet's peer port answers only tokens of the data directory's mesh authority, never an anonymous caller
         wallet_port = entries["stateset-wallet"]["args"][-1]
-        token = (home / "peer.token").read_text().strip()
+        token, _ = await anyio.to_thread.run_sync(
+            lambda: issue_token(home, "did:stateset:service:reputation", "wallet:audit,wallet:read")
+        )
         async with httpx2.AsyncClient(timeout=STEP) as http:
-            for headers in ({}, {"Authorization": "Bearer not-the-peer-token-0123456789"}):
+            for headers in ({}, {"Authorization": "Bearer not-a-mesh-token"}):
                 refused = await http.post(f"http://127.0.0.1:{wallet_port}/mcp", json={}, headers=headers)
                 assert refused.status_code == 401
         peer = {"Authorization": f"Bearer {token}"}
@@ -138,7 +141,7 @@ async def test_per_server_entries_make_a_working_mesh(tmp_path: Path, era: str) 
             Client(streamable_http_client(f"http://127.0.0.1:{wallet_port}/mcp", http_client=http)) as client,
         ):
             assert (await call(client, "get_balance", address=payer["address"]))["staked"] == "47.5"
-        assert oct((home / "peer.token").stat().st_mode & 0o777) == "0o600"
+        assert not (home / "peer.token").exists()
 
 
 async def test_the_gateway_entry_launches_the_whole_mesh(tmp_path: Path) -> None:
