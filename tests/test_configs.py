@@ -58,17 +58,12 @@ def test_claude_config_launches_every_server_or_the_gateway(tmp_path: Path) -> N
     }
     # the servers others reach serve their loopback port, and those who reach them are told where
     assert servers["stateset-wallet"]["args"][-2:] == ["--peer-port", "8701"]
-    token = str(tmp_path.resolve() / "peer.token")  # the peer ports take only the data directory's token
+    # no token in the entries: each server mints its own from the data directory's mesh authority
     assert servers["stateset-reputation"]["env"] == {
         "STATESET_DISCOVERY_URL": "http://127.0.0.1:8704/mcp",
-        "STATESET_DISCOVERY_TOKEN_FILE": token,
         "STATESET_WALLET_URL": "http://127.0.0.1:8701/mcp",
-        "STATESET_WALLET_TOKEN_FILE": token,
     }
-    assert servers["stateset-discovery"]["env"] == {
-        "STATESET_REPUTATION_URL": "http://127.0.0.1:8703/mcp",
-        "STATESET_REPUTATION_TOKEN_FILE": token,
-    }
+    assert servers["stateset-discovery"]["env"] == {"STATESET_REPUTATION_URL": "http://127.0.0.1:8703/mcp"}
     gateway = claude_config("/opt/stateset", tmp_path, gateway=True)["mcpServers"]
     assert gateway == {
         "stateset-mesh": {"command": "/opt/stateset", "args": ["gateway", "--home", str(tmp_path.resolve())]}
