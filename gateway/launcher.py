@@ -231,7 +231,7 @@ def open_to_everyone(no_auth: bool, host: str) -> TrustRoot | None:
     """`--no-auth`: every caller acts as the local operator (logged); None when tokens are required."""
     if not no_auth:
         return None
-    check_exposure(host, None)
+    check_exposure(host, authenticated=False)
     set_process_principal(LOCAL_OPERATOR)
     logger.warning("--no-auth: no token is asked for; every caller acts as the local operator, with every scope")
     return None

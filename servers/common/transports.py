@@ -74,7 +74,7 @@ def http_app(
 
     With `trust`, every MCP request needs a bearer token for this server (see `protect`); `base_url` (where it
     listens) names the protected-resource metadata."""
-    check_exposure(host, trust)
+    check_exposure(host, authenticated=trust is not None)
     if transport == "http":
         inner = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     else:
@@ -174,8 +174,8 @@ class ToolScopeCheck:
         await send({"type": "http.response.body", "body": body})
 
 
-def check_exposure(host: str, trust: TrustRoot | None) -> None:
-    if host not in LOOPBACK_HOSTS and trust is None:
+def check_exposure(host: str, *, authenticated: bool) -> None:
+    if host not in LOOPBACK_HOSTS and not authenticated:
         raise ConfigError(
             f"refusing to serve on {host} without bearer tokens (--no-auth): anyone on the network could move money"
         )
@@ -239,6 +239,12 @@ async def serve_one(
     """
     if peer_port is not None and transport != "stdio":
         raise ConfigError(f"--peer-port is for stdio servers; over {transport} the peers reach this one at --port")
+    sock = None  # the port first: one in use is one line, before anything is created
+    if transport != "stdio":
+        check_exposure(host, authenticated=not no_auth)
+        sock = listen(host, port)
+    elif peer_port is not None:
+        sock = listen("127.0.0.1", peer_port)
     data_dir = mesh.data_dir()
     trust = None if no_auth else TrustRoot.of_home(data_dir, environ)
     if transport == "stdio":
@@ -246,12 +252,6 @@ async def serve_one(
     elif no_auth:
         set_process_principal(LOCAL_OPERATOR)
         logger.warning("--no-auth: every caller of %s acts as the local operator, with every scope", name)
-    sock = None
-    if transport != "stdio":
-        check_exposure(host, trust)
-        sock = listen(host, port)
-    elif peer_port is not None:
-        sock = listen("127.0.0.1", peer_port)
     environ = dict(environ) | peer_tokens(name, environ, data_dir)
     async with opener(mesh, environ) as running:
         server: MCPServer[Any] = running.server
