@@ -248,12 +248,15 @@ async def serve_one(
     data_dir = mesh.data_dir()
     trust = None if no_auth else TrustRoot.of_home(data_dir, environ)
     if transport == "stdio":
-        set_process_principal(stdio_principal(name, environ, trust or TrustRoot.of_home(data_dir, environ)))
+        host_principal = stdio_principal(name, environ, trust or TrustRoot.of_home(data_dir, environ))
     elif no_auth:
         set_process_principal(LOCAL_OPERATOR)
         logger.warning("--no-auth: every caller of %s acts as the local operator, with every scope", name)
     environ = dict(environ) | peer_tokens(name, environ, data_dir)
     async with opener(mesh, environ) as running:
+        if transport == "stdio":  # said once the server is open (a data directory in use is one line)
+            logger.info("over stdio, %s acts for the host that launched it, as %s", name, host_principal.did)
+            set_process_principal(host_principal)
         server: MCPServer[Any] = running.server
         if isinstance(server, MeshServer):
             server.gate.trust = trust  # checks the gateway's tokens for the callers it acts for
@@ -277,13 +280,11 @@ def stdio_principal(name: str, environ: Mapping[str, str], trust: TrustRoot) -> 
     """Whom a stdio server acts for: the principal of `STATESET_TOKEN` (checked), else the local operator."""
     token = environ.get("STATESET_TOKEN")
     if not token:
-        logger.info("over stdio, %s acts for the host that launched it, as %s", name, LOCAL_OPERATOR.did)
         return LOCAL_OPERATOR
     register_secret(token)
     principal = trust.verify(token, (name, MESH_AUDIENCE))
     if principal is None:
         raise ConfigError(f"STATESET_TOKEN is not a valid, unexpired, unrevoked mesh token for the {name} server")
-    logger.info("over stdio, %s acts as %s", name, principal.did)
     return principal
 
 

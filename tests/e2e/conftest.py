@@ -210,4 +210,5 @@ def issue_token(home: Path, subject: str, scopes: str, *, audience: str = "state
         timeout=STEP,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip(), result.stderr.split()[1]
+    said = next(line for line in result.stderr.splitlines() if line.startswith("token "))
+    return result.stdout.strip(), said.split()[1]

@@ -88,7 +88,7 @@ async def test_sse_also_requires_the_token(tmp_path: Path) -> None:
 
 def test_serving_beyond_loopback_without_tokens_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
-        [STATESET, "serve", "wallet", "--transport", "http", "--host", "0.0.0.0", "--port", "1"],
+        [STATESET, "serve", "wallet", "--transport", "http", "--host", "0.0.0.0", "--port", "1", "--no-auth"],
         env=child_env(tmp_path),
         capture_output=True,
         text=True,

@@ -46,7 +46,7 @@ def call(home: Path, target: list[str], tool: str, **arguments: str) -> dict[str
 
 def test_the_inspector_launches_the_wallet_over_stdio_and_lists_every_tool(tmp_path: Path) -> None:
     tools = inspector(tmp_path, STATESET, "serve", "wallet", "--method", "tools/list")["tools"]
-    assert len(tools) == 12
+    assert len(tools) == 13
     assert all(tool["description"] and tool["outputSchema"] and tool["annotations"] for tool in tools)
     target = [STATESET, "serve", "wallet"]
     wallet = call(tmp_path, target, "create_wallet", label="ops", daily_limit="500", per_transaction_limit="100")

@@ -39,7 +39,7 @@ async def test_up_on_a_fresh_machine_then_rotating_governance_while_it_runs(tmp_
     home, config = tmp_path / "home", tmp_path / "config"
     env = child_env(home, XDG_CONFIG_HOME=str(config))
     up = Launch(
-        [STATESET, "up", "--port", str(port := free_port()), "--home", str(home)],
+        [STATESET, "up", "--port", str(port := free_port()), "--home", str(home), "--no-auth"],
         port=port,
         ready="/ready",
         env=env,

@@ -19,7 +19,7 @@ async def test_a_host_launches_the_wallet_over_stdio_and_uses_it_across_restarts
     async with Client(params, mode=ERAS[era], read_timeout_seconds=STEP) as client:  # type: ignore[arg-type]
         assert client.protocol_version == era
         assert client.server_info is not None and client.server_info.name == "wallet"
-        assert len((await client.list_tools()).tools) == 12
+        assert len((await client.list_tools()).tools) == 13
         payer = (await call(client, "create_wallet", label="a", daily_limit="50", per_transaction_limit="10"))[
             "address"
         ]
