@@ -265,6 +265,7 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
     async with running_mesh(mesh, environ, config=config) as running:
         trust = None if args.no_auth else running.authority.trust_root()
         app = mesh_app(running, host=args.host, base_url=base, trust=trust)
+        token_file = None if trust is None else operator_token(running, mesh.data_dir())  # before anyone is served
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(run_app, app, sock)
             ready = await running.gateway.wait_ready(10)
@@ -276,12 +277,11 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
                 base,
                 ", ".join(running.servers) or "none in this process",
             )
-            if trust is not None:
-                path = operator_token(running, mesh.data_dir())
+            if token_file is not None:
                 logger.info(
                     "every request needs a token: send 'Authorization: Bearer $(cat %s)' as the operator, or issue "
                     "one per agent and person with: stateset token issue --subject DID --scopes ...",
-                    path,
+                    token_file,
                 )
 
 

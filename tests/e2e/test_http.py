@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.e2e.conftest import STATESET, STEP, Running, child_env, issue_token, serving
+from tests.e2e.conftest import STATESET, STEP, Launch, Running, child_env, free_port, issue_token, launched, serving
 from tests.helpers import ERAS, call
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -102,3 +102,27 @@ def test_a_foreign_host_header_is_refused(over_http: Running) -> None:
     request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     response = httpx2.post(f"{over_http.base}/mcp", json=request, headers={"Host": "evil.example:80"}, timeout=STEP)
     assert response.status_code == 421
+
+
+async def test_up_asks_every_caller_for_a_token_and_writes_the_operators_on_first_start(tmp_path: Path) -> None:
+    home, port = tmp_path / "home", free_port()
+    up = Launch(
+        [STATESET, "up", "--port", str(port), "--home", str(home)],
+        port=port,
+        ready="/ready",
+        env=child_env(home),
+        log=tmp_path / "up.log",
+        name="stateset up",
+    )
+    with launched(up) as (running,):
+        token_file = home / "operator.token"
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        token = token_file.read_text().strip()
+        for path in ("/mcp", "/wallet/mcp", "/governance/sse"):
+            assert httpx2.get(f"{running.base}{path}", timeout=STEP).status_code == 401
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        async with http, Client(streamable_http_client(f"{running.base}/mcp", http_client=http)) as client:  # type: ignore[arg-type]
+            wallet = await call(client, "wallet_create_wallet", label="ops", daily_limit="9", per_transaction_limit="9")
+            assert wallet["owner"] == "did:stateset:operator:admin"
+        log = running.log.read_text()
+        assert f"Authorization: Bearer $(cat {token_file})" in log and token not in log
