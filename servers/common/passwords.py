@@ -236,12 +236,8 @@ def write_new(path: Path, text: str) -> bool:
 
     The text is written and synced under a temporary name, then linked into place: a reader never sees a
     half-written file, and of two processes creating it at once exactly one wins."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    temporary = _synced_temporary(path, text)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.link(temporary, path)
         return True
     except FileExistsError:
@@ -253,16 +249,26 @@ def write_new(path: Path, text: str) -> bool:
 def replace_secret(path: Path, text: str) -> None:
     """Write `path` (0600) holding `text`, replacing what was there whole: written and synced under a temporary
     name, then renamed into place, so a reader sees the old text or the new, never half."""
+    temporary = _synced_temporary(path, text)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _synced_temporary(path: Path, text: str) -> str:
+    """`text` in a new 0600 file beside `path`, synced to disk: its name."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+    return temporary
 
 
 def os_keyring() -> KeyringBackend | None:

@@ -24,7 +24,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from servers.common.errors import InvalidInputError
 from servers.common.home import ROTATIONS_SUFFIX
 from servers.common.identity import Address, Signer, TypedData, mesh_domain, parse_address, recover_signer
+from servers.common.passwords import replace_secret
 from servers.common.settings import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -132,16 +132,7 @@ def append_rotation(path: Path, rotation: KeyRotation) -> None:
     or the new one. Callers serialize (one `stateset keys rotate` at a time)."""
     records = [*read_rotations(path), rotation]
     text = json.dumps([record.model_dump(mode="json") for record in records], indent=2) + "\n"
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    replace_secret(path, text)
     sync_folder(path.parent)
 
 
