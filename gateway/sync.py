@@ -23,6 +23,9 @@ Announced changes are re-read in a background task (several announcements waitin
 make one read), and when a backend reconnects every followed URI is followed and read again, since
 changes announced while it was away were never heard.
 
+About 850 lines, one concept: the replica's follow, read, edit, reconcile and propagate all run under the same
+per-URI lock and write the same rows; the pure decision (`reconcile`) is already apart.
+
 Tables (one SQLite file through servers.common.db, so the replica survives restarts):
 
 - `replicas`: one row per followed URI: the remote side (content, mime type, hash, version, when the
