@@ -26,6 +26,7 @@ import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.routes import create_protected_resource_routes
+from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER
 from pydantic import AnyHttpUrl
@@ -49,7 +50,8 @@ from servers.common.auth import (
 from servers.common.gate import ToolScopes
 from servers.common.logging import register_secret
 from servers.common.scopes import SCOPES
-from servers.common.settings import ConfigError, MeshSettings
+from servers.common.sessions import SessionCap
+from servers.common.settings import DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, ConfigError, MeshSettings
 from servers.common.surface import MeshServer
 
 logger = logging.getLogger(__name__)
@@ -69,11 +71,12 @@ def http_app(
     host: str = "127.0.0.1",
     base_url: str | None = None,
     trust: TrustRoot | None = None,
+    max_sessions: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
 ) -> Starlette:
     """The ASGI app for one server: MCP at `/mcp` (http) or `/sse` + `/messages/` (sse), and `/health`.
 
     With `trust`, every MCP request needs a bearer token for this server (see `protect`); `base_url` (where it
-    listens) names the protected-resource metadata."""
+    listens) names the protected-resource metadata, `max_sessions` caps each principal's open sessions."""
     check_exposure(host, authenticated=trust is not None)
     if transport == "http":
         inner = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
@@ -83,7 +86,8 @@ def http_app(
     metadata: list[BaseRoute] = []
     if trust is not None:
         path = MCP_PATH if transport == "http" else SSE_PATH
-        guarded, metadata = protect(inner, trust, server.name, f"{base_url or 'http://127.0.0.1'}{path}", server)
+        url = f"{base_url or 'http://127.0.0.1'}{path}"
+        guarded, metadata = protect(inner, trust, server.name, url, server, max_sessions=max_sessions)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "server": server.name, "transport": transport})
@@ -101,16 +105,24 @@ def http_app(
 
 
 def protect(
-    app: ASGIApp, trust: TrustRoot, audience: str, resource_url: str, server: MCPServer[Any] | None = None
+    app: ASGIApp,
+    trust: TrustRoot,
+    audience: str,
+    resource_url: str,
+    server: MCPServer[Any] | Server[Any] | None = None,
+    *,
+    max_sessions: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
 ) -> tuple[ASGIApp, list[BaseRoute]]:
     """`app` behind bearer tokens for `audience` (or the whole mesh), as an OAuth 2.1 resource server: no token,
     a bad, expired, revoked or foreign one is 401 with `WWW-Authenticate` pointing at the RFC 9728 metadata; a
-    2026-era call of a tool whose scope the token lacks (its `Mcp-Name` header) is 403 naming the scope. Returns
-    the wrapped app and the metadata route to serve beside it."""
+    2026-era call of a tool whose scope the token lacks (its `Mcp-Name` header) is 403 naming the scope; a session
+    past a principal's `max_sessions` is 429 (servers.common.sessions; `server` serves `app`'s streamable HTTP
+    sessions). Returns the wrapped app and the metadata route to serve beside it."""
     metadata_url = protected_resource_metadata_url(resource_url)
     inner = app
     if isinstance(server, MeshServer):
         inner = ToolScopeCheck(app, server.gate.scopes, metadata_url)
+    inner = SessionCap(inner, max_sessions, server, SSE_MESSAGE_PATH)
     protected = RequireAuthMiddleware(inner, [], AnyHttpUrl(metadata_url))
     wrapped = AuthenticationMiddleware(
         AuthContextMiddleware(protected), backend=BearerAuthBackend(trust.verifier(audience))
@@ -265,7 +277,14 @@ async def serve_one(
             return
         http: Literal["http", "sse"] = "sse" if transport == "sse" else "http"
         base = bound_url(sock)
-        app = http_app(server, http, host=host if transport != "stdio" else "127.0.0.1", base_url=base, trust=trust)
+        app = http_app(
+            server,
+            http,
+            host=host if transport != "stdio" else "127.0.0.1",
+            base_url=base,
+            trust=trust,
+            max_sessions=mesh.max_sessions_per_principal,
+        )
         logger.info("serving %s over %s at %s%s", server.name, http, base, SSE_PATH if http == "sse" else MCP_PATH)
         if transport != "stdio":
             await run_app(app, sock)
