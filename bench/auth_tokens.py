@@ -15,6 +15,7 @@ Prints, side by side in one run:
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import tempfile
 import time
@@ -81,10 +82,17 @@ async def main(calls: int, rounds: int) -> None:
 
         set_process_principal(LOCAL_OPERATOR)  # the server without tokens acts for the local operator
         identity = ServerIdentity.certified(authority, ["bench"])
+        with socket.socket() as probe:  # the server proves the URL it is reached at: chosen before it starts
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
         with_auth: list[float] = []
         without: list[float] = []
         async with (
-            serving(http_app(server(), "http", trust=trust, identity=identity), lifespan=True) as secured,
+            serving(
+                http_app(server(), "http", base_url=f"http://127.0.0.1:{port}", trust=trust, identity=identity),
+                port=port,
+                lifespan=True,
+            ) as secured,
             serving(http_app(server(), "http"), lifespan=True) as open_url,
         ):
             header = {"Authorization": f"Bearer {kept}"}
