@@ -243,10 +243,13 @@ def _add_keys(commands: Any) -> None:
 
 
 async def _token(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
-    from servers.common.auth import AuthError, Authority, parse_ttl
+    from servers.common.auth import AuthError, Authority, TrustRoot, parse_ttl
     from servers.common.scopes import AGENT_SCOPES, ALL_SCOPES, PERSON_SCOPES
 
     try:
+        if args.token_command == "public-key":  # the public half only: no password needed
+            print(TrustRoot.of_home(mesh.data_dir(), environ).public_pem(), end="")
+            return 0
         authority = Authority.load(mesh.data_dir(), environ)
         if args.token_command == "revoke":
             if not authority.revoke(args.token_id):
@@ -399,7 +402,7 @@ def _add_no_auth(command: argparse.ArgumentParser) -> None:
 def _add_token_commands(commands: Any) -> None:
     token_cmd = commands.add_parser(
         "token",
-        help="issue and revoke the tokens the mesh's servers accept",
+        help="issue and revoke the tokens the mesh's servers accept; print the authority's public key",
         description="Tokens are ES256 JWTs signed by the mesh authority key in the data directory (created on first "
         "use, locked with the keystore password). Every server of the mesh checks them with the public key, and "
         "refuses a revoked one from its next call on.",
@@ -424,6 +427,14 @@ def _add_token_commands(commands: Any) -> None:
     )
     revoke.add_argument("token_id", metavar="ID", help="the token's id (32 hex digits)")
     _add_home(revoke)
+    public_key = actions.add_parser(
+        "public-key",
+        help="print the mesh authority's public key (for STATESET_AUTHORITY_KEY_FILE)",
+        description="Print the authority's public key (PEM). A client of the mesh whose data directory is not the "
+        "mesh's (an agent run elsewhere with STATESET_TOKEN) checks with it, through STATESET_AUTHORITY_KEY_FILE, "
+        "that a server proves it is the mesh's before it sends that server its token.",
+    )
+    _add_home(public_key)
 
 
 def _add_home(command: argparse.ArgumentParser, default_help: str = "$STATESET_HOME or ./.stateset") -> None:

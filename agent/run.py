@@ -34,12 +34,13 @@ from gateway.aggregate import Gateway
 from gateway.backends import Backend, Target
 from gateway.registry import SERVERS
 from gateway.sync import StateSync
-from servers.common.auth import LOCAL_OPERATOR, Authority, Principal, acting_as, set_process_principal
+from servers.common.auth import LOCAL_OPERATOR, Authority, Principal, TrustRoot, acting_as, set_process_principal
 from servers.common.errors import InvalidInputError
 from servers.common.home import AUTHORITY_FILE
 from servers.common.identity import new_agent_did, parse_agent_did
 from servers.common.keystore import server_key
 from servers.common.logging import register_secret
+from servers.common.pinning import Pin, pinning_trust
 from servers.common.scopes import AGENT_SCOPES, ALL_SCOPES
 from servers.common.settings import ConfigError, MeshSettings, env_int
 
@@ -121,10 +122,15 @@ async def running_agent(
 
 @asynccontextmanager
 async def remote_gateway(
-    url: str, environ: Mapping[str, str], token: str | None, servers: Sequence[str] = tuple(SERVERS)
+    url: str,
+    environ: Mapping[str, str],
+    token: str | None,
+    trust: TrustRoot | None,
+    servers: Sequence[str] = tuple(SERVERS),
 ) -> AsyncIterator[Gateway]:
-    """A gateway over `servers` of a `stateset up` at `url` (each at /<name>/mcp), presenting `token`, once every
-    one answers.
+    """A gateway over `servers` of a `stateset up` at `url` (each at /<name>/mcp), presenting `token` to each only
+    once it proved it is the mesh's server of that name (certified by the authority of `trust`), once every one
+    answers.
 
     Raises:
         ConfigError: some did not answer within STATESET_MESH_WAIT seconds (naming the URL and which), or
@@ -136,7 +142,21 @@ async def remote_gateway(
         headers["Authorization"] = f"Bearer {token}"
     wait = env_int(environ, MESH_WAIT_VARIABLE, MESH_WAIT_SECONDS, minimum=1)
     base = url.rstrip("/")
-    gateway = Gateway({name: Backend(name, Target(url=f"{base}/{name}/mcp", headers=headers)) for name in servers})
+    if token is not None and trust is None:
+        raise ConfigError("a token is sent only to a server that proves it is the mesh's: no authority to check with")
+    gateway = Gateway(
+        {
+            name: Backend(
+                name,
+                Target(
+                    url=f"{base}/{name}/mcp",
+                    headers=headers,
+                    pin=None if token is None or trust is None else Pin(trust, name),
+                ),
+            )
+            for name in servers
+        }
+    )
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
         ready = await gateway.wait_ready(wait)
@@ -266,12 +286,13 @@ async def agent_loop(
                 yield loop
         return
     credentials = await agent_credentials(config, mesh, environ)
+    trust = pinning_trust(mesh.data_dir(), environ, needed_for=f"the agent, calling the mesh at {url},")
     async with AsyncExitStack() as stack:
-        gateway = await stack.enter_async_context(remote_gateway(url, environ, credentials.token))
+        gateway = await stack.enter_async_context(remote_gateway(url, environ, credentials.token, trust))
         operator: MeshClient | None = None
         if credentials.operator_token is not None:
             operator_gateway = await stack.enter_async_context(
-                remote_gateway(url, environ, credentials.operator_token, servers=("wallet", "governance"))
+                remote_gateway(url, environ, credentials.operator_token, trust, servers=("wallet", "governance"))
             )
             operator = MeshClient(operator_gateway)
         loop = await stack.enter_async_context(

@@ -7,12 +7,15 @@ Prints, side by side in one run:
   and revocation checked), medians of many;
 - a trivial tool call over streamable HTTP on loopback (2026-07-28 era), with a bearer token checked by the
   server against the mesh authority, and the same server with `--no-auth`: p50 of each, interleaved round by
-  round so load from other processes falls on both alike, and their difference (target: at most 0.1 ms).
+  round so load from other processes falls on both alike, and their difference (target: at most 0.1 ms);
+- opening a connection with the token and its first call, with the server proving who it is first (the pin:
+  servers.common.pinning) and without, interleaved: what pinning adds once per connection.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import tempfile
 import time
@@ -26,6 +29,7 @@ from servers.common.auth import LOCAL_OPERATOR, Authority, set_process_principal
 from servers.common.clients import Target, connect
 from servers.common.feed import ChangeFeed
 from servers.common.logging import configure_logging
+from servers.common.pinning import Pin, ServerIdentity
 from servers.common.scopes import ALL_SCOPES
 from servers.common.surface import new_server
 from servers.common.transports import http_app, serving
@@ -77,10 +81,18 @@ async def main(calls: int, rounds: int) -> None:
             return built
 
         set_process_principal(LOCAL_OPERATOR)  # the server without tokens acts for the local operator
+        identity = ServerIdentity.certified(authority, ["bench"])
+        with socket.socket() as probe:  # the server proves the URL it is reached at: chosen before it starts
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
         with_auth: list[float] = []
         without: list[float] = []
         async with (
-            serving(http_app(server(), "http", trust=trust), lifespan=True) as secured,
+            serving(
+                http_app(server(), "http", base_url=f"http://127.0.0.1:{port}", trust=trust, identity=identity),
+                port=port,
+                lifespan=True,
+            ) as secured,
             serving(http_app(server(), "http"), lifespan=True) as open_url,
         ):
             header = {"Authorization": f"Bearer {kept}"}
@@ -93,11 +105,25 @@ async def main(calls: int, rounds: int) -> None:
                 for _ in range(rounds):
                     with_auth += await timed_calls(a, calls)
                     without += await timed_calls(b, calls)
+            pinned: list[float] = []
+            unpinned: list[float] = []
+            for _ in range(rounds * 10):
+                for pin, samples in ((Pin(trust, "bench"), pinned), (None, unpinned)):
+                    target = Target(url=f"{secured}/mcp", headers=header, mode="2026-07-28", pin=pin)
+                    began = time.perf_counter()
+                    async with connect(target, timeout_seconds=60) as client:
+                        await client.call_tool("ping", {})
+                    samples.append(time.perf_counter() - began)
         p50_auth, p50_open = statistics.median(with_auth) * 1e3, statistics.median(without) * 1e3
         print(f"trivial tool call over streamable HTTP, p50 of {len(with_auth)}:")
         print(f"  with a token checked  {p50_auth:.3f} ms")
         print(f"  --no-auth             {p50_open:.3f} ms")
         print(f"  added by the token    {p50_auth - p50_open:+.3f} ms ({p50_auth / p50_open:.3f}x)")
+        p50_pinned, p50_unpinned = statistics.median(pinned) * 1e3, statistics.median(unpinned) * 1e3
+        print(f"connect with a token and call once, p50 of {len(pinned)}:")
+        print(f"  the server proves who it is first  {p50_pinned:.2f} ms")
+        print(f"  without that proof                 {p50_unpinned:.2f} ms")
+        print(f"  added by the pin, per connection   {p50_pinned - p50_unpinned:+.2f} ms")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from servers.common.db import Database
 from servers.common.feed import ChangeFeed
 from servers.common.identity import Signer, TypedData, mesh_domain, new_agent_did, recover_signer
 from servers.common.logging import configure_logging
+from servers.common.receipts import TRANSFER_FIELDS
 from servers.discovery import store as discovery_store
 from servers.discovery.cards import card_typed_data
 from servers.discovery.models import AgentCard
@@ -42,7 +43,7 @@ from servers.discovery.service import DiscoveryService
 from servers.discovery.settings import DEFAULT_TEMPLATES, DiscoverySettings
 from servers.reputation.directory import Directory
 from servers.reputation.models import Feedback, InteractionProof, PaymentProof, TaskProof
-from servers.reputation.proofs import TRANSFER_FIELDS, check_payment, check_task, interaction_typed_data
+from servers.reputation.proofs import check_payment, check_task, interaction_typed_data
 from servers.reputation.ratings import rating_typed_data
 from servers.reputation.scoring import DIMENSIONS
 from servers.reputation.server import build_server

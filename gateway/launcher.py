@@ -52,17 +52,18 @@ from servers.common.keystore import server_key
 from servers.common.logging import register_secret
 from servers.common.passwords import replace_secret
 from servers.common.peers import Peer
+from servers.common.pinning import Pin, ServerIdentity
 from servers.common.scopes import ALL_SCOPES
-from servers.common.settings import DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, MeshSettings
+from servers.common.settings import DEFAULT_HOME, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, MeshSettings
 from servers.common.surface import MeshServer
 from servers.common.transports import (
     MCP_PATH,
     SSE_MESSAGE_PATH,
     SSE_PATH,
-    bound_url,
     check_exposure,
     listen,
     protect,
+    public_url,
     run_app,
 )
 from servers.discovery import app as discovery_app
@@ -121,11 +122,21 @@ async def running_mesh(
                 unlocking.start_soon(key, role, keystore)
     environ = keys | dict(environ)  # what the operator set wins
     authority = Authority.load(data_dir, environ, clock)
-    for name, target in targets.items():  # out of process: the gateway presents its own token, for its callers
-        if target.url is not None and "authorization" not in {key.lower() for key in target.headers}:
-            token = authority.issue(GATEWAY.did, GATEWAY.scopes, MAX_TTL_SECONDS, audience=name).token
-            targets[name] = replace(target, headers={**target.headers, "Authorization": f"Bearer {token}"})
     trust = authority.trust_root()
+    acting_for_callers = [n for n, t in targets.items() if n in SERVERS and t.url is not None]
+    for name, target in targets.items():  # the mesh's servers out of process: the gateway's token, for its callers
+        if name in SERVERS and target.url is not None and "authorization" not in {k.lower() for k in target.headers}:
+            token = authority.issue(GATEWAY.did, GATEWAY.scopes, MAX_TTL_SECONDS, audience=name).token
+            headers = {**target.headers, "Authorization": f"Bearer {token}"}
+            # sent only to the server the authority certified as `name` (servers.common.pinning)
+            targets[name] = replace(target, headers=headers, pin=Pin(trust, name))
+        elif (
+            name in SERVERS and shares_data_dir(target, data_dir) and "STATESET_TOKEN" not in config.backends[name].env
+        ):
+            # a mesh server the gateway launches over stdio acts for its host, the gateway, which acts for its callers
+            token = authority.issue(GATEWAY.did, GATEWAY.scopes, MAX_TTL_SECONDS, audience=name).token
+            targets[name] = replace(target, env={**(target.env or {}), "STATESET_TOKEN": token})
+            acting_for_callers.append(name)
     servers: dict[str, MeshServer] = {}
     started = {name: anyio.Event() for name in local}
 
@@ -171,12 +182,8 @@ async def running_mesh(
                 name: Backend(name, targets[name], timeout_seconds=backend.timeout_seconds)
                 for name, backend in config.backends.items()
             },
-            # the mesh's servers that trust this authority: in process, or reached by URL
-            delegation=Delegation(
-                authority,
-                GATEWAY,
-                [n for n, t in targets.items() if n in SERVERS and (n in local or t.url is not None)],
-            ),
+            # the mesh's servers that trust this authority: in process, by URL, or launched on its data directory
+            delegation=Delegation(authority, GATEWAY, [*local, *acting_for_callers]),
         )
         tasks = await stack.enter_async_context(anyio.create_task_group())
         tasks.start_soon(gateway.run)
@@ -184,6 +191,14 @@ async def running_mesh(
             yield Mesh(servers, gateway, build_aggregate(gateway), apps, authority)
         finally:
             tasks.cancel_scope.cancel()
+
+
+def shares_data_dir(target: Target, data_dir: Path) -> bool:
+    """Whether a command backend runs on the mesh's data directory, and so trusts this mesh's authority."""
+    if not target.command or any(arg == "--home" or arg.startswith("--home=") for arg in target.command):
+        return False
+    home = (target.env or {}).get("STATESET_HOME")
+    return Path(home or DEFAULT_HOME).resolve() == data_dir.resolve()
 
 
 def mesh_app(
@@ -199,13 +214,16 @@ def mesh_app(
     at most `max_sessions` open sessions on each."""
     routes: list[BaseRoute] = []
     lifespans = []
+    # one key for this process, certified for each server it serves and the gateway: the mesh's clients check it
+    identity = None if trust is None else ServerIdentity.certified(mesh.authority, [*mesh.servers, "gateway"])
     for name, server in mesh.servers.items():
         streamable = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
         sse = server.sse_app(sse_path=SSE_PATH, message_path=SSE_MESSAGE_PATH, host=host)
         lifespans.append(server.session_manager)
         app: ASGIApp = Starlette(routes=[*streamable.routes, *sse.routes])
         if trust is not None:
-            app, metadata = protect(app, trust, name, f"{base_url}/{name}{MCP_PATH}", server, max_sessions=max_sessions)
+            url = f"{base_url}/{name}{MCP_PATH}"
+            app, metadata = protect(app, trust, name, url, server, identity, max_sessions=max_sessions)
             routes += metadata
         routes.append(Mount(f"/{name}", app=app))
     aggregate = mesh.aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
@@ -213,7 +231,9 @@ def mesh_app(
     gateway_app: ASGIApp = Starlette(routes=aggregate.routes)
     if trust is not None:
         url = f"{base_url}{MCP_PATH}"
-        gateway_app, metadata = protect(gateway_app, trust, "gateway", url, mesh.aggregate, max_sessions=max_sessions)
+        gateway_app, metadata = protect(
+            gateway_app, trust, "gateway", url, mesh.aggregate, identity, max_sessions=max_sessions
+        )
         routes += metadata
 
     async def health(_: Request) -> JSONResponse:
@@ -269,7 +289,7 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
     open_to_everyone(args.no_auth, args.host)
     config = load_mesh_config(environ, args.config)
     sock = listen(args.host, args.port)  # before anything is created: a port in use is one line
-    base = bound_url(sock)  # now: uvicorn closes the socket when it stops
+    base = public_url(sock, environ)  # now: uvicorn closes the socket when it stops
     began = time.perf_counter()
     async with running_mesh(mesh, environ, config=config) as running:
         trust = None if args.no_auth else running.authority.trust_root()
@@ -313,17 +333,14 @@ async def run_gateway(args: Any, mesh: MeshSettings, environ: Mapping[str, str])
             return
         app: ASGIApp = aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=args.host)
         if not args.no_auth:
+            identity = ServerIdentity.certified(running.authority, ["gateway"])
+            resource_url = public_url(sock, environ) + MCP_PATH
             trust = running.authority.trust_root()
             inner, metadata = protect(
-                app,
-                trust,
-                "gateway",
-                bound_url(sock, MCP_PATH),
-                aggregate,
-                max_sessions=mesh.max_sessions_per_principal,
+                app, trust, "gateway", resource_url, aggregate, identity, max_sessions=mesh.max_sessions_per_principal
             )
             app = Starlette(
                 routes=[*metadata, Mount("/", app=inner)], lifespan=lambda _: aggregate.session_manager.run()
             )
-        logger.info("serving the aggregate gateway at %s", bound_url(sock, MCP_PATH))
+        logger.info("serving the aggregate gateway at %s", public_url(sock, environ) + MCP_PATH)
         await run_app(app, sock)

@@ -58,6 +58,9 @@ MESH_AUDIENCE = "stateset-mesh"
 DELEGATION_META_KEY = "io.stateset/on-behalf-of"
 DELEGATION_SECONDS = 300
 MAX_TTL_SECONDS = 366 * 86400
+SERVER_CERTIFICATE_TYPE = "stateset-server+jwt"
+"""The `typ` of the authority's statement that a key speaks for some of the mesh's servers (servers.common.pinning):
+it carries no scope, so no server takes it for a token, and no token passes for it."""
 
 DID = re.compile(r"did:stateset:(agent|person|operator|service):[A-Za-z0-9._-]{1,64}")
 KINDS = ("agent", "person", "operator", "service")
@@ -231,10 +234,24 @@ class TrustRoot:
     def of_home(cls, data_dir: Path, environ: Mapping[str, str], clock: Clock = time.time) -> TrustRoot:
         """The data directory's trust root, creating the authority on first use."""
         Authority.ensure(data_dir, environ)
-        key = serialization.load_pem_public_key(_pem_block(data_dir / AUTHORITY_FILE, "PUBLIC KEY"))
+        return cls.of_public_key(data_dir / AUTHORITY_FILE, data_dir, clock)
+
+    @classmethod
+    def of_public_key(cls, path: Path, data_dir: Path, clock: Clock = time.time) -> TrustRoot:
+        """The authority whose public key (PEM) is in `path` (an `authority.pem` or what `stateset token
+        public-key` prints), with the revocation list of `data_dir`."""
+        try:
+            key = serialization.load_pem_public_key(_pem_block(path, "PUBLIC KEY"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path} does not hold the mesh authority's public key ({exc})") from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise ConfigError(f"{data_dir / AUTHORITY_FILE} does not hold a P-256 public key")
+            raise ConfigError(f"{path} does not hold a P-256 public key")
         return cls(key, _key_id(key), Revocations(data_dir / REVOKED_FILE), clock)
+
+    def public_pem(self) -> str:
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
 
     def verify(self, token: str, audiences: Iterable[str]) -> Principal | None:
         """The token's principal if it is ours, unexpired, unrevoked and for one of `audiences`; else None."""
@@ -283,6 +300,30 @@ class TrustRoot:
 
     def verifier(self, audience: str) -> MeshTokenVerifier:
         return MeshTokenVerifier(self, audience)
+
+    def certified_key(self, certificate: str) -> tuple[frozenset[str], dict[str, Any]]:
+        """The servers a certificate from `Authority.certify` names, and the key it certifies (a JWK).
+
+        Raises:
+            AuthError: not a current server certificate of this authority.
+        """
+        try:
+            if jwt.get_unverified_header(certificate).get("typ") != SERVER_CERTIFICATE_TYPE:
+                raise AuthError("not a server certificate")
+            claims = jwt.decode(
+                certificate,
+                self.public_key,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                audience=SERVER_CERTIFICATE_TYPE,
+                options={"require": ["exp", "servers", "cnf"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"the certificate is not the mesh authority's ({exc})") from None
+        servers, key = claims["servers"], claims["cnf"].get("jwk") if isinstance(claims["cnf"], dict) else None
+        if claims["exp"] <= self.clock() or not isinstance(servers, list) or not isinstance(key, dict):
+            raise AuthError("the certificate has expired or is malformed")
+        return frozenset(map(str, servers)), key
 
 
 @dataclass(frozen=True)
@@ -390,6 +431,22 @@ class Authority:
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.key_id})
         register_secret(token)
         return IssuedToken(token, claims["jti"], subject, chosen, audience, claims["exp"])
+
+    def certify(self, servers: Iterable[str], key: ec.EllipticCurvePublicKey, ttl_seconds: int) -> str:
+        """A statement, signed by the authority, that `key` speaks for `servers` (RFC 7800's `cnf`): what a server
+        shows its clients before they send it a token (servers.common.pinning)."""
+        now = int(self.clock())
+        claims = {
+            "iss": ISSUER,
+            "aud": SERVER_CERTIFICATE_TYPE,
+            "servers": sorted(servers),
+            "cnf": {"jwk": json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))},
+            "iat": now,
+            "exp": now + ttl_seconds,
+        }
+        return jwt.encode(
+            claims, self._key, algorithm=ALGORITHM, headers={"kid": self.key_id, "typ": SERVER_CERTIFICATE_TYPE}
+        )
 
     def revoke(self, token_id: str, expires_at: int | None = None) -> bool:
         """Revoke a token by its id (kept on the list until `expires_at`, a year when unknown)."""

@@ -3,7 +3,8 @@
 The one way the mesh opens a client to an MCP server, used by a server calling its peers
 (servers.common.peers) and by the gateway's supervised backends (gateway.backends). A target is a server
 in this process (or a function returning it once it exists), a command speaking stdio, or a streamable
-HTTP URL with headers; `mode="legacy"` pins the 2025-11-25 handshake.
+HTTP URL with headers; `mode="legacy"` pins the 2025-11-25 handshake. A URL target with a `pin` sends its headers
+(its token) only once the server there proved it is the mesh server the token is for (servers.common.pinning).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from servers.common.auth import Principal, acting_as
+from servers.common.pinning import Pin
 
 # Streams (listen, legacy SSE) stay open while idle; a request that waits longer than this has a server problem.
 STREAM_READ_SECONDS = 300.0
@@ -40,6 +42,8 @@ class Target:
     mode: str = "auto"
     principal: Principal | None = None
     """In this process: whom the connection acts as (servers.common.auth)."""
+    pin: Pin | None = None
+    """By URL: which mesh server must prove it listens there before the headers are sent."""
 
     def __post_init__(self) -> None:
         if sum((self.server is not None, bool(self.command), self.url is not None)) != 1:
@@ -81,11 +85,12 @@ async def connect(target: Target, *, timeout_seconds: float, message_handler: An
     else:
         assert target.url is not None
         timeout = httpx2.Timeout(timeout_seconds, read=STREAM_READ_SECONDS)
-        async with (
-            httpx2.AsyncClient(headers=dict(target.headers), timeout=timeout) as http,
-            Client(streamable_http_client(target.url, http_client=http), **options) as client,
-        ):
-            yield client
+        async with httpx2.AsyncClient(timeout=timeout) as http:
+            if target.pin is not None:
+                await target.pin.check(http, target.url)
+            http.headers.update(target.headers)
+            async with Client(streamable_http_client(target.url, http_client=http), **options) as client:
+                yield client
 
 
 async def subscribe_legacy(client: Client, uri: str) -> None:

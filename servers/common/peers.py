@@ -33,6 +33,7 @@ from servers.common.clients import Target, connect, describe_error, subscribe_le
 from servers.common.errors import MeshError
 from servers.common.logging import register_secret
 from servers.common.passwords import read_secret
+from servers.common.pinning import Pin, pinning_trust
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,11 @@ class Peer:
         return cls(name, Target(server=server, mode=mode, principal=principal))
 
     @classmethod
-    def from_env(cls, name: str, environ: Mapping[str, str]) -> Peer | None:
+    def from_env(cls, name: str, environ: Mapping[str, str], data_dir: Path) -> Peer | None:
         """The peer named by `STATESET_<NAME>_URL`, with the mesh token in `STATESET_<NAME>_TOKEN` or in the 0600
         file `STATESET_<NAME>_TOKEN_FILE` names (`stateset serve` mints one for its own service principal when
-        neither is set); None when the URL is not configured."""
+        neither is set), sent once the server there proved it is the mesh's `name` (the authority of `data_dir`
+        or of STATESET_AUTHORITY_KEY_FILE certified it); None when the URL is not configured."""
         key = f"STATESET_{name.upper()}"
         url = environ.get(f"{key}_URL") or None
         if url is None:
@@ -82,9 +84,11 @@ class Peer:
         token_file = environ.get(f"{key}_TOKEN_FILE") or None
         if token is None and token_file is not None:
             token = read_secret(Path(token_file), f"the {name} server's token")
-        if token is not None:
-            register_secret(token)
-        return cls(name, Target(url=url, headers={} if token is None else {"Authorization": f"Bearer {token}"}))
+        if token is None:
+            return cls(name, Target(url=url))
+        register_secret(token)
+        pin = Pin(pinning_trust(data_dir, environ, needed_for=f"reaching the {name} server at {url}"), name)
+        return cls(name, Target(url=url, headers={"Authorization": f"Bearer {token}"}, pin=pin))
 
     def __str__(self) -> str:
         return f"the {self.name} server ({self.target.url or self.target.describe()})"

@@ -16,6 +16,12 @@ incident: the wallet answers a repeated incident id with the first result.
 Governance signs it when it approves an action of type `raise_limits`; it lets the wallet's owner, that
 agent, set exactly these two limits on exactly that wallet, once, before that time. Its own primary type
 keeps it from ever passing for a payment's receipt, or a payment's receipt for it.
+
+    TransferWithAuthorization(address from, address to, uint256 value, uint256 validAfter,
+                              uint256 validBefore, bytes32 nonce)
+
+EIP-3009's: what a payer wallet's key signs for every payment (servers.wallet.authorizations); reputation
+takes it, inside a payment receipt, as proof of an interaction between two agents.
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from servers.common.identity import Address, Signature, Signer, TypedData, mesh_domain
 from servers.common.money import UsdcAmount
 
+TRANSFER_FIELDS = (
+    ("from", "address"),
+    ("to", "address"),
+    ("value", "uint256"),
+    ("validAfter", "uint256"),
+    ("validBefore", "uint256"),
+    ("nonce", "bytes32"),
+)
 APPROVAL_FIELDS = (
     ("decisionId", "string"),
     ("payer", "address"),

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -49,6 +50,7 @@ from servers.common.auth import (
 )
 from servers.common.gate import ToolScopes
 from servers.common.logging import register_secret
+from servers.common.pinning import ServerIdentity
 from servers.common.scopes import SCOPES
 from servers.common.sessions import SessionCap
 from servers.common.settings import DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, ConfigError, MeshSettings
@@ -71,12 +73,14 @@ def http_app(
     host: str = "127.0.0.1",
     base_url: str | None = None,
     trust: TrustRoot | None = None,
+    identity: ServerIdentity | None = None,
     max_sessions: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
 ) -> Starlette:
     """The ASGI app for one server: MCP at `/mcp` (http) or `/sse` + `/messages/` (sse), and `/health`.
 
     With `trust`, every MCP request needs a bearer token for this server (see `protect`); `base_url` (where it
-    listens) names the protected-resource metadata, `max_sessions` caps each principal's open sessions."""
+    listens) names the protected-resource metadata, and `identity` proves to the mesh's clients that this is the
+    server their tokens are for (servers.common.pinning); `max_sessions` caps each principal's open sessions."""
     check_exposure(host, authenticated=trust is not None)
     if transport == "http":
         inner = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
@@ -86,8 +90,10 @@ def http_app(
     metadata: list[BaseRoute] = []
     if trust is not None:
         path = MCP_PATH if transport == "http" else SSE_PATH
-        url = f"{base_url or 'http://127.0.0.1'}{path}"
-        guarded, metadata = protect(inner, trust, server.name, url, server, max_sessions=max_sessions)
+        resource_url = f"{base_url or 'http://127.0.0.1'}{path}"
+        guarded, metadata = protect(
+            inner, trust, server.name, resource_url, server, identity, max_sessions=max_sessions
+        )
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "server": server.name, "transport": transport})
@@ -110,6 +116,7 @@ def protect(
     audience: str,
     resource_url: str,
     server: MCPServer[Any] | Server[Any] | None = None,
+    identity: ServerIdentity | None = None,
     *,
     max_sessions: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
 ) -> tuple[ASGIApp, list[BaseRoute]]:
@@ -117,7 +124,8 @@ def protect(
     a bad, expired, revoked or foreign one is 401 with `WWW-Authenticate` pointing at the RFC 9728 metadata; a
     2026-era call of a tool whose scope the token lacks (its `Mcp-Name` header) is 403 naming the scope; a session
     past a principal's `max_sessions` is 429 (servers.common.sessions; `server` serves `app`'s streamable HTTP
-    sessions). Returns the wrapped app and the metadata route to serve beside it."""
+    sessions). Returns the wrapped app and the routes to serve beside it: the metadata, and with `identity` the
+    answer to the challenge of a client that pins whom it sends its token to."""
     metadata_url = protected_resource_metadata_url(resource_url)
     inner = app
     if isinstance(server, MeshServer):
@@ -134,7 +142,7 @@ def protect(
         scopes_supported=sorted(SCOPES),
         resource_name=f"StateSet {audience}",
     )
-    return wrapped, list(routes)
+    return wrapped, [*routes, *([identity.route(resource_url)] if identity is not None else [])]
 
 
 def protected_resource_metadata_url(resource_url: str) -> str:
@@ -224,6 +232,20 @@ def bound_url(sock: socket.socket, path: str = "") -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
+def public_url(sock: socket.socket, environ: Mapping[str, str]) -> str:
+    """Where clients reach this process: `STATESET_PUBLIC_URL` (behind a proxy, or bound to every interface), else
+    the address it is bound to. It names the protected-resource metadata, and a server proves it is the server at
+    this URL and no other (servers.common.pinning)."""
+    named = environ.get("STATESET_PUBLIC_URL")
+    if not named:
+        return bound_url(sock)
+    if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", named):
+        raise ConfigError(
+            f"STATESET_PUBLIC_URL={named!r} is not an http(s) URL without query, e.g. https://mesh.example"
+        )
+    return named.rstrip("/")
+
+
 PEER_SERVERS = ("wallet", "governance", "reputation", "discovery")
 """Servers that call each other; one run alone reaches the others at `STATESET_<NAME>_URL`."""
 
@@ -264,7 +286,12 @@ async def serve_one(
     elif no_auth:
         set_process_principal(LOCAL_OPERATOR)
         logger.warning("--no-auth: every caller of %s acts as the local operator, with every scope", name)
-    environ = dict(environ) | peer_tokens(name, environ, data_dir)
+    if not no_auth:  # under --no-auth its peers are expected open too: a token would go unproven to them
+        environ = dict(environ) | peer_tokens(name, environ, data_dir)
+    # over HTTP, a key of this process's own that the authority certifies: the mesh's clients check it
+    identity = (
+        None if trust is None or sock is None else ServerIdentity.certified(Authority.load(data_dir, environ), [name])
+    )
     async with opener(mesh, environ) as running:
         if transport == "stdio":  # said once the server is open (a data directory in use is one line)
             logger.info("over stdio, %s acts for the host that launched it, as %s", name, host_principal.did)
@@ -276,13 +303,14 @@ async def serve_one(
             await server.run_stdio_async()
             return
         http: Literal["http", "sse"] = "sse" if transport == "sse" else "http"
-        base = bound_url(sock)
+        base = public_url(sock, environ)
         app = http_app(
             server,
             http,
             host=host if transport != "stdio" else "127.0.0.1",
             base_url=base,
             trust=trust,
+            identity=identity,
             max_sessions=mesh.max_sessions_per_principal,
         )
         logger.info("serving %s over %s at %s%s", server.name, http, base, SSE_PATH if http == "sse" else MCP_PATH)

@@ -44,7 +44,7 @@ async def running(
     given or configured (STATESET_REPUTATION_URL)."""
     settings = DiscoverySettings.from_env(environ)
     templates = load_templates(settings.templates_file)
-    reputation = reputation or Peer.from_env("reputation", environ)
+    reputation = reputation or Peer.from_env("reputation", environ, mesh.data_dir())
     async with Database.open(mesh.data_dir() / settings.database_file, MIGRATIONS) as db:
         feed = ChangeFeed()
         service = await DiscoveryService.open(

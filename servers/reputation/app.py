@@ -51,8 +51,8 @@ async def running(
     signer = await server_key(
         data_dir / settings.keystore_file, data_dir, environ, scrypt_n=mesh.keystore_scrypt_n, role="reputation"
     )
-    discovery = discovery or Peer.from_env("discovery", environ)
-    wallet = wallet or Peer.from_env("wallet", environ)
+    discovery = discovery or Peer.from_env("discovery", environ, mesh.data_dir())
+    wallet = wallet or Peer.from_env("wallet", environ, mesh.data_dir())
     async with Database.open(data_dir / settings.database_file, MIGRATIONS) as db:
         store = ReputationStore(db)
         feed = ChangeFeed()

@@ -24,21 +24,13 @@ from dataclasses import dataclass
 
 from servers.common.errors import InvalidInputError
 from servers.common.identity import TypedData, mesh_domain, parse_address, recover_signer
+from servers.common.receipts import TRANSFER_FIELDS
 from servers.reputation.errors import RatingRefusedError
 from servers.reputation.models import InteractionProof, PaymentProof, TaskProof
 from servers.reputation.store import Identity
 
 BYTES32 = re.compile(r"0x[0-9a-fA-F]{64}")
 INTERACTION_FIELDS = (("interactionId", "string"), ("agentId", "string"), ("counterpartyId", "string"))
-# The wallet's payment authorization (servers.wallet.authorizations, which this package may not import).
-TRANSFER_FIELDS = (
-    ("from", "address"),
-    ("to", "address"),
-    ("value", "uint256"),
-    ("validAfter", "uint256"),
-    ("validBefore", "uint256"),
-    ("nonce", "bytes32"),
-)
 
 
 @dataclass(frozen=True)

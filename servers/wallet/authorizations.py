@@ -24,21 +24,13 @@ from typing import Any
 
 from servers.common.identity import Signer, TypedData, mesh_domain, recover_signer
 from servers.common.money import format_usdc
-from servers.common.receipts import ApprovalReceipt, LimitsReceipt
+from servers.common.receipts import TRANSFER_FIELDS, ApprovalReceipt, LimitsReceipt
 from servers.common.rotation import TrustedKeys
 from servers.wallet.errors import ApprovalError, SignatureRejectedError
 
 # How long a payment authorization stays valid; the local ledger settles it at once.
 AUTHORIZATION_TTL_SECONDS = 3600
 
-TRANSFER_FIELDS = (
-    ("from", "address"),
-    ("to", "address"),
-    ("value", "uint256"),
-    ("validAfter", "uint256"),
-    ("validBefore", "uint256"),
-    ("nonce", "bytes32"),
-)
 PROPOSAL_FIELDS = (
     ("proposalId", "string"),
     ("wallet", "address"),

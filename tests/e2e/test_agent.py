@@ -49,7 +49,13 @@ def test_agent_run_with_its_token_acts_as_the_token_s_agent_and_again_after_a_re
     token = issued.stdout.strip()
     home = tmp_path / "agent"
     command = [STATESET, "agent", "run", str(CONFIG), "--url", url, "--cycles", "2", "--interval", "0", *COSIGNERS]
-    first = run([*command, "--home", str(home)], home, STATESET_TOKEN=token)
+    unpinned = run([*command, "--home", str(home)], home, STATESET_TOKEN=token)  # no key to check the mesh with
+    assert unpinned.returncode == 2 and "set STATESET_AUTHORITY_KEY_FILE to a file holding" in unpinned.stderr
+    public = run([STATESET, "token", "public-key", "--home", str(mesh_home)], mesh_home)
+    assert public.returncode == 0 and public.stdout.startswith("-----BEGIN PUBLIC KEY-----"), public.stderr
+    key_file = tmp_path / "authority.pub"
+    key_file.write_text(public.stdout)
+    first = run([*command, "--home", str(home)], home, STATESET_TOKEN=token, STATESET_AUTHORITY_KEY_FILE=str(key_file))
     assert first.returncode == 0, first.stderr
     assert "procurement-agent created" in first.stdout and "2 cycles" in first.stdout
     assert first.stdout.count("procurement-agent created") == 1 and "agent.journal" not in first.stderr
@@ -57,11 +63,12 @@ def test_agent_run_with_its_token_acts_as_the_token_s_agent_and_again_after_a_re
     assert "to be funded by the operator" in first.stdout  # an agent's token mints nothing
     assert "frames: no agent in discovery offers supply:bike-frames" in first.stdout  # a fresh mesh: it says so
     assert token not in first.stdout + first.stderr
-    again = run([*command, "--home", str(home)], home, STATESET_TOKEN=token)
+    again = run([*command, "--home", str(home)], home, STATESET_TOKEN=token, STATESET_AUTHORITY_KEY_FILE=str(key_file))
     assert again.returncode == 0, again.stderr
     assert "procurement-agent resumed" in again.stdout and "4 cycles" in again.stdout
 
-    other = run([*command, "--home", str(home)], home, STATESET_TOKEN=token[:-4] + "AAAA")  # not the mesh's
+    forged = token[:-4] + "AAAA"  # not the mesh's
+    other = run([*command, "--home", str(home)], home, STATESET_TOKEN=forged, STATESET_AUTHORITY_KEY_FILE=str(key_file))
     assert other.returncode != 0 and "procurement-agent resumed" not in other.stdout
     stranger = run(
         [STATESET, "token", "issue", "--subject", new_agent_did(), "--scopes", "agent", "--home", str(mesh_home)],

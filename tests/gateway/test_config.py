@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from gateway.config import DEFAULT_CONFIG, MeshConfig, load_mesh_config
 from gateway.launcher import running_mesh
 from gateway.registry import SERVERS
-from servers.common.auth import Authority
+from servers.common.auth import AGENT_SCOPES, Authority, Principal, acting_as
 from servers.common.settings import ConfigError, MeshSettings
 from servers.common.transports import http_app, serving
 from tests.gateway.test_gateway import echo_server
 from tests.helpers import ERAS, call, refused, scaled
+
+
+async def refused_or_forbidden(client: Client, tool: str, **arguments: object) -> str:
+    try:
+        return await refused(client, tool, **arguments)
+    except MCPError as exc:
+        return str(exc)
 
 
 def test_the_shipped_config_runs_every_server_in_process() -> None:
@@ -93,3 +102,33 @@ async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Pat
             assert health["governance"]["target"].startswith("stdio:")
             assert health["echo"]["protocol_version"] == era
             assert token not in repr(health)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_a_mesh_server_the_gateway_launches_on_the_mesh_s_data_directory_serves_its_callers_as_themselves(
+    tmp_path: Path, era: str
+) -> None:
+    home = tmp_path / "mesh"
+    config = MeshConfig.model_validate(
+        {
+            "backends": {
+                "governance": {
+                    "command": [sys.executable, "-m", "agent.cli", "serve", "governance"],
+                    "env": {"STATESET_HOME": str(home), "STATESET_LOG_LEVEL": "WARNING"},
+                }
+            }
+        }
+    )
+    environ = dict(os.environ) | {"STATESET_HOME": str(home)}
+    async with running_mesh(MeshSettings.from_env(environ), environ, config=config) as running:
+        assert await running.gateway.wait_ready(scaled(30))
+        async with Client(running.aggregate, mode=ERAS[era]) as operator:  # type: ignore[arg-type]
+            policy = await call(operator, "governance_get_policy")
+        agent = Principal(f"did:stateset:agent:{uuid.uuid4()}", AGENT_SCOPES)
+        with acting_as(agent):
+            async with Client(running.aggregate, mode=ERAS[era]) as host:  # type: ignore[arg-type]
+                why = await refused_or_forbidden(host, "governance_set_policy", policy=policy["document"])
+                assert "governance:admin" in why  # the child serves the agent, not the gateway that launched it
+        async with Client(running.aggregate, mode=ERAS[era]) as operator:  # type: ignore[arg-type]
+            assert (await call(operator, "governance_set_policy", policy=policy["document"]))["version"]
