@@ -54,7 +54,7 @@ from servers.common.passwords import replace_secret
 from servers.common.peers import Peer
 from servers.common.pinning import Pin, ServerIdentity
 from servers.common.scopes import ALL_SCOPES
-from servers.common.settings import DEFAULT_HOME, MeshSettings
+from servers.common.settings import DEFAULT_HOME, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, MeshSettings
 from servers.common.surface import MeshServer
 from servers.common.transports import (
     MCP_PATH,
@@ -201,9 +201,17 @@ def shares_data_dir(target: Target, data_dir: Path) -> bool:
     return Path(home or DEFAULT_HOME).resolve() == data_dir.resolve()
 
 
-def mesh_app(mesh: Mesh, *, host: str = "127.0.0.1", base_url: str = "", trust: TrustRoot | None = None) -> Starlette:
+def mesh_app(
+    mesh: Mesh,
+    *,
+    host: str = "127.0.0.1",
+    base_url: str = "",
+    trust: TrustRoot | None = None,
+    max_sessions: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
+) -> Starlette:
     """One ASGI app for the whole mesh (see the module's table of paths); with `trust`, every MCP path takes only
-    tokens for its server (or the mesh), the aggregate tokens for the gateway (or the mesh)."""
+    tokens for its server (or the mesh), the aggregate tokens for the gateway (or the mesh), and a principal holds
+    at most `max_sessions` open sessions on each."""
     routes: list[BaseRoute] = []
     lifespans = []
     # one key for this process, certified for each server it serves and the gateway: the mesh's clients check it
@@ -214,14 +222,18 @@ def mesh_app(mesh: Mesh, *, host: str = "127.0.0.1", base_url: str = "", trust: 
         lifespans.append(server.session_manager)
         app: ASGIApp = Starlette(routes=[*streamable.routes, *sse.routes])
         if trust is not None:
-            app, metadata = protect(app, trust, name, f"{base_url}/{name}{MCP_PATH}", server, identity)
+            url = f"{base_url}/{name}{MCP_PATH}"
+            app, metadata = protect(app, trust, name, url, server, identity, max_sessions=max_sessions)
             routes += metadata
         routes.append(Mount(f"/{name}", app=app))
     aggregate = mesh.aggregate.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     lifespans.append(mesh.aggregate.session_manager)
     gateway_app: ASGIApp = Starlette(routes=aggregate.routes)
     if trust is not None:
-        gateway_app, metadata = protect(gateway_app, trust, "gateway", f"{base_url}{MCP_PATH}", identity=identity)
+        url = f"{base_url}{MCP_PATH}"
+        gateway_app, metadata = protect(
+            gateway_app, trust, "gateway", url, mesh.aggregate, identity, max_sessions=max_sessions
+        )
         routes += metadata
 
     async def health(_: Request) -> JSONResponse:
@@ -281,7 +293,9 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
     began = time.perf_counter()
     async with running_mesh(mesh, environ, config=config) as running:
         trust = None if args.no_auth else running.authority.trust_root()
-        app = mesh_app(running, host=args.host, base_url=base, trust=trust)
+        app = mesh_app(
+            running, host=args.host, base_url=base, trust=trust, max_sessions=mesh.max_sessions_per_principal
+        )
         token_file = None if trust is None else operator_token(running, mesh.data_dir())  # before anyone is served
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(run_app, app, sock)
@@ -321,7 +335,10 @@ async def run_gateway(args: Any, mesh: MeshSettings, environ: Mapping[str, str])
         if not args.no_auth:
             identity = ServerIdentity.certified(running.authority, ["gateway"])
             resource_url = public_url(sock, environ) + MCP_PATH
-            inner, metadata = protect(app, running.authority.trust_root(), "gateway", resource_url, identity=identity)
+            trust = running.authority.trust_root()
+            inner, metadata = protect(
+                app, trust, "gateway", resource_url, aggregate, identity, max_sessions=mesh.max_sessions_per_principal
+            )
             app = Starlette(
                 routes=[*metadata, Mount("/", app=inner)], lifespan=lambda _: aggregate.session_manager.run()
             )

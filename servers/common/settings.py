@@ -25,6 +25,9 @@ DEFAULT_HOME = ".stateset"
 DEFAULT_CHAIN_ID = 31337
 # eth-account's default scrypt cost (2^18, about 0.5 s per encryption or decryption on this class of CPU).
 DEFAULT_SCRYPT_N = 2**18
+# Sessions one principal may hold open on one server (servers.common.sessions); an agent needs a few.
+MAX_SESSIONS_ENV = "STATESET_MAX_SESSIONS_PER_PRINCIPAL"
+DEFAULT_MAX_SESSIONS_PER_PRINCIPAL = 16
 
 
 class ConfigError(Exception):
@@ -40,6 +43,7 @@ class MeshSettings(BaseModel):
     log_level: LogLevel = "INFO"
     chain_id: int = DEFAULT_CHAIN_ID
     keystore_scrypt_n: int = DEFAULT_SCRYPT_N
+    max_sessions_per_principal: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, home: Path | None = None) -> MeshSettings:
@@ -54,6 +58,9 @@ class MeshSettings(BaseModel):
             log_level=level,
             chain_id=env_int(environ, "STATESET_CHAIN_ID", DEFAULT_CHAIN_ID, minimum=1),
             keystore_scrypt_n=scrypt_n,
+            max_sessions_per_principal=env_int(
+                environ, MAX_SESSIONS_ENV, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, minimum=1
+            ),
         )
 
     def data_dir(self) -> Path:

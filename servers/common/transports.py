@@ -27,6 +27,7 @@ import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.routes import create_protected_resource_routes
+from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER
 from pydantic import AnyHttpUrl
@@ -51,7 +52,8 @@ from servers.common.gate import ToolScopes
 from servers.common.logging import register_secret
 from servers.common.pinning import ServerIdentity
 from servers.common.scopes import SCOPES
-from servers.common.settings import ConfigError, MeshSettings
+from servers.common.sessions import SessionCap
+from servers.common.settings import DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, ConfigError, MeshSettings
 from servers.common.surface import MeshServer
 
 logger = logging.getLogger(__name__)
@@ -72,12 +74,13 @@ def http_app(
     base_url: str | None = None,
     trust: TrustRoot | None = None,
     identity: ServerIdentity | None = None,
+    max_sessions: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
 ) -> Starlette:
     """The ASGI app for one server: MCP at `/mcp` (http) or `/sse` + `/messages/` (sse), and `/health`.
 
     With `trust`, every MCP request needs a bearer token for this server (see `protect`); `base_url` (where it
     listens) names the protected-resource metadata, and `identity` proves to the mesh's clients that this is the
-    server their tokens are for (servers.common.pinning)."""
+    server their tokens are for (servers.common.pinning); `max_sessions` caps each principal's open sessions."""
     check_exposure(host, authenticated=trust is not None)
     if transport == "http":
         inner = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
@@ -88,7 +91,9 @@ def http_app(
     if trust is not None:
         path = MCP_PATH if transport == "http" else SSE_PATH
         resource_url = f"{base_url or 'http://127.0.0.1'}{path}"
-        guarded, metadata = protect(inner, trust, server.name, resource_url, server, identity)
+        guarded, metadata = protect(
+            inner, trust, server.name, resource_url, server, identity, max_sessions=max_sessions
+        )
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "server": server.name, "transport": transport})
@@ -110,18 +115,22 @@ def protect(
     trust: TrustRoot,
     audience: str,
     resource_url: str,
-    server: MCPServer[Any] | None = None,
+    server: MCPServer[Any] | Server[Any] | None = None,
     identity: ServerIdentity | None = None,
+    *,
+    max_sessions: int = DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
 ) -> tuple[ASGIApp, list[BaseRoute]]:
     """`app` behind bearer tokens for `audience` (or the whole mesh), as an OAuth 2.1 resource server: no token,
     a bad, expired, revoked or foreign one is 401 with `WWW-Authenticate` pointing at the RFC 9728 metadata; a
-    2026-era call of a tool whose scope the token lacks (its `Mcp-Name` header) is 403 naming the scope. Returns
-    the wrapped app and the routes to serve beside it: the metadata, and with `identity` the answer to the
-    challenge of a client that pins whom it sends its token to."""
+    2026-era call of a tool whose scope the token lacks (its `Mcp-Name` header) is 403 naming the scope; a session
+    past a principal's `max_sessions` is 429 (servers.common.sessions; `server` serves `app`'s streamable HTTP
+    sessions). Returns the wrapped app and the routes to serve beside it: the metadata, and with `identity` the
+    answer to the challenge of a client that pins whom it sends its token to."""
     metadata_url = protected_resource_metadata_url(resource_url)
     inner = app
     if isinstance(server, MeshServer):
         inner = ToolScopeCheck(app, server.gate.scopes, metadata_url)
+    inner = SessionCap(inner, max_sessions, server, SSE_MESSAGE_PATH)
     protected = RequireAuthMiddleware(inner, [], AnyHttpUrl(metadata_url))
     wrapped = AuthenticationMiddleware(
         AuthContextMiddleware(protected), backend=BearerAuthBackend(trust.verifier(audience))
@@ -302,6 +311,7 @@ async def serve_one(
             base_url=base,
             trust=trust,
             identity=identity,
+            max_sessions=mesh.max_sessions_per_principal,
         )
         logger.info("serving %s over %s at %s%s", server.name, http, base, SSE_PATH if http == "sse" else MCP_PATH)
         if transport != "stdio":
