@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             "host that launched it (as STATESET_TOKEN's principal when set, else the local operator)."
         ),
         epilog="environment: STATESET_HOME, STATESET_KEYSTORE_PASSWORD, STATESET_CHAIN_ID, STATESET_LOG_LEVEL, "
-        "STATESET_TOKEN; wallet: STATESET_GOVERNANCE_ADDRESS, STATESET_SETTLEMENT; "
+        "STATESET_TOKEN, STATESET_PUBLIC_URL, STATESET_MAX_SESSIONS_PER_PRINCIPAL, STATESET_AUTHORITY_KEY_FILE (to "
+        "check peers at STATESET_<NAME>_URL); wallet: STATESET_GOVERNANCE_ADDRESS, STATESET_SETTLEMENT; "
         "governance: STATESET_GOVERNANCE_POLICY. See README.md.",
     )
     serve_cmd.add_argument("server", choices=sorted(SERVERS), help="which server to run")
@@ -158,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     agent_run.add_argument("config", type=Path, help="the deployment file, e.g. configs/agents/procurement.yaml")
     agent_run.add_argument("--cycles", type=int, default=1, help="how many cycles (default: 1)")
     agent_run.add_argument("--interval", type=float, default=5.0, help="seconds between cycles (default: 5)")
-    agent_run.add_argument("--url", help="a running `stateset up`, e.g. http://127.0.0.1:8765 (token: STATESET_TOKEN)")
+    agent_run.add_argument(
+        "--url",
+        help="a running `stateset up`, e.g. http://127.0.0.1:8765 (token: STATESET_TOKEN; the mesh's public key, "
+        "unless --home is that mesh's: STATESET_AUTHORITY_KEY_FILE)",
+    )
     agent_run.add_argument(
         "--cosigner", action="append", default=[], metavar="ADDRESS", help="a multi-sig co-signer (repeatable)"
     )
@@ -243,9 +248,13 @@ def _add_keys(commands: Any) -> None:
 
 
 async def _token(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[str, str]) -> int:
+    from datetime import UTC, datetime
+
     from servers.common.auth import AuthError, Authority, TrustRoot, parse_ttl
+    from servers.common.home import AUTHORITY_FILE
     from servers.common.scopes import AGENT_SCOPES, ALL_SCOPES, PERSON_SCOPES
 
+    fresh = not (mesh.data_dir() / AUTHORITY_FILE).exists()
     try:
         if args.token_command == "public-key":  # the public half only: no password needed
             print(TrustRoot.of_home(mesh.data_dir(), environ).public_pem(), end="")
@@ -264,11 +273,18 @@ async def _token(args: argparse.Namespace, mesh: MeshSettings, environ: Mapping[
         print(f"stateset: {exc}", file=sys.stderr)
         return 2
     print(issued.token)
+    expires = datetime.fromtimestamp(issued.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     print(
         f"token {issued.token_id} for {issued.subject}, scopes {' '.join(sorted(issued.scopes))}, "
-        f"audience {issued.audience}, expires at {issued.expires_at} (unix time)",
+        f"audience {issued.audience}, expires {expires}",
         file=sys.stderr,
     )
+    if fresh:
+        print(
+            f"stateset: {mesh.data_dir()} had no mesh authority: a new one was made, and its tokens are good only for "
+            "a mesh on this data directory (for a running `stateset up`, pass its --home)",
+            file=sys.stderr,
+        )
     return 0
 
 

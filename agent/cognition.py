@@ -241,9 +241,8 @@ class CognitiveEngine:
         if on_order:
             situation += f" and {on_order} on order"
         if quantity + on_order >= reorder_point:
-            return [
-                _hold(goal, "stock is at or above the reorder point")
-            ], situation + f", reorder point {reorder_point}"
+            why = "stock on hand and on order is" if on_order else "stock is"
+            return [_hold(goal, f"{why} at or above the reorder point")], situation + f", reorder point {reorder_point}"
         situation += f", below the reorder point {reorder_point}"
         suppliers = perception.suppliers.get(goal.id, [])
         situation += f"; {len(suppliers)} supplier(s) offer {goal.params['capability']}"

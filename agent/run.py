@@ -159,10 +159,13 @@ async def remote_gateway(
     )
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(gateway.run)
-        ready = await gateway.wait_ready(wait)
+        ready = await ready_unless_refused(gateway, wait)
         if ready:
             yield gateway
         tasks.cancel_scope.cancel()
+    refusals = sorted({backend.refusal for backend in gateway.backends.values() if backend.refusal})
+    if refusals:  # said once: every server refuses alike
+        raise ConfigError(f"the mesh at {url} refused the agent: {refusals[0]}")
     if not ready:  # raised here, outside the task group, so the command prints it as one line
         down = {name: backend for name, backend in gateway.backends.items() if backend.state != "up"}
         why = sorted({backend.error for backend in down.values() if backend.error})
@@ -171,6 +174,23 @@ async def remote_gateway(
             + (f" ({'; '.join(why)})" if why else "")
             + f"; is `stateset up` running there? (to wait longer, set {MESH_WAIT_VARIABLE}=SECONDS)"
         )
+
+
+async def ready_unless_refused(gateway: Gateway, seconds: float) -> bool:
+    """True once every backend is up; False when `seconds` pass first, or at once when one is refused in a way
+    waiting does not cure (the token refused, a server that did not prove it is the mesh's)."""
+    ready = False
+    async with anyio.create_task_group() as waiting:
+
+        async def give_up_when_refused(backend: Backend) -> None:
+            await backend.wait_refused()
+            waiting.cancel_scope.cancel()
+
+        for backend in gateway.backends.values():
+            waiting.start_soon(give_up_when_refused, backend)
+        ready = await gateway.wait_ready(seconds)
+        waiting.cancel_scope.cancel()
+    return ready
 
 
 class Timeline:
@@ -207,7 +227,8 @@ async def run_agent(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -
             await loop.execute_cycle()
         state = loop.state
         print(
-            f"\n{state.name}: {state.metrics.cycles} cycles, {state.metrics.actions} actions "
+            f"\n{state.name}: {state.metrics.cycles} cycle{'' if state.metrics.cycles == 1 else 's'}, "
+            f"{state.metrics.actions} actions "
             f"({state.metrics.actions_failed} failed), {len(state.open_tasks())} open task(s); "
             f"state saved in {mesh.data_dir() / 'agents.db'}"
         )

@@ -33,7 +33,7 @@ from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from servers.common.auth import acting_as
-from servers.common.clients import Target, connect, describe_error, subscribe_legacy
+from servers.common.clients import Target, connect, describe_error, refusal, subscribe_legacy
 
 __all__ = ["Backend", "BackendUnavailableError", "Catalog", "Target"]
 
@@ -96,6 +96,10 @@ class Backend:
         self.catalog_version = 0  # bumped whenever the catalog is replaced, for caches keyed on it
         self.state: State = "connecting"
         self.error: str | None = None
+        self.refusal: str | None = None
+        """Why it is down, when retrying cannot cure it (servers.common.clients.refusal): a token refused, a server
+        that did not prove it is the mesh's."""
+        self._refused = anyio.Event()
         self.protocol_version: str | None = None
         self.connected_at: float | None = None
         self.subscriptions: set[str] = set()
@@ -152,6 +156,7 @@ class Backend:
             self.protocol_version = client.protocol_version
             await self._refresh(client)
             self._requests, self.state, self.error, self.connected_at = send, "up", None, time.time()
+            self.refusal, self._refused = None, anyio.Event()
             self._in_process = client if self.target.in_process else None
             self._up.set()
             logger.info("backend %s is up (%s, %s)", self.name, self.target.describe(), client.protocol_version)
@@ -273,6 +278,14 @@ class Backend:
         self.state = "down"
         self._up = anyio.Event()
         self.error = describe_error(exc)
+        found = refusal(exc)
+        self.refusal = None if found is None else str(found)
+        if found is not None:
+            self._refused.set()
+
+    async def wait_refused(self) -> None:
+        """Until it is refused in a way retrying cannot cure (see `refusal`)."""
+        await self._refused.wait()
 
     # callers
 

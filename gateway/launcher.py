@@ -60,6 +60,7 @@ from servers.common.transports import (
     MCP_PATH,
     SSE_MESSAGE_PATH,
     SSE_PATH,
+    UNKNOWN_WELL_KNOWN,
     check_exposure,
     listen,
     protect,
@@ -251,7 +252,13 @@ def mesh_app(
             yield
 
     return Starlette(
-        routes=[Route("/health", health), Route("/ready", ready), *routes, Mount("/", app=gateway_app)],
+        routes=[
+            Route("/health", health),
+            Route("/ready", ready),
+            *routes,
+            UNKNOWN_WELL_KNOWN,
+            Mount("/", app=gateway_app),
+        ],
         lifespan=lifespan,
     )
 
@@ -311,8 +318,9 @@ async def run_up(args: Any, mesh: MeshSettings, environ: Mapping[str, str]) -> N
             if token_file is not None:
                 logger.info(
                     "every request needs a token: send 'Authorization: Bearer $(cat %s)' as the operator, or issue "
-                    "one per agent and person with: stateset token issue --subject DID --scopes ...",
+                    "one per agent and person with: stateset token issue --home %s --subject DID --scopes ...",
                     token_file,
+                    token_file.parent,
                 )
 
 
@@ -340,7 +348,8 @@ async def run_gateway(args: Any, mesh: MeshSettings, environ: Mapping[str, str])
                 app, trust, "gateway", resource_url, aggregate, identity, max_sessions=mesh.max_sessions_per_principal
             )
             app = Starlette(
-                routes=[*metadata, Mount("/", app=inner)], lifespan=lambda _: aggregate.session_manager.run()
+                routes=[*metadata, UNKNOWN_WELL_KNOWN, Mount("/", app=inner)],
+                lifespan=lambda _: aggregate.session_manager.run(),
             )
         logger.info("serving the aggregate gateway at %s", public_url(sock, environ) + MCP_PATH)
         await run_app(app, sock)

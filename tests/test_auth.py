@@ -95,11 +95,12 @@ async def post(served: Served, path: str, token: str | None, **headers: str) -> 
         return response
 
 
-def assert_401(response: httpx2.Response, served: Served, path: str) -> None:
+def assert_401(response: httpx2.Response, served: Served, path: str, why: str) -> None:
     assert response.status_code == 401, response.text
     challenge = response.headers["www-authenticate"]
     assert 'error="invalid_token"' in challenge
     assert f'resource_metadata="{served.base}/.well-known/oauth-protected-resource{path}"' in challenge
+    assert why in response.json()["error_description"] and why in challenge  # it says why
 
 
 ENDPOINTS = [f"/{name}/mcp" for name in SERVERS] + ["/mcp"]
@@ -110,24 +111,33 @@ async def test_every_endpoint_refuses_a_missing_forged_expired_revoked_or_foreig
     served: Served, forger: Authority, path: str
 ) -> None:
     audience = path.split("/")[1] if path != "/mcp" else "gateway"
-    assert_401(await post(served, path, None), served, path)
-    assert_401(await post(served, path, "not-a-token"), served, path)
-    assert_401(await post(served, path, forger.issue(OPERATOR, ALL_SCOPES, 3600).token), served, path)
+    assert_401(await post(served, path, None), served, path, "a mesh token is required")
+    assert_401(await post(served, path, "not-a-token"), served, path, "not a token of this mesh")
+    forged = forger.issue(OPERATOR, ALL_SCOPES, 3600).token
+    assert_401(await post(served, path, forged), served, path, "not signed by its authority")
     other = "wallet" if audience != "wallet" else "governance"
-    assert_401(await post(served, path, served.token(OPERATOR, ALL_SCOPES, audience=other)), served, path)
+    foreign = served.token(OPERATOR, ALL_SCOPES, audience=other)
+    assert_401(await post(served, path, foreign), served, path, f"is for {other}, not for {audience} or stateset-mesh")
     good = served.token(OPERATOR, ALL_SCOPES, audience=audience)
     assert (await post(served, path, good)).status_code not in (401, 403)
     short = served.mesh.authority.issue(OPERATOR, ALL_SCOPES, 60)
     assert (await post(served, path, short.token)).status_code not in (401, 403)
     served.clock.advance(61)
-    assert_401(await post(served, path, short.token), served, path)
+    assert_401(await post(served, path, short.token), served, path, f"token {short.token_id} expired at ")
     revoked = served.mesh.authority.issue(OPERATOR, ALL_SCOPES, 3600)
     assert (await post(served, path, revoked.token)).status_code not in (401, 403)
     served.mesh.authority.revoke(revoked.token_id, revoked.expires_at)
-    assert_401(await post(served, path, revoked.token), served, path)
+    assert_401(await post(served, path, revoked.token), served, path, f"token {revoked.token_id} was revoked")
     async with httpx2.AsyncClient(timeout=scaled(30)) as http:
         metadata = (await http.get(f"{served.base}/.well-known/oauth-protected-resource{path}")).json()
     assert metadata["resource"] == f"{served.base}{path}" and "wallet:pay" in metadata["scopes_supported"]
+
+
+async def test_metadata_the_mesh_does_not_serve_is_404_not_a_token_demand(served: Served) -> None:
+    async with httpx2.AsyncClient(timeout=scaled(30)) as http:
+        for path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
+            assert (await http.get(f"{served.base}{path}")).status_code == 404
+        assert (await http.get(f"{served.base}/.well-known/oauth-protected-resource/wallet/mcp")).status_code == 200
 
 
 async def test_a_2026_call_without_the_tools_scope_is_403_naming_it(served: Served) -> None:

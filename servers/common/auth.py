@@ -277,6 +277,26 @@ class TrustRoot:
             claims["exp"],
         )
 
+    def refusal(self, token: str | None, audiences: Iterable[str]) -> str:
+        """Why `verify` refuses `token` (None: no bearer token was sent), in words fit for a 401's description:
+        no secret in it, no quotes."""
+        if not token:
+            return "a mesh token is required: send Authorization: Bearer <token> (stateset token issue)"
+        claims = self._verified.get(token) or self._decode(token)
+        if claims is None:
+            return "not a token of this mesh: malformed, or not signed by its authority"
+        wanted = list(audiences)
+        audience = claims["aud"]
+        if claims["jti"] in self.revocations:
+            return f"token {claims['jti']} was revoked"
+        if claims["exp"] <= self.clock():
+            return (
+                f"token {claims['jti']} expired at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(claims['exp']))}"
+            )
+        if not (set(audience) if isinstance(audience, list) else {audience}) & set(wanted):
+            return f"token {claims['jti']} is for {audience}, not for {' or '.join(wanted)}"
+        return "the token was refused"
+
     def _decode(self, token: str) -> dict[str, Any] | None:
         try:
             claims: dict[str, Any] = jwt.decode(

@@ -9,6 +9,7 @@ HTTP URL with headers; `mode="legacy"` pins the 2025-11-25 handshake. A URL targ
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, nullcontext
@@ -22,7 +23,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from servers.common.auth import Principal, acting_as
-from servers.common.pinning import Pin
+from servers.common.pinning import Pin, ServerIdentityError
 
 # Streams (listen, legacy SSE) stay open while idle; a request that waits longer than this has a server problem.
 STREAM_READ_SECONDS = 300.0
@@ -85,12 +86,27 @@ async def connect(target: Target, *, timeout_seconds: float, message_handler: An
     else:
         assert target.url is not None
         timeout = httpx2.Timeout(timeout_seconds, read=STREAM_READ_SECONDS)
-        async with httpx2.AsyncClient(timeout=timeout) as http:
+        unauthorized: list[httpx2.Response] = []  # the last 401 to a request that carried a token
+
+        async def note_unauthorized(response: httpx2.Response) -> None:
+            if response.status_code == 401 and "authorization" in response.request.headers:
+                unauthorized[:] = [response]
+
+        async with httpx2.AsyncClient(timeout=timeout, event_hooks={"response": [note_unauthorized]}) as http:
             if target.pin is not None:
                 await target.pin.check(http, target.url)
             http.headers.update(target.headers)
-            async with Client(streamable_http_client(target.url, http_client=http), **options) as client:
-                yield client
+            try:
+                async with Client(streamable_http_client(target.url, http_client=http), **options) as client:
+                    yield client
+            except Exception as exc:
+                if unauthorized:  # the SDK reports a 401 as "an error response": say what it was, and why
+                    challenge = unauthorized[-1].headers.get("www-authenticate", "")
+                    why = re.search(r'error_description="([^"]*)"', challenge)
+                    raise TokenRefusedError(
+                        f"{target.url} refused the token (401: {why.group(1) if why else 'no reason given'})"
+                    ) from exc
+                raise
 
 
 async def subscribe_legacy(client: Client, uri: str) -> None:
@@ -98,6 +114,22 @@ async def subscribe_legacy(client: Client, uri: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         await client.session.subscribe_resource(uri)
+
+
+class TokenRefusedError(Exception):
+    """The server refused the token presented to it (HTTP 401); another try with it fails alike."""
+
+
+def refusal(exc: BaseException) -> BaseException | None:
+    """The refusal within `exc` that retrying cannot cure (a refused token, a server that did not prove it is the
+    mesh's), if any."""
+    if isinstance(exc, TokenRefusedError | ServerIdentityError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := refusal(inner)) is not None:
+                return found
+    return None
 
 
 def describe_error(exc: BaseException) -> str:

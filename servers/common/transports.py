@@ -25,13 +25,14 @@ from typing import Any, Literal
 import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
-from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.routes import create_protected_resource_routes
 from mcp.server.lowlevel.server import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -107,7 +108,9 @@ def http_app(
         else:
             yield
 
-    return Starlette(routes=[Route("/health", health), *metadata, Mount("/", app=guarded)], lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/health", health), *metadata, UNKNOWN_WELL_KNOWN, Mount("/", app=guarded)], lifespan=lifespan
+    )
 
 
 def protect(
@@ -131,7 +134,7 @@ def protect(
     if isinstance(server, MeshServer):
         inner = ToolScopeCheck(app, server.gate.scopes, metadata_url)
     inner = SessionCap(inner, max_sessions, server, SSE_MESSAGE_PATH)
-    protected = RequireAuthMiddleware(inner, [], AnyHttpUrl(metadata_url))
+    protected = ExplainedRequireAuth(inner, [], AnyHttpUrl(metadata_url), trust, (audience, MESH_AUDIENCE))
     wrapped = AuthenticationMiddleware(
         AuthContextMiddleware(protected), backend=BearerAuthBackend(trust.verifier(audience))
     )
@@ -143,6 +146,40 @@ def protect(
         resource_name=f"StateSet {audience}",
     )
     return wrapped, [*routes, *([identity.route(resource_url)] if identity is not None else [])]
+
+
+class ExplainedRequireAuth(RequireAuthMiddleware):
+    """The SDK's 401 for a request without a valid token, saying why it is refused (none sent, not this mesh's,
+    revoked, expired, or for another server) rather than only that authentication is required."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        required_scopes: list[str],
+        metadata_url: AnyHttpUrl,
+        trust: TrustRoot,
+        audiences: tuple[str, ...],
+    ) -> None:
+        super().__init__(app, required_scopes, metadata_url)
+        self.trust, self.audiences = trust, audiences
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if isinstance(scope.get("user"), AuthenticatedUser):
+            await super().__call__(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else None
+        why = self.trust.refusal(token, self.audiences)
+        await self._send_auth_error(send, status_code=401, error="invalid_token", description=why)
+
+
+async def _not_found(_: Request) -> JSONResponse:
+    return JSONResponse({"error": "not_found"}, status_code=404)
+
+
+UNKNOWN_WELL_KNOWN = Route("/.well-known/{rest:path}", _not_found, methods=["GET"])
+"""404 for metadata the mesh does not serve (an OAuth authorization server's, for one: its tokens come from
+`stateset token issue`), where the token check would answer 401 and send a client looking for a token."""
 
 
 def protected_resource_metadata_url(resource_url: str) -> str:

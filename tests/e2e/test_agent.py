@@ -4,6 +4,7 @@ launched over stdio by a host."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ def test_agent_run_with_its_token_acts_as_the_token_s_agent_and_again_after_a_re
         [STATESET, "token", "issue", "--subject", agent_id, "--scopes", "agent", "--home", str(mesh_home)], mesh_home
     )
     assert issued.returncode == 0, issued.stderr
+    assert re.search(r"expires \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", issued.stderr.strip()), issued.stderr
+    assert "had no mesh authority" not in issued.stderr  # the running mesh's
     token = issued.stdout.strip()
     home = tmp_path / "agent"
     command = [STATESET, "agent", "run", str(CONFIG), "--url", url, "--cycles", "2", "--interval", "0", *COSIGNERS]
@@ -95,6 +98,7 @@ def test_agent_run_against_a_mesh_that_is_not_there_says_so_in_one_line(tmp_path
     command = [STATESET, "agent", "run", str(CONFIG), "--url", url, "--home", str(tmp_path), *COSIGNERS]
     wait = max(1, round(scaled(2)))
     issued = run([STATESET, "token", "issue", "--subject", new_agent_did(), "--scopes", "agent"], tmp_path)
+    assert f"{tmp_path} had no mesh authority: a new one was made" in issued.stderr  # a likely mistake: it says so
     token = issued.stdout.strip()
     refused = run(command, tmp_path, STATESET_MESH_WAIT=str(wait), STATESET_TOKEN=token)
     assert refused.returncode == 2, refused.stderr
@@ -120,3 +124,35 @@ async def test_a_host_launches_the_agent_over_stdio(tmp_path: Path) -> None:
         assert summary["cycle"] == 1 and {d["goal"] for d in summary["decisions"]} == {"reserve", "frames", "acme-deal"}
         state = await call(host, "get_state")
         assert state["name"] == "procurement-agent" and state["wallet"].startswith("0x")
+
+
+def test_agent_run_stops_at_once_when_the_mesh_refuses_its_token_or_is_not_the_mesh_it_trusts(
+    tmp_path: Path, up: tuple[Path, str]
+) -> None:
+    mesh_home, url = up
+    command = [STATESET, "agent", "run", str(CONFIG), "--url", url, "--home", str(tmp_path / "agent"), *COSIGNERS]
+    issued = run(
+        [STATESET, "token", "issue", "--subject", new_agent_did(), "--scopes", "agent", "--home", str(mesh_home)],
+        mesh_home,
+    )
+    token = issued.stdout.strip()
+    key_file, other_key = tmp_path / "authority.pub", tmp_path / "other.pub"
+    key_file.write_text(run([STATESET, "token", "public-key", "--home", str(mesh_home)], mesh_home).stdout)
+    other_key.write_text(run([STATESET, "token", "public-key", "--home", str(tmp_path / "other")], tmp_path).stdout)
+    patient = {"STATESET_MESH_WAIT": "3600"}  # were it to wait for the mesh, the step's timeout would end the test
+
+    foreign = run(command, tmp_path, STATESET_TOKEN=token, STATESET_AUTHORITY_KEY_FILE=str(other_key), **patient)
+    assert foreign.returncode == 2, foreign.stderr
+    assert f"stateset: the mesh at {url} refused the agent: {url}/" in foreign.stderr
+    assert (
+        "did not prove it is the mesh's" in foreign.stderr
+        and "the certificate is not the mesh authority's" in foreign.stderr
+    )
+    assert token not in foreign.stdout + foreign.stderr
+
+    token_id = issued.stderr.split()[1]
+    assert run([STATESET, "token", "revoke", token_id, "--home", str(mesh_home)], mesh_home).returncode == 0
+    revoked = run(command, tmp_path, STATESET_TOKEN=token, STATESET_AUTHORITY_KEY_FILE=str(key_file), **patient)
+    assert revoked.returncode == 2, revoked.stderr
+    assert f"refused the token (401: token {token_id} was revoked)" in revoked.stderr
+    assert "is `stateset up` running there?" not in revoked.stderr
