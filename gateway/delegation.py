@@ -13,7 +13,7 @@ the gateway sees the credential its configuration names, whoever the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from servers.common.auth import DELEGATION_META_KEY, DELEGATION_SECONDS, Authority, IssuedToken, Principal
@@ -23,10 +23,12 @@ REUSE_MARGIN_SECONDS = 60
 
 
 class Delegation:
-    def __init__(self, authority: Authority, actor: Principal, servers: Iterable[str]) -> None:
+    def __init__(self, authority: Authority, actor: Principal, servers: Mapping[str, str]) -> None:
+        """`servers`: the backends that act for the gateway's callers, each with the mesh server it is (the
+        audience of the tokens it takes)."""
         self.authority = authority
         self.actor = actor
-        self.servers = frozenset(servers)
+        self.servers = dict(servers)
         self._issued: dict[tuple[str, str | None, frozenset[str], str], IssuedToken] = {}
 
     def meta(self, backend: str) -> dict[str, Any] | None:
@@ -46,6 +48,7 @@ class Delegation:
                 return None
             if len(self._issued) > 10_000:
                 self._issued.clear()
-            issued = self.authority.issue(caller.did, caller.scopes, lifetime, audience=backend, actor=self.actor.did)
+            audience = self.servers[backend]
+            issued = self.authority.issue(caller.did, caller.scopes, lifetime, audience=audience, actor=self.actor.did)
             self._issued[key] = issued
         return {DELEGATION_META_KEY: issued.token}

@@ -14,6 +14,7 @@ and SAP run against their emulators unless credentials are configured.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -54,7 +55,7 @@ from servers.common.passwords import replace_secret
 from servers.common.peers import Peer
 from servers.common.pinning import Pin, ServerIdentity
 from servers.common.scopes import ALL_SCOPES
-from servers.common.settings import DEFAULT_HOME, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, MeshSettings
+from servers.common.settings import DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, MeshSettings
 from servers.common.surface import MeshServer
 from servers.common.transports import (
     MCP_PATH,
@@ -124,20 +125,21 @@ async def running_mesh(
     environ = keys | dict(environ)  # what the operator set wins
     authority = Authority.load(data_dir, environ, clock)
     trust = authority.trust_root()
-    acting_for_callers = [n for n, t in targets.items() if n in SERVERS and t.url is not None]
+    acting_for_callers = {n: n for n, t in targets.items() if n in SERVERS and t.url is not None}  # backend: audience
     for name, target in targets.items():  # the mesh's servers out of process: the gateway's token, for its callers
         if name in SERVERS and target.url is not None and "authorization" not in {k.lower() for k in target.headers}:
             token = authority.issue(GATEWAY.did, GATEWAY.scopes, MAX_TTL_SECONDS, audience=name).token
             headers = {**target.headers, "Authorization": f"Bearer {token}"}
             # sent only to the server the authority certified as `name` (servers.common.pinning)
             targets[name] = replace(target, headers=headers, pin=Pin(trust, name))
-        elif (
-            name in SERVERS and shares_data_dir(target, data_dir) and "STATESET_TOKEN" not in config.backends[name].env
-        ):
-            # a mesh server the gateway launches over stdio acts for its host, the gateway, which acts for its callers
-            token = authority.issue(GATEWAY.did, GATEWAY.scopes, MAX_TTL_SECONDS, audience=name).token
-            targets[name] = replace(target, env={**(target.env or {}), "STATESET_TOKEN": token})
-            acting_for_callers.append(name)
+        elif (served := mesh_server_launched(name, target)) and "STATESET_TOKEN" not in config.backends[name].env:
+            # A mesh server over stdio acts for its host: as the gateway, with the gateway's token, which then acts
+            # for each caller. Never as the local operator, which any caller would then be. On the mesh's data
+            # directory unless its configuration names another, where this authority's token fails it closed.
+            token = authority.issue(GATEWAY.did, GATEWAY.scopes, MAX_TTL_SECONDS, audience=served).token
+            home = config.backends[name].env.get("STATESET_HOME", str(data_dir))
+            targets[name] = replace(target, env={**(target.env or {}), "STATESET_HOME": home, "STATESET_TOKEN": token})
+            acting_for_callers[name] = served
     servers: dict[str, MeshServer] = {}
     started = {name: anyio.Event() for name in local}
 
@@ -184,7 +186,7 @@ async def running_mesh(
                 for name, backend in config.backends.items()
             },
             # the mesh's servers that trust this authority: in process, by URL, or launched on its data directory
-            delegation=Delegation(authority, GATEWAY, [*local, *acting_for_callers]),
+            delegation=Delegation(authority, GATEWAY, {name: name for name in local} | acting_for_callers),
         )
         tasks = await stack.enter_async_context(anyio.create_task_group())
         tasks.start_soon(gateway.run)
@@ -194,12 +196,15 @@ async def running_mesh(
             tasks.cancel_scope.cancel()
 
 
-def shares_data_dir(target: Target, data_dir: Path) -> bool:
-    """Whether a command backend runs on the mesh's data directory, and so trusts this mesh's authority."""
-    if not target.command or any(arg == "--home" or arg.startswith("--home=") for arg in target.command):
-        return False
-    home = (target.env or {}).get("STATESET_HOME")
-    return Path(home or DEFAULT_HOME).resolve() == data_dir.resolve()
+def mesh_server_launched(name: str, target: Target) -> str | None:
+    """Which of the mesh's servers a command backend runs: its name's, or the one its command serves
+    (`... serve <server>`); None for another MCP server."""
+    if not target.command:
+        return None
+    if name in SERVERS:
+        return name
+    served = [arg for before, arg in itertools.pairwise(target.command) if before == "serve" and arg in SERVERS]
+    return served[0] if served else None
 
 
 def mesh_app(

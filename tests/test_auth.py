@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import jwt
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from gateway.launcher import Mesh, mesh_app, running_mesh
 from gateway.registry import SERVERS
-from servers.common.auth import AGENT_SCOPES, ALL_SCOPES, Authority
+from servers.common.auth import AGENT_SCOPES, ALGORITHM, ALL_SCOPES, ISSUER, AuthError, Authority
 from servers.common.clients import Target, connect
 from servers.common.gate import FORBIDDEN
 from servers.common.settings import MeshSettings
@@ -221,3 +222,18 @@ async def test_a_client_of_the_mesh_is_refused_without_the_right_principal_in_pr
         with pytest.raises(MCPError) as caught:
             await client.call_tool("get_balance", {"address": "0x" + "22" * 20})
         assert caught.value.code == FORBIDDEN and "does not know who is calling" in caught.value.message
+
+
+def test_an_audience_is_a_server_s_name_or_the_mesh(forger: Authority) -> None:
+    for bad in ('w"x', "wallet\r\nX-Evil: 1", "", "Wallet", "a" * 33):
+        with pytest.raises(AuthError, match="is not a server's name"):
+            forger.issue(OPERATOR, ALL_SCOPES, 60, audience=bad)
+    assert forger.issue(OPERATOR, ALL_SCOPES, 60, audience="sap").audience == "sap"
+
+
+def test_a_401_description_carries_no_quote_or_control_character_whatever_the_token_holds(forger: Authority) -> None:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": OPERATOR, "aud": 'w"x\r\n', "scope": "", "iat": now, "exp": now + 60, "jti": "j"}
+    token = jwt.encode(claims, forger._key, algorithm=ALGORITHM)  # signed by the authority, as an older issue might
+    why = forger.trust_root().refusal(token, ("wallet",))
+    assert why == "token j is for w?x??, not for wallet"

@@ -111,11 +111,12 @@ class Served:
                 await http.delete(self.url, headers={**headers, "mcp-session-id": response.headers["mcp-session-id"]})
             return response
 
-    async def sse_raw(self, did: str) -> httpx2.Response:
+    async def sse_raw(self, did: str, **headers: str) -> httpx2.Response:
         """A legacy SSE connection opened by hand: only a refusal (which answers at once) is awaited whole."""
+        sent = {**self.auth(did), "accept": "text/event-stream", **headers}
         async with (
             httpx2.AsyncClient(timeout=scaled(30)) as http,
-            http.stream("GET", self.url, headers={**self.auth(did), "accept": "text/event-stream"}) as response,
+            http.stream("GET", self.url, headers=sent) as response,
         ):
             await response.aread() if response.status_code != 200 else None
             return response
@@ -237,6 +238,42 @@ async def test_a_2026_era_listen_stream_holds_a_slot_while_open(authority: Autho
             return (await at.open_raw(alice)).status_code == 200
 
         await eventually(opens)
+
+
+LISTEN = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "subscriptions/listen",
+    "params": {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "probe", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+        "notifications": {"toolsListChanged": True},
+    },
+}
+
+
+async def test_a_session_id_of_any_kind_exempts_neither_a_listen_nor_a_legacy_sse_stream(authority: Authority) -> None:
+    alice = agent()
+    async with (
+        served(authority, cap=1) as at,
+        at.session(alice, "2026-07-28") as client,
+        client.listen(resource_subscriptions=["notes://board"]),  # the one slot
+        httpx2.AsyncClient(timeout=scaled(30)) as http,
+    ):
+        headers = {
+            **at.auth(alice),
+            "accept": ACCEPT,
+            "content-type": "application/json",
+            "mcp-protocol-version": "2026-07-28",
+            "mcp-method": "subscriptions/listen",
+            "mcp-session-id": "not-a-session",  # the 2026 era never looks at it
+        }
+        assert_refused(await http.post(at.url, json=LISTEN, headers=headers), alice, 1)
+    async with served(authority, "sse", cap=1) as at, at.sse(alice):
+        assert_refused(await at.sse_raw(alice, **{"mcp-session-id": "not-a-session"}), alice, 1)
 
 
 async def test_every_path_of_the_mesh_and_the_aggregate_are_capped(tmp_path: Path) -> None:

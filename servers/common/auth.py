@@ -64,6 +64,8 @@ it carries no scope, so no server takes it for a token, and no token passes for 
 
 DID = re.compile(r"did:stateset:(agent|person|operator|service):[A-Za-z0-9._-]{1,64}")
 KINDS = ("agent", "person", "operator", "service")
+AUDIENCE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+"""A server's or a gateway backend's name, or MESH_AUDIENCE."""
 
 
 class AuthError(Exception):
@@ -279,7 +281,10 @@ class TrustRoot:
 
     def refusal(self, token: str | None, audiences: Iterable[str]) -> str:
         """Why `verify` refuses `token` (None: no bearer token was sent), in words fit for a 401's description:
-        no secret in it, no quotes."""
+        no secret in it, and nothing but printable characters other than quotes and backslashes."""
+        return re.sub(r'[^\x20-\x7e]|["\\]', "?", self._refusal(token, audiences))
+
+    def _refusal(self, token: str | None, audiences: Iterable[str]) -> str:
         if not token:
             return "a mesh token is required: send Authorization: Bearer <token> (stateset token issue)"
         claims = self._verified.get(token) or self._decode(token)
@@ -436,6 +441,11 @@ class Authority:
         actor: str | None = None,
     ) -> IssuedToken:
         chosen = check_scopes(scopes)
+        if not AUDIENCE.fullmatch(audience):
+            raise AuthError(
+                f"audience {audience!r} is not a server's name (lowercase letters, digits and '-', up to 32) nor "
+                f"{MESH_AUDIENCE}"
+            )
         now = int(self.clock())
         claims: dict[str, Any] = {
             "iss": ISSUER,

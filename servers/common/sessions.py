@@ -48,14 +48,20 @@ class SessionCap:
     """ASGI middleware, after authentication: at most `limit` sessions open per principal on this app.
 
     `server` (an MCP server, or None) is the one whose streamable HTTP session manager serves the app, if any;
-    requests under `message_path` (legacy SSE messages) only ever reach a session already open."""
+    requests under `message_path` (legacy SSE messages) only ever reach a session already open, and a GET of
+    `sse_path` opens a legacy SSE stream."""
 
     def __init__(
-        self, app: ASGIApp, limit: int, server: MCPServer[Any] | Server[Any] | None, message_path: str = "/messages/"
+        self,
+        app: ASGIApp,
+        limit: int,
+        server: MCPServer[Any] | Server[Any] | None,
+        message_path: str = "/messages/",
+        sse_path: str = "/sse",
     ) -> None:
         if limit < 1:
             raise ValueError(f"a session cap of {limit} would refuse every session; it must be at least 1")
-        self.app, self.limit, self.message_path = app, limit, message_path
+        self.app, self.limit, self.message_path, self.sse_path = app, limit, message_path, sse_path
         self.manager = streamable_manager(server)
         self.opening: Counter[str] = Counter()  # requests being served that hold a slot, per DID
 
@@ -101,20 +107,23 @@ class SessionCap:
         return owned + self.opening[did]
 
     def opens_session(self, scope: Scope) -> bool:
-        """Whether serving this request may open a session (and so holds a slot while served)."""
+        """Whether serving this request may open a session (and so holds a slot while served). Only a 2025-era
+        streamable request is within a session by its `Mcp-Session-Id`: a legacy SSE stream and a 2026-era listen
+        stream ignore that header, so it exempts neither."""
         if scope["type"] != "http" or scope["method"] not in ("GET", "POST"):
             return False
-        if scope["path"].removeprefix(scope.get("root_path", "")).startswith(self.message_path):
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        if path.startswith(self.message_path):
             return False  # a legacy SSE message, for a session that is open already
         headers = Headers(scope=scope)
-        if MCP_SESSION_ID_HEADER in headers:
-            return False  # within a session (or a 404): the manager opens none
         if scope["method"] == "GET":
-            return True  # a legacy SSE stream (or a GET the manager refuses at once)
+            # a legacy SSE stream whatever its headers; on streamable HTTP, a GET within a session is that session's
+            # one standalone stream (the SDK answers a second with 409), and any other opens or is refused at once
+            return path.rstrip("/").endswith(self.sse_path) or MCP_SESSION_ID_HEADER not in headers
         version = headers.get(MCP_PROTOCOL_VERSION_HEADER)
-        if version is None or version in HANDSHAKE_PROTOCOL_VERSIONS:
-            return True  # 2025 era: a request without a session opens one
-        return headers.get(MCP_METHOD_HEADER) == LISTEN_METHOD
+        if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return headers.get(MCP_METHOD_HEADER) == LISTEN_METHOD  # 2026 era: only a listen stream stays open
+        return MCP_SESSION_ID_HEADER not in headers  # 2025 era: a request without a session opens one
 
 
 def streamable_manager(server: MCPServer[Any] | Server[Any] | None) -> StreamableHTTPSessionManager | None:

@@ -133,7 +133,7 @@ def protect(
     inner = app
     if isinstance(server, MeshServer):
         inner = ToolScopeCheck(app, server.gate.scopes, metadata_url)
-    inner = SessionCap(inner, max_sessions, server, SSE_MESSAGE_PATH)
+    inner = SessionCap(inner, max_sessions, server, SSE_MESSAGE_PATH, SSE_PATH)
     protected = ExplainedRequireAuth(inner, [], AnyHttpUrl(metadata_url), trust, (audience, MESH_AUDIENCE))
     wrapped = AuthenticationMiddleware(
         AuthContextMiddleware(protected), backend=BearerAuthBackend(trust.verifier(audience))

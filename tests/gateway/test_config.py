@@ -77,9 +77,9 @@ async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Pat
             {
                 "backends": {
                     "wallet": {"in_process": True},
-                    "governance": {
+                    "governance": {  # on the mesh's data directory, which the gateway names to it
                         "command": [sys.executable, "-m", "agent.cli", "serve", "governance"],
-                        "env": {"STATESET_HOME": str(tmp_path / "governance"), "STATESET_LOG_LEVEL": "WARNING"},
+                        "env": {"STATESET_LOG_LEVEL": "WARNING"},
                         "era": pin,
                     },
                     "echo": {"url": f"{url}/mcp", "token_env": "ECHO_TOKEN", "era": pin},
@@ -104,31 +104,47 @@ async def test_one_gateway_over_in_process_stdio_and_http_backends(tmp_path: Pat
             assert token not in repr(health)
 
 
+SERVE_GOVERNANCE = [sys.executable, "-m", "agent.cli", "serve", "governance"]
+
+
 @pytest.mark.anyio
-@pytest.mark.parametrize("era", list(ERAS))
-async def test_a_mesh_server_the_gateway_launches_on_the_mesh_s_data_directory_serves_its_callers_as_themselves(
-    tmp_path: Path, era: str
+@pytest.mark.parametrize(
+    ("era", "name", "home_flag"),
+    [(era, "governance", False) for era in ERAS] + [("2026-07-28", "gov", False), ("2025-11-25", "governance", True)],
+)
+async def test_a_mesh_server_the_gateway_launches_serves_its_callers_as_themselves(
+    tmp_path: Path, era: str, name: str, home_flag: bool
 ) -> None:
     home = tmp_path / "mesh"
+    command = [*SERVE_GOVERNANCE, *(["--home", str(home)] if home_flag else [])]
     config = MeshConfig.model_validate(
-        {
-            "backends": {
-                "governance": {
-                    "command": [sys.executable, "-m", "agent.cli", "serve", "governance"],
-                    "env": {"STATESET_HOME": str(home), "STATESET_LOG_LEVEL": "WARNING"},
-                }
-            }
-        }
+        {"backends": {name: {"command": command, "env": {"STATESET_LOG_LEVEL": "WARNING"}}}}
     )
     environ = dict(os.environ) | {"STATESET_HOME": str(home)}
     async with running_mesh(MeshSettings.from_env(environ), environ, config=config) as running:
         assert await running.gateway.wait_ready(scaled(30))
         async with Client(running.aggregate, mode=ERAS[era]) as operator:  # type: ignore[arg-type]
-            policy = await call(operator, "governance_get_policy")
+            policy = await call(operator, f"{name}_get_policy")
         agent = Principal(f"did:stateset:agent:{uuid.uuid4()}", AGENT_SCOPES)
         with acting_as(agent):
             async with Client(running.aggregate, mode=ERAS[era]) as host:  # type: ignore[arg-type]
-                why = await refused_or_forbidden(host, "governance_set_policy", policy=policy["document"])
+                why = await refused_or_forbidden(host, f"{name}_set_policy", policy=policy["document"])
                 assert "governance:admin" in why  # the child serves the agent, not the gateway that launched it
         async with Client(running.aggregate, mode=ERAS[era]) as operator:  # type: ignore[arg-type]
-            assert (await call(operator, "governance_set_policy", policy=policy["document"]))["version"]
+            assert (await call(operator, f"{name}_set_policy", policy=policy["document"]))["version"]
+
+
+@pytest.mark.anyio
+async def test_a_mesh_server_launched_on_another_data_directory_fails_closed_not_open(tmp_path: Path) -> None:
+    """It would otherwise act for its host as the local operator, and every caller of the gateway with it."""
+    elsewhere = tmp_path / "elsewhere"
+    config = MeshConfig.model_validate(
+        {"backends": {"governance": {"command": [*SERVE_GOVERNANCE, "--home", str(elsewhere)]}}}
+    )
+    environ = dict(os.environ) | {"STATESET_HOME": str(tmp_path / "mesh"), "STATESET_LOG_LEVEL": "WARNING"}
+    async with running_mesh(MeshSettings.from_env(environ), environ, config=config) as running:
+        assert not await running.gateway.wait_ready(scaled(3))
+        with acting_as(Principal(f"did:stateset:agent:{uuid.uuid4()}", AGENT_SCOPES)):
+            async with Client(running.aggregate) as host:  # type: ignore[arg-type]
+                names = {tool.name for tool in (await host.list_tools()).tools}
+                assert "governance_set_policy" not in names
