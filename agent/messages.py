@@ -91,8 +91,6 @@ MESSAGE_FIELDS = (
 
 MessageType = Literal["request", "response", "notification", "broadcast"]
 Priority = Literal["low", "normal", "high", "critical"]
-PRIORITY_ORDER: dict[str, int] = {"critical": 0, "high": 1, "normal": 2, "low": 3}
-"""Most urgent first: the order in which a sender or an inbox handles messages waiting together."""
 
 MessageId = Annotated[
     str,
