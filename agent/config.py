@@ -123,7 +123,7 @@ def parse_agent_config(
     try:
         config = AgentConfig.model_validate(document)
     except ValidationError as exc:
-        raise _config_error(source, AgentConfig, exc) from None
+        raise config_error(source, AgentConfig, exc) from None
     goal_kinds = kinds.get(config.type)
     if goal_kinds is None:
         raise ConfigError(f"{source}: type: {config.type!r} is not an agent kind; allowed: {', '.join(sorted(kinds))}")
@@ -145,7 +145,7 @@ def _checked_goal(source: str, config: AgentConfig, n: int, kinds: Mapping[str, 
     try:
         params = kind.params.model_validate(goal.params)
     except ValidationError as exc:
-        raise _config_error(source, kind.params, exc, prefix=(*where.split("."), "params")) from None
+        raise config_error(source, kind.params, exc, prefix=(*where.split("."), "params")) from None
     ids = [g.id for g in config.goals]
     if ids.count(goal.id) > 1:
         raise ConfigError(f"{source}: {where}.id: {goal.id!r} is used by more than one goal")
@@ -161,7 +161,7 @@ def _checked_goal(source: str, config: AgentConfig, n: int, kinds: Mapping[str, 
     return goal.model_copy(update={"params": params.model_dump(mode="json")})
 
 
-def _config_error(source: str, model: type[BaseModel], exc: ValidationError, prefix: Sequence[Any] = ()) -> ConfigError:
+def config_error(source: str, model: type[BaseModel], exc: ValidationError, prefix: Sequence[Any] = ()) -> ConfigError:
     """Every problem, unknown keys first: a misspelled key is usually why a required one is missing."""
     errors = sorted(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
     problems = []

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from agent.config import AgentConfig, GoalConfig, Strict, _config_error
+from agent.config import AgentConfig, GoalConfig, Strict, config_error
 from servers.common.money import UsdcAmount
 from servers.common.settings import ConfigError
 
@@ -78,7 +78,7 @@ def parse_supplier_config(document: Any, *, source: str = "the supplier's deploy
     try:
         config = SupplierConfig.model_validate(document)
     except ValidationError as exc:
-        raise _config_error(source, SupplierConfig, exc) from None
+        raise config_error(source, SupplierConfig, exc) from None
     if config.type != KIND:
         raise ConfigError(f"{source}: type: {config.type!r} is not allowed in a supplier's file; use {KIND}")
     config._source = source
